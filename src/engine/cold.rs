@@ -1,0 +1,677 @@
+//! The cold tier: an ordered key-value store on disk (RocksDB), behind the small
+//! [`ColdStore`] trait so the engine can also run on [`MemCold`] in tests.
+//!
+//! It owns key encoding (`[db][slot][user key]`, the order SCAN and the cluster layer rely
+//! on), the expiry index, and the compaction filter that reclaims expired values. It knows
+//! nothing about the hot tier, the filter or the key counts: the engine keeps those right.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::entry::{self, ExpireAt};
+use super::slot::key_slot;
+
+/// Database index 0xFFFF is reserved for the engine's own metadata records.
+pub const META_DB: u16 = u16::MAX;
+const DB_LEN: usize = 2;
+const SLOT_LEN: usize = 2;
+/// Length of the `[db][slot]` prefix of an encoded key.
+pub const KEY_PREFIX_LEN: usize = DB_LEN + SLOT_LEN;
+
+/// Encodes `[db: u16 BE][slot: u16 BE][user key]`.
+pub fn encode_key(db: u16, user_key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(KEY_PREFIX_LEN + user_key.len());
+    out.extend_from_slice(&db.to_be_bytes());
+    out.extend_from_slice(&key_slot(user_key).to_be_bytes());
+    out.extend_from_slice(user_key);
+    out
+}
+
+/// The first encoded key of `slot` in `db` (inclusive bound). `slot` may be `SLOT_COUNT`,
+/// which gives the end of the database.
+pub fn slot_start(db: u16, slot: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(KEY_PREFIX_LEN);
+    if slot >= u32::from(super::slot::SLOT_COUNT) {
+        out.extend_from_slice(&(u32::from(db) + 1).to_be_bytes()[2..]);
+        out.extend_from_slice(&[0, 0]);
+        if db == u16::MAX - 1 {
+            // The next "database" is META_DB itself; stop right before its first key.
+            out = vec![0xFF, 0xFF];
+        }
+        return out;
+    }
+    out.extend_from_slice(&db.to_be_bytes());
+    out.extend_from_slice(&(slot as u16).to_be_bytes());
+    out
+}
+
+pub fn db_of(encoded: &[u8]) -> u16 {
+    u16::from_be_bytes([encoded[0], encoded[1]])
+}
+
+pub fn slot_of(encoded: &[u8]) -> u16 {
+    u16::from_be_bytes([encoded[2], encoded[3]])
+}
+
+pub fn user_key(encoded: &[u8]) -> &[u8] {
+    &encoded[KEY_PREFIX_LEN..]
+}
+
+/// Key of the expiry index entry for an encoded key: `[db][expire_at: u64 BE][slot][user key]`,
+/// so the expirer walks one database's deadlines in time order.
+pub fn expiry_index_key(encoded: &[u8], expire_at: ExpireAt) -> Vec<u8> {
+    let mut out = Vec::with_capacity(encoded.len() + 8);
+    out.extend_from_slice(&encoded[..DB_LEN]);
+    out.extend_from_slice(&expire_at.to_be_bytes());
+    out.extend_from_slice(&encoded[DB_LEN..]);
+    out
+}
+
+/// Splits an expiry index key back into (expire_at, encoded data key).
+pub fn parse_expiry_index_key(index_key: &[u8]) -> Option<(ExpireAt, Vec<u8>)> {
+    if index_key.len() < DB_LEN + 8 + SLOT_LEN {
+        return None;
+    }
+    let expire_at = u64::from_be_bytes(index_key[DB_LEN..DB_LEN + 8].try_into().ok()?);
+    let mut encoded = Vec::with_capacity(index_key.len() - 8);
+    encoded.extend_from_slice(&index_key[..DB_LEN]);
+    encoded.extend_from_slice(&index_key[DB_LEN + 8..]);
+    Some((expire_at, encoded))
+}
+
+/// The two key spaces of the cold tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Space {
+    /// Encoded key -> encoded cold value (see `entry`), plus META_DB records.
+    Data,
+    /// Expiry index key -> empty; one entry per cold value that has an expiry.
+    Expiry,
+}
+
+/// One change in an atomic cold-tier write.
+#[derive(Clone, Debug)]
+pub enum ColdOp {
+    Put {
+        space: Space,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        space: Space,
+        key: Vec<u8>,
+    },
+    /// Deletes `[from, to)`.
+    DeleteRange {
+        space: Space,
+        from: Vec<u8>,
+        to: Vec<u8>,
+    },
+}
+
+/// A failure of the storage underneath; the engine reports it and keeps serving.
+#[derive(Debug, Clone)]
+pub struct ColdError(pub String);
+
+impl std::fmt::Display for ColdError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cold tier: {}", self.0)
+    }
+}
+
+impl std::error::Error for ColdError {}
+
+impl From<rocksdb::Error> for ColdError {
+    fn from(err: rocksdb::Error) -> Self {
+        ColdError(err.into_string())
+    }
+}
+
+/// Everything the engine needs from an ordered, durable key-value store.
+pub trait ColdStore: Send + Sync {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ColdError>;
+    /// Point reads batched into one call (RocksDB `multi_get`).
+    fn multi_get(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, ColdError>;
+    /// Applies all `ops` atomically, in order.
+    fn write(&self, ops: Vec<ColdOp>) -> Result<(), ColdError>;
+    /// Up to `limit` entries of `space` with `from <= key < to`, in key order.
+    fn range(
+        &self,
+        space: Space,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ColdError>;
+    /// Runs a full compaction, which passes every value through the expiry compaction filter.
+    fn compact(&self) -> Result<(), ColdError>;
+    /// Makes every write so far durable (fsync of the store's own log).
+    fn sync(&self) -> Result<(), ColdError>;
+    /// Bytes on disk (live SST and log files), an estimate.
+    fn disk_bytes(&self) -> u64;
+    /// Memory the store uses now (block cache incl. memtables charged to it).
+    fn memory_bytes(&self) -> usize;
+}
+
+/// The clock the compaction filter reads, shared with the engine so tests can move time.
+#[derive(Debug, Default)]
+pub struct SharedClock {
+    /// 0 = use the system clock; otherwise a fixed time in Unix milliseconds.
+    manual_ms: AtomicU64,
+}
+
+impl SharedClock {
+    pub fn now_ms(&self) -> u64 {
+        match self.manual_ms.load(Ordering::Relaxed) {
+            0 => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            manual => manual,
+        }
+    }
+
+    /// Freezes the clock at `ms` (tests only ever need this; 0 goes back to system time).
+    pub fn set_manual_ms(&self, ms: u64) {
+        self.manual_ms.store(ms, Ordering::Relaxed);
+    }
+}
+
+/// The compaction filter's rule: an expired live value becomes the expired marker.
+/// Metadata records and markers are kept as they are.
+fn compaction_replacement(key: &[u8], value: &[u8], now_ms: u64) -> Option<&'static [u8]> {
+    if key.len() < KEY_PREFIX_LEN || db_of(key) == META_DB {
+        return None;
+    }
+    if value
+        .first()
+        .is_some_and(|flags| value == entry::EXPIRED_MARKER && *flags != 0)
+    {
+        return None;
+    }
+    let expire_at = entry::read_expire_at(value)?;
+    entry::is_expired(expire_at, now_ms).then_some(&entry::EXPIRED_MARKER[..])
+}
+
+/// In-memory cold tier for tests: same contract as RocksDB, no disk.
+#[derive(Default)]
+pub struct MemCold {
+    data: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
+    expiry: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
+    clock: Arc<SharedClock>,
+}
+
+impl MemCold {
+    pub fn new(clock: Arc<SharedClock>) -> Self {
+        MemCold {
+            clock,
+            ..MemCold::default()
+        }
+    }
+
+    fn space(&self, space: Space) -> &RwLock<BTreeMap<Vec<u8>, Vec<u8>>> {
+        match space {
+            Space::Data => &self.data,
+            Space::Expiry => &self.expiry,
+        }
+    }
+}
+
+impl ColdStore for MemCold {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ColdError> {
+        Ok(self.data.read().get(key).cloned())
+    }
+
+    fn multi_get(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, ColdError> {
+        let data = self.data.read();
+        Ok(keys.iter().map(|key| data.get(*key).cloned()).collect())
+    }
+
+    fn write(&self, ops: Vec<ColdOp>) -> Result<(), ColdError> {
+        // Both maps locked for the whole batch: atomic like a WriteBatch.
+        let mut data = self.data.write();
+        let mut expiry = self.expiry.write();
+        for op in ops {
+            let map = |space| match space {
+                Space::Data => 0,
+                Space::Expiry => 1,
+            };
+            match op {
+                ColdOp::Put { space, key, value } => {
+                    if map(space) == 0 {
+                        &mut data
+                    } else {
+                        &mut expiry
+                    }
+                    .insert(key, value);
+                }
+                ColdOp::Delete { space, key } => {
+                    if map(space) == 0 {
+                        &mut data
+                    } else {
+                        &mut expiry
+                    }
+                    .remove(&key);
+                }
+                ColdOp::DeleteRange { space, from, to } => {
+                    let target = if map(space) == 0 {
+                        &mut data
+                    } else {
+                        &mut expiry
+                    };
+                    let doomed: Vec<Vec<u8>> = target
+                        .range::<[u8], _>((Bound::Included(&from[..]), Bound::Excluded(&to[..])))
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for key in doomed {
+                        target.remove(&key);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn range(
+        &self,
+        space: Space,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ColdError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .space(space)
+            .read()
+            .range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn compact(&self) -> Result<(), ColdError> {
+        let now = self.clock.now_ms();
+        for (key, value) in self.data.write().iter_mut() {
+            if let Some(replacement) = compaction_replacement(key, value, now) {
+                *value = replacement.to_vec();
+            }
+        }
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<(), ColdError> {
+        Ok(())
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        0
+    }
+
+    fn memory_bytes(&self) -> usize {
+        let data = self.data.read();
+        data.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+}
+
+/// Sizes the cold tier may use in memory, carved from `maxmemory` by the engine.
+#[derive(Debug, Clone)]
+pub struct RocksSizing {
+    /// Block cache capacity; memtables are charged to it through a write-buffer manager.
+    pub block_cache_bytes: usize,
+    /// Memtable share of the block cache (write-buffer manager limit).
+    pub memtable_bytes: usize,
+}
+
+const EXPIRY_CF: &str = "expiry";
+
+/// The RocksDB cold tier.
+pub struct RocksCold {
+    db: rocksdb::DB,
+    cache: rocksdb::Cache,
+    // Kept alive for the DB's lifetime; RocksDB holds a reference to it.
+    _write_buffer_manager: rocksdb::WriteBufferManager,
+}
+
+impl RocksCold {
+    pub fn open(
+        path: &Path,
+        sizing: &RocksSizing,
+        clock: Arc<SharedClock>,
+    ) -> Result<Self, ColdError> {
+        let cache = rocksdb::Cache::new_lru_cache(sizing.block_cache_bytes);
+        // Memtables are charged to the block cache so one number bounds RocksDB's memory
+        // (DESIGN I6); allow_stall makes writers wait rather than overshoot.
+        let write_buffer_manager = rocksdb::WriteBufferManager::new_write_buffer_manager_with_cache(
+            sizing.memtable_bytes,
+            true,
+            cache.clone(),
+        );
+
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        table.set_bloom_filter(10.0, false);
+        table.set_block_size(16 * 1024);
+
+        let mut data_opts = rocksdb::Options::default();
+        data_opts.set_block_based_table_factory(&table);
+        data_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        data_opts.set_write_buffer_size((sizing.memtable_bytes / 2).max(1 << 20));
+        data_opts.set_max_write_buffer_number(2);
+        let filter_clock = clock.clone();
+        data_opts.set_compaction_filter(
+            "hypercache-expiry",
+            move |_level: u32, key: &[u8], value: &[u8]| match compaction_replacement(
+                key,
+                value,
+                filter_clock.now_ms(),
+            ) {
+                Some(marker) => rocksdb::CompactionDecision::Change(marker),
+                None => rocksdb::CompactionDecision::Keep,
+            },
+        );
+
+        let mut expiry_opts = rocksdb::Options::default();
+        expiry_opts.set_block_based_table_factory(&table);
+        expiry_opts.set_write_buffer_size((sizing.memtable_bytes / 4).max(1 << 20));
+        expiry_opts.set_max_write_buffer_number(2);
+
+        let mut db_opts = data_opts.clone();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_write_buffer_manager(&write_buffer_manager);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_max_open_files(512);
+        db_opts.set_keep_log_file_num(4);
+
+        let cfs = vec![
+            rocksdb::ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, data_opts),
+            rocksdb::ColumnFamilyDescriptor::new(EXPIRY_CF, expiry_opts),
+        ];
+        let db = rocksdb::DB::open_cf_descriptors(&db_opts, path, cfs)?;
+        Ok(RocksCold {
+            db,
+            cache,
+            _write_buffer_manager: write_buffer_manager,
+        })
+    }
+
+    fn expiry_cf(&self) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(EXPIRY_CF)
+            .expect("expiry column family is created at open")
+    }
+
+    fn cf(&self, space: Space) -> &rocksdb::ColumnFamily {
+        match space {
+            Space::Data => self
+                .db
+                .cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+                .expect("default column family always exists"),
+            Space::Expiry => self.expiry_cf(),
+        }
+    }
+
+    fn no_sync_write_options() -> rocksdb::WriteOptions {
+        // RocksDB's log is synced at checkpoints (DESIGN §4), not per batch.
+        let mut opts = rocksdb::WriteOptions::default();
+        opts.set_sync(false);
+        opts
+    }
+}
+
+impl ColdStore for RocksCold {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ColdError> {
+        Ok(self.db.get_pinned(key)?.map(|slice| slice.to_vec()))
+    }
+
+    fn multi_get(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, ColdError> {
+        self.db
+            .multi_get(keys.iter())
+            .into_iter()
+            .map(|result| result.map_err(ColdError::from))
+            .collect()
+    }
+
+    fn write(&self, ops: Vec<ColdOp>) -> Result<(), ColdError> {
+        let mut batch = rocksdb::WriteBatch::default();
+        for op in &ops {
+            match op {
+                ColdOp::Put { space, key, value } => batch.put_cf(self.cf(*space), key, value),
+                ColdOp::Delete { space, key } => batch.delete_cf(self.cf(*space), key),
+                ColdOp::DeleteRange { space, from, to } => {
+                    batch.delete_range_cf(self.cf(*space), from, to)
+                }
+            }
+        }
+        self.db.write_opt(batch, &Self::no_sync_write_options())?;
+        Ok(())
+    }
+
+    fn range(
+        &self,
+        space: Space,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ColdError> {
+        if from >= to || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_iterate_upper_bound(to.to_vec());
+        let iter = self.db.iterator_cf_opt(
+            self.cf(space),
+            opts,
+            rocksdb::IteratorMode::From(from, rocksdb::Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter {
+            let (key, value) = item?;
+            out.push((key.to_vec(), value.to_vec()));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn compact(&self) -> Result<(), ColdError> {
+        let mut opts = rocksdb::CompactOptions::default();
+        opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        self.db.flush()?;
+        self.db
+            .compact_range_cf_opt(self.cf(Space::Data), None::<&[u8]>, None::<&[u8]>, &opts);
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<(), ColdError> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        let prop = |name| self.db.property_int_value(name).ok().flatten().unwrap_or(0);
+        prop("rocksdb.total-sst-files-size") + prop("rocksdb.cur-size-all-mem-tables")
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.cache.get_usage()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_keys_sort_by_db_then_slot_then_key() {
+        let a = encode_key(0, b"foo"); // slot 12182
+        let b = encode_key(0, b"bar"); // slot 5061
+        let c = encode_key(1, b"bar");
+        assert!(b < a, "slot order comes before key order");
+        assert!(a < c, "database order comes first");
+        assert_eq!(user_key(&a), b"foo");
+        assert_eq!(slot_of(&a), 12182);
+        assert_eq!(db_of(&c), 1);
+        assert!(slot_start(0, 12182) <= a && a < slot_start(0, 12183));
+        assert!(c >= slot_start(0, 16384) && c < slot_start(1, 16384));
+        assert!(slot_start(u16::MAX - 1, 16384) <= vec![0xFF, 0xFF, 0, 0]);
+    }
+
+    #[test]
+    fn expiry_index_keys_round_trip_and_sort_by_time() {
+        let key = encode_key(3, b"user:1");
+        let early = expiry_index_key(&key, 1000);
+        let late = expiry_index_key(&encode_key(3, b"a"), 2000);
+        assert!(early < late);
+        assert_eq!(parse_expiry_index_key(&early), Some((1000, key)));
+        assert_eq!(parse_expiry_index_key(&[1, 2]), None);
+    }
+}
+
+/// One conformance suite, run against both implementations (CONVENTIONS 6).
+#[cfg(test)]
+mod conformance {
+    use super::*;
+    use crate::engine::entry::{encode_cold_value, StoredValue};
+    use bytes::Bytes;
+
+    fn sizing() -> RocksSizing {
+        RocksSizing {
+            block_cache_bytes: 8 << 20,
+            memtable_bytes: 4 << 20,
+        }
+    }
+
+    fn with_each_store(test: impl Fn(&dyn ColdStore, &SharedClock)) {
+        let clock = Arc::new(SharedClock::default());
+        test(&MemCold::new(clock.clone()), &clock);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = Arc::new(SharedClock::default());
+        let rocks = RocksCold::open(dir.path(), &sizing(), clock.clone()).expect("open rocksdb");
+        test(&rocks, &clock);
+    }
+
+    fn put(key: &[u8], value: &[u8]) -> ColdOp {
+        ColdOp::Put {
+            space: Space::Data,
+            key: key.to_vec(),
+            value: value.to_vec(),
+        }
+    }
+
+    #[test]
+    fn get_put_delete_and_multi_get() {
+        with_each_store(|store, _| {
+            assert_eq!(store.get(b"k1").unwrap(), None);
+            store
+                .write(vec![put(b"k1", b"v1"), put(b"k2", b"v2")])
+                .unwrap();
+            assert_eq!(store.get(b"k1").unwrap(), Some(b"v1".to_vec()));
+            store
+                .write(vec![ColdOp::Delete {
+                    space: Space::Data,
+                    key: b"k1".to_vec(),
+                }])
+                .unwrap();
+            assert_eq!(
+                store.multi_get(&[b"k1", b"k2", b"k3"]).unwrap(),
+                vec![None, Some(b"v2".to_vec()), None]
+            );
+        });
+    }
+
+    #[test]
+    fn batches_apply_in_order() {
+        with_each_store(|store, _| {
+            store
+                .write(vec![
+                    put(b"k", b"first"),
+                    ColdOp::Delete {
+                        space: Space::Data,
+                        key: b"k".to_vec(),
+                    },
+                    put(b"k", b"second"),
+                ])
+                .unwrap();
+            assert_eq!(store.get(b"k").unwrap(), Some(b"second".to_vec()));
+        });
+    }
+
+    #[test]
+    fn range_is_ordered_bounded_and_limited_and_spaces_are_separate() {
+        with_each_store(|store, _| {
+            let ops = (0u8..10).map(|i| put(&[b'a', i], &[i])).collect();
+            store.write(ops).unwrap();
+            store
+                .write(vec![ColdOp::Put {
+                    space: Space::Expiry,
+                    key: vec![b'a', 3],
+                    value: Vec::new(),
+                }])
+                .unwrap();
+            let got = store.range(Space::Data, &[b'a', 2], &[b'a', 8], 4).unwrap();
+            let keys: Vec<u8> = got.iter().map(|(k, _)| k[1]).collect();
+            assert_eq!(keys, vec![2, 3, 4, 5]);
+            assert_eq!(
+                store
+                    .range(Space::Data, &[b'a', 8], &[b'b'], 100)
+                    .unwrap()
+                    .len(),
+                2
+            );
+            assert_eq!(
+                store.range(Space::Expiry, b"", &[0xFF], 100).unwrap().len(),
+                1
+            );
+            store
+                .write(vec![ColdOp::DeleteRange {
+                    space: Space::Data,
+                    from: vec![b'a', 1],
+                    to: vec![b'a', 9],
+                }])
+                .unwrap();
+            let left: Vec<u8> = store
+                .range(Space::Data, b"", &[0xFF], 100)
+                .unwrap()
+                .iter()
+                .map(|(k, _)| k[1])
+                .collect();
+            assert_eq!(left, vec![0, 9]);
+        });
+    }
+
+    #[test]
+    fn compaction_turns_expired_values_into_markers_and_keeps_the_rest() {
+        with_each_store(|store, clock| {
+            clock.set_manual_ms(10_000);
+            let live = encode_cold_value(&StoredValue::Raw(Bytes::from_static(b"live")), 20_000);
+            let dead = encode_cold_value(&StoredValue::Raw(Bytes::from_static(b"dead")), 5_000);
+            let forever = encode_cold_value(&StoredValue::Raw(Bytes::from_static(b"f")), 0);
+            let k_live = encode_key(0, b"live");
+            let k_dead = encode_key(0, b"dead");
+            let k_forever = encode_key(0, b"forever");
+            store
+                .write(vec![
+                    put(&k_live, &live),
+                    put(&k_dead, &dead),
+                    put(&k_forever, &forever),
+                ])
+                .unwrap();
+            store.compact().unwrap();
+            assert_eq!(store.get(&k_live).unwrap(), Some(live));
+            assert_eq!(store.get(&k_forever).unwrap(), Some(forever));
+            assert_eq!(
+                store.get(&k_dead).unwrap(),
+                Some(entry::EXPIRED_MARKER.to_vec())
+            );
+        });
+    }
+}

@@ -1,0 +1,1617 @@
+//! The tiered engine: the one API every command goes through.
+//!
+//! A key's value is its hot entry if present, else its live cold entry, else absent (I1).
+//! Every operation locks the key's hot shard, *resolves* the key (promoting a live cold copy
+//! into the hot tier, or reclaiming a dead one), and then works on the hot entry alone. The
+//! shard lock is held across any cold-tier write for that shard, which keeps per-key order
+//! between the tiers (no demotion can land after a later delete).
+//!
+//! The engine never touches sockets or async code. Calls take an [`Access`]: with
+//! `Access::HotOnly` the call fails with [`EngineError::WouldBlock`] *before changing anything*
+//! if it would need disk I/O or a contended lock, so the server can run the fast path on its
+//! async workers and retry the rest on a blocking pool with `Access::MayBlock`.
+
+pub mod budget;
+pub mod cold;
+pub mod entry;
+pub mod filter;
+pub mod glob;
+pub mod hot;
+pub mod slot;
+pub mod stats;
+pub mod watch;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
+
+use crate::config::{ColdBackend, EngineConfig};
+use budget::MemoryBudget;
+use cold::{ColdError, ColdOp, ColdStore, MemCold, RocksCold, RocksSizing, SharedClock, Space};
+use entry::{decode_cold_value, encode_cold_value, ColdValue, CorruptValue, ExpireAt, StoredValue};
+use entry::{is_expired, NO_EXPIRY};
+use filter::{hash_key, CuckooFilter, FilterConfig, InsertOutcome};
+use hot::{ColdCopy, HotEntry, HotShard};
+use stats::{EngineStats, StatsSnapshot};
+use watch::{WatchFlag, WatchRegistry};
+
+pub use entry::ExpireAt as Deadline;
+
+/// Whether a call may block its thread on disk I/O or a contended lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Fail with `WouldBlock` instead of blocking; nothing has changed when it does.
+    HotOnly,
+    /// Blocking is fine (a blocking-pool thread, a background task, a test).
+    MayBlock,
+}
+
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The call needs disk I/O or a contended lock and was made with `Access::HotOnly`.
+    WouldBlock,
+    /// RENAME of a key that does not exist.
+    NoSuchKey,
+    /// A database index outside `0..databases`.
+    DbIndexOutOfRange,
+    Cold(ColdError),
+    Corrupt(CorruptValue),
+    /// The configuration cannot be used.
+    Config(String),
+    /// A transaction touched a key whose shard it did not lock (a bug in the caller's key
+    /// list, reported instead of deadlocking or panicking).
+    NotLocked,
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::WouldBlock => write!(f, "operation would block"),
+            EngineError::NoSuchKey => write!(f, "no such key"),
+            EngineError::DbIndexOutOfRange => write!(f, "DB index is out of range"),
+            EngineError::Cold(err) => write!(f, "{err}"),
+            EngineError::Corrupt(err) => write!(f, "{err}"),
+            EngineError::Config(err) => write!(f, "invalid configuration: {err}"),
+            EngineError::NotLocked => {
+                write!(f, "internal error: key outside the transaction's shards")
+            }
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+impl From<ColdError> for EngineError {
+    fn from(err: ColdError) -> Self {
+        EngineError::Cold(err)
+    }
+}
+
+impl From<CorruptValue> for EngineError {
+    fn from(err: CorruptValue) -> Self {
+        EngineError::Corrupt(err)
+    }
+}
+
+pub type EngineResult<T> = Result<T, EngineError>;
+
+/// SET's NX / XX.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetCondition {
+    Always,
+    /// NX: only if the key does not exist.
+    IfAbsent,
+    /// XX: only if the key exists.
+    IfPresent,
+}
+
+/// What SET does to the key's time to live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetExpiry {
+    /// Plain SET: the key no longer expires.
+    Clear,
+    /// KEEPTTL.
+    Keep,
+    /// EX/PX/EXAT/PXAT, already converted to an absolute time.
+    At(ExpireAt),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetOptions {
+    pub condition: SetCondition,
+    pub expiry: SetExpiry,
+    /// SET ... GET: return the previous value.
+    pub return_previous: bool,
+}
+
+impl Default for SetOptions {
+    fn default() -> Self {
+        SetOptions {
+            condition: SetCondition::Always,
+            expiry: SetExpiry::Clear,
+            return_previous: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetOutcome {
+    /// False when NX/XX stopped the write.
+    pub written: bool,
+    /// The previous value, when `return_previous` was asked for.
+    pub previous: Option<Bytes>,
+}
+
+/// EXPIRE's NX / XX / GT / LT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpireCondition {
+    Always,
+    /// Only if the key has no expiry.
+    Nx,
+    /// Only if the key has an expiry.
+    Xx,
+    /// Only if the new expiry is later (no expiry counts as infinite).
+    Gt,
+    /// Only if the new expiry is earlier (no expiry counts as infinite).
+    Lt,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyTtl {
+    Missing,
+    Persistent,
+    ExpiresAt(ExpireAt),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RenameOutcome {
+    Renamed,
+    /// RENAMENX found the destination taken.
+    TargetExists,
+}
+
+/// One SCAN step: the next cursor (0 = done) and the keys found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanPage {
+    pub cursor: u64,
+    pub keys: Vec<Bytes>,
+}
+
+/// Point-in-time figures for INFO `# Tiers` / `# Memory` and metrics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TierReport {
+    pub stats: StatsSnapshot,
+    pub hot_used_bytes: usize,
+    pub hot_limit_bytes: usize,
+    pub hot_keys: usize,
+    pub cold_disk_bytes: u64,
+    pub cold_memory_bytes: usize,
+    pub filter_used_bytes: usize,
+    pub filter_load_factor: f64,
+    pub filter_fingerprints: usize,
+    pub filter_bypassed: bool,
+    pub keys_per_db: Vec<u64>,
+}
+
+impl TierReport {
+    /// Memory the engine accounts for: hot tier + RocksDB cache/memtables + filter.
+    pub fn accounted_bytes(&self) -> usize {
+        self.hot_used_bytes + self.cold_memory_bytes + self.filter_used_bytes
+    }
+}
+
+/// Entries written to the cold tier per WriteBatch on demotion.
+const DEMOTION_BATCH_ENTRIES: usize = 256;
+/// How long an `HotOnly` call waits for a busy shard before handing the work to a blocking
+/// thread: long enough to ride out another hot-path holder, far shorter than a disk read.
+const HOT_LOCK_WAIT: Duration = Duration::from_micros(50);
+/// Expiry work per shard / per database in one active-expiry cycle.
+const EXPIRY_BATCH: usize = 128;
+/// Keys read per SCAN page when COUNT is not given (Redis's default).
+pub const DEFAULT_SCAN_COUNT: usize = 10;
+
+pub struct Engine {
+    config: EngineConfig,
+    budget: MemoryBudget,
+    shards: Box<[Mutex<HotShard>]>,
+    /// Per-shard byte limit; shrinks as the filter grows.
+    shard_limit: AtomicUsize,
+    cold: Box<dyn ColdStore>,
+    filter: RwLock<CuckooFilter>,
+    /// Exact live key count per database (DBSIZE), changed on every existence change.
+    key_counts: Box<[AtomicI64]>,
+    stats: EngineStats,
+    clock: Arc<SharedClock>,
+    demoter_wakeup: (Mutex<bool>, Condvar),
+    /// Where the active expirer continues in each database's expiry index.
+    expiry_cursors: Mutex<Vec<Vec<u8>>>,
+    watches: WatchRegistry,
+}
+
+impl Engine {
+    /// Opens the engine over the configured cold tier (`<dir>/cold` for RocksDB).
+    pub fn open(config: EngineConfig) -> EngineResult<Engine> {
+        Self::open_with_clock(config, Arc::new(SharedClock::default()))
+    }
+
+    /// As [`Engine::open`], reading time from `clock` (tests freeze and move it).
+    pub fn open_with_clock(config: EngineConfig, clock: Arc<SharedClock>) -> EngineResult<Engine> {
+        config.validate().map_err(EngineError::Config)?;
+        let budget = MemoryBudget::new(config.maxmemory.0, &config.memory_split)
+            .map_err(EngineError::Config)?;
+        let cold: Box<dyn ColdStore> = match config.cold_backend {
+            ColdBackend::Memory => Box::new(MemCold::new(clock.clone())),
+            ColdBackend::Rocksdb => {
+                let path = config.dir.join("cold");
+                std::fs::create_dir_all(&path).map_err(|err| {
+                    EngineError::Config(format!("cannot create {}: {err}", path.display()))
+                })?;
+                let sizing = RocksSizing {
+                    block_cache_bytes: budget.block_cache_bytes,
+                    memtable_bytes: budget.memtable_bytes,
+                };
+                Box::new(RocksCold::open(&path, &sizing, clock.clone())?)
+            }
+        };
+        Self::with_cold_store(config, cold, clock)
+    }
+
+    /// Opens the engine over a cold store the caller built (tests inject failing or
+    /// in-memory stores this way). Key counts and the filter are rebuilt from what the cold
+    /// tier holds.
+    pub fn with_cold_store(
+        config: EngineConfig,
+        cold: Box<dyn ColdStore>,
+        clock: Arc<SharedClock>,
+    ) -> EngineResult<Engine> {
+        config.validate().map_err(EngineError::Config)?;
+        let budget = MemoryBudget::new(config.maxmemory.0, &config.memory_split)
+            .map_err(EngineError::Config)?;
+        let filter = CuckooFilter::new(FilterConfig {
+            // Slots are 2 bytes: start at no more than a quarter of the filter's share, so
+            // a small budget still leaves the filter room to grow before it must bypass.
+            initial_capacity: config
+                .filter_initial_capacity
+                .min(budget.filter_max_bytes / 8)
+                .max(1),
+            fingerprint_bits: config.filter_fingerprint_bits,
+            max_bytes: budget.filter_max_bytes,
+        });
+        let shards = (0..config.hot_shards)
+            .map(|_| Mutex::new(HotShard::default()))
+            .collect();
+        let key_counts = (0..config.databases).map(|_| AtomicI64::new(0)).collect();
+        let expiry_cursors = (0..config.databases)
+            .map(|db| db_prefix(db as u16))
+            .collect();
+        let engine = Engine {
+            shard_limit: AtomicUsize::new(0),
+            budget,
+            shards,
+            cold,
+            filter: RwLock::new(filter),
+            key_counts,
+            stats: EngineStats::default(),
+            clock,
+            demoter_wakeup: (Mutex::new(false), Condvar::new()),
+            expiry_cursors: Mutex::new(expiry_cursors),
+            watches: WatchRegistry::default(),
+            config,
+        };
+        engine.rebuild_from_cold()?;
+        engine.recompute_shard_limit();
+        Ok(engine)
+    }
+
+    /// Recounts keys per database and refills the filter from the cold tier.
+    ///
+    /// This reads every cold key, so startup time grows with the cold tier; persisting the
+    /// filter and the counts with each checkpoint (the durability issue) replaces it.
+    /// Expired values and compaction markers are counted: they are keys until the expirer
+    /// or a read reclaims them, which decrements the count exactly once.
+    fn rebuild_from_cold(&self) -> EngineResult<()> {
+        let mut hashes = Vec::new();
+        let mut from = Vec::new();
+        let end = db_prefix(self.databases());
+        loop {
+            let page = self.cold.range(Space::Data, &from, &end, 4096)?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            from = last.clone();
+            from.push(0);
+            for (key, _) in &page {
+                if key.len() >= cold::KEY_PREFIX_LEN {
+                    self.count_key(cold::db_of(key), 1);
+                    hashes.push(hash_key(key));
+                }
+            }
+            self.learn_in_filter(&hashes);
+            hashes.clear();
+        }
+        Ok(())
+    }
+
+    /// Checks that every key in the cold tier passes the filter (I4). Returns
+    /// (cold keys seen, keys the filter would wrongly call absent).
+    pub fn check_filter_covers_cold(&self) -> EngineResult<(u64, u64)> {
+        let (mut seen, mut missing) = (0, 0);
+        let mut from = Vec::new();
+        let end = db_prefix(self.databases());
+        loop {
+            let page = self.cold.range(Space::Data, &from, &end, 4096)?;
+            let Some((last, _)) = page.last() else {
+                return Ok((seen, missing));
+            };
+            from = last.clone();
+            from.push(0);
+            let filter = self.filter.read();
+            for (key, _) in &page {
+                seen += 1;
+                if !filter.may_contain(hash_key(key)) {
+                    missing += 1;
+                }
+            }
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn budget(&self) -> &MemoryBudget {
+        &self.budget
+    }
+
+    pub fn databases(&self) -> u16 {
+        self.config.databases
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    pub fn clock(&self) -> &Arc<SharedClock> {
+        &self.clock
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    // ----- single-key API (each call is its own one-shard transaction) -------------------
+
+    pub fn get(&self, access: Access, db: u16, key: &[u8]) -> EngineResult<Option<Bytes>> {
+        self.single(access, db, key)?.get(db, key)
+    }
+
+    pub fn exists(&self, access: Access, db: u16, key: &[u8]) -> EngineResult<bool> {
+        self.single(access, db, key)?.exists(db, key)
+    }
+
+    pub fn ttl(&self, access: Access, db: u16, key: &[u8]) -> EngineResult<KeyTtl> {
+        self.single(access, db, key)?.ttl(db, key)
+    }
+
+    pub fn set(
+        &self,
+        access: Access,
+        db: u16,
+        key: &[u8],
+        value: Bytes,
+        options: SetOptions,
+    ) -> EngineResult<SetOutcome> {
+        self.single(access, db, key)?.set(db, key, value, options)
+    }
+
+    /// DEL / UNLINK of one key; true if it existed.
+    pub fn delete(&self, access: Access, db: u16, key: &[u8]) -> EngineResult<bool> {
+        self.single(access, db, key)?.delete(db, key)
+    }
+
+    pub fn expire_at(
+        &self,
+        access: Access,
+        db: u16,
+        key: &[u8],
+        at: ExpireAt,
+        condition: ExpireCondition,
+    ) -> EngineResult<bool> {
+        self.single(access, db, key)?
+            .expire_at(db, key, at, condition)
+    }
+
+    pub fn persist(&self, access: Access, db: u16, key: &[u8]) -> EngineResult<bool> {
+        self.single(access, db, key)?.persist(db, key)
+    }
+
+    /// See [`Txn::update`].
+    pub fn update<T, E>(
+        &self,
+        access: Access,
+        db: u16,
+        key: &[u8],
+        update: impl FnOnce(Option<Bytes>) -> Result<(Option<Bytes>, T), E>,
+    ) -> Result<T, E>
+    where
+        E: From<EngineError>,
+    {
+        self.single(access, db, key)?.update(db, key, update)
+    }
+
+    /// RENAME / RENAMENX (always `MayBlock`: it is a two-key transaction).
+    pub fn rename(
+        &self,
+        access: Access,
+        db: u16,
+        source: &[u8],
+        destination: &[u8],
+        only_if_absent: bool,
+    ) -> EngineResult<RenameOutcome> {
+        if access == Access::HotOnly {
+            return Err(EngineError::WouldBlock);
+        }
+        self.transaction(&[(db, source), (db, destination)])?
+            .rename(db, source, destination, only_if_absent)
+    }
+
+    /// FLUSHDB: removes every key of `db` from both tiers.
+    pub fn flushdb(&self, access: Access, db: u16) -> EngineResult<()> {
+        if access == Access::HotOnly {
+            return Err(EngineError::WouldBlock);
+        }
+        self.transaction_all().flushdb(db)
+    }
+
+    /// FLUSHALL.
+    pub fn flushall(&self, access: Access) -> EngineResult<()> {
+        if access == Access::HotOnly {
+            return Err(EngineError::WouldBlock);
+        }
+        self.transaction_all().flushall()
+    }
+
+    pub fn dbsize(&self, db: u16) -> EngineResult<u64> {
+        let count = self
+            .key_counts
+            .get(usize::from(db))
+            .ok_or(EngineError::DbIndexOutOfRange)?;
+        Ok(count.load(Ordering::Relaxed).max(0) as u64)
+    }
+
+    /// One SCAN step (locks one shard at a time; see [`Engine::scan_page`]).
+    pub fn scan(
+        &self,
+        access: Access,
+        db: u16,
+        cursor: u64,
+        pattern: Option<&[u8]>,
+        count: usize,
+    ) -> EngineResult<ScanPage> {
+        if access == Access::HotOnly {
+            return Err(EngineError::WouldBlock);
+        }
+        self.scan_page(db, cursor, pattern, count, &mut |visit| {
+            for shard in self.shards.iter() {
+                visit(&shard.lock());
+            }
+        })
+    }
+
+    /// KEYS: every live key of `db` matching `pattern`.
+    pub fn keys(&self, access: Access, db: u16, pattern: &[u8]) -> EngineResult<Vec<Bytes>> {
+        let mut cursor = 0;
+        let mut out = Vec::new();
+        loop {
+            let page = self.scan(access, db, cursor, Some(pattern), 1024)?;
+            out.extend(page.keys);
+            if page.cursor == 0 {
+                return Ok(out);
+            }
+            cursor = page.cursor;
+        }
+    }
+
+    /// RANDOMKEY: some live key of `db`, starting the search at a random slot.
+    pub fn random_key(&self, access: Access, db: u16) -> EngineResult<Option<Bytes>> {
+        let start = u64::from(rand::random::<u16>() % slot::SLOT_COUNT);
+        let mut cursor = start;
+        let mut wrapped = false;
+        loop {
+            let page = self.scan(access, db, cursor, None, 1)?;
+            if !page.keys.is_empty() {
+                let pick = rand::random_range(0..page.keys.len());
+                return Ok(page.keys.into_iter().nth(pick));
+            }
+            if page.cursor == 0 {
+                if wrapped || start == 0 {
+                    return Ok(None);
+                }
+                wrapped = true;
+            }
+            cursor = page.cursor;
+            if wrapped && cursor >= start {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// A transaction over the shards of `keys` (locked in ascending order; always `MayBlock`).
+    pub fn transaction(&self, keys: &[(u16, &[u8])]) -> EngineResult<Txn<'_>> {
+        let mut indexes = Vec::with_capacity(keys.len());
+        for (db, key) in keys {
+            self.check_db(*db)?;
+            indexes.push(self.shard_of_user_key(key));
+        }
+        Ok(Txn {
+            engine: self,
+            access: Access::MayBlock,
+            guards: Guards::Many(self.lock_many(&indexes)),
+        })
+    }
+
+    /// A transaction over every shard (FLUSHALL, KEYS inside EXEC, ...).
+    pub fn transaction_all(&self) -> Txn<'_> {
+        let all: Vec<usize> = (0..self.shards.len()).collect();
+        Txn {
+            engine: self,
+            access: Access::MayBlock,
+            guards: Guards::Many(self.lock_many(&all)),
+        }
+    }
+
+    /// WATCH: `flag` is set when the key next changes in any way.
+    pub fn watch(&self, db: u16, key: &[u8], flag: &WatchFlag) -> EngineResult<()> {
+        self.watches.watch(self.encode(db, key)?, flag);
+        Ok(())
+    }
+
+    pub fn unwatch(&self, db: u16, key: &[u8], flag: &WatchFlag) {
+        if let Ok(encoded) = self.encode(db, key) {
+            self.watches.unwatch(&encoded, flag);
+        }
+    }
+
+    fn single(&self, access: Access, db: u16, key: &[u8]) -> EngineResult<Txn<'_>> {
+        self.check_db(db)?;
+        let index = self.shard_of_user_key(key);
+        let guard = self.lock_index(access, index)?;
+        Ok(Txn {
+            engine: self,
+            access,
+            guards: Guards::One(index, guard),
+        })
+    }
+
+    /// One SCAN step over `db`. The cursor is a slot position in the `[db][slot][key]` order
+    /// both tiers share: each step covers whole slots, reading the hot keys first and the
+    /// cold keys second, so a key present for the whole iteration is always returned (a
+    /// demotion writes cold before it leaves hot; a promotion keeps the cold copy).
+    /// `each_shard` calls its argument once per hot shard.
+    fn scan_page(
+        &self,
+        db: u16,
+        cursor: u64,
+        pattern: Option<&[u8]>,
+        count: usize,
+        each_shard: &mut dyn FnMut(&mut dyn FnMut(&HotShard)),
+    ) -> EngineResult<ScanPage> {
+        self.check_db(db)?;
+        let slot_count = u32::from(slot::SLOT_COUNT);
+        let start = match u32::try_from(cursor) {
+            Ok(start) if start < slot_count => start,
+            _ => {
+                return Ok(ScanPage {
+                    cursor: 0,
+                    keys: Vec::new(),
+                })
+            }
+        };
+        let count = count.max(1);
+        let from = cold::slot_start(db, start);
+
+        // Find where this page ends: after about `count` keys, on a slot boundary.
+        let mut end = slot_count;
+        let probe = self
+            .cold
+            .range(Space::Data, &from, &cold::slot_start(db, end), count)?;
+        if probe.len() >= count {
+            end = end.min(u32::from(cold::slot_of(&probe[count - 1].0)) + 1);
+        }
+        each_shard(&mut |shard| {
+            let keys = shard.keys_in_range(&from, &cold::slot_start(db, end), count);
+            if keys.len() >= count {
+                end = end.min(u32::from(cold::slot_of(&keys[count - 1])) + 1);
+            }
+        });
+
+        // Collect both tiers for slots [start, end): hot first, then cold.
+        let to = cold::slot_start(db, end);
+        let now = self.now_ms();
+        let mut candidates: BTreeMap<Bytes, bool> = BTreeMap::new();
+        each_shard(&mut |shard| {
+            for key in shard.keys_in_range(&from, &to, usize::MAX) {
+                let live = shard
+                    .peek(&key)
+                    .is_some_and(|entry| !is_expired(entry.expire_at, now));
+                candidates.insert(key, live);
+            }
+        });
+        for (key, value) in self.cold.range(Space::Data, &from, &to, usize::MAX)? {
+            let key = Bytes::from(key);
+            if candidates.contains_key(&key) {
+                continue;
+            }
+            let live = match decode_cold_value(&value)? {
+                ColdValue::Live { expire_at, .. } => !is_expired(expire_at, now),
+                ColdValue::ExpiredMarker => false,
+            };
+            candidates.insert(key, live);
+        }
+        let keys = candidates
+            .into_iter()
+            .filter(|(_, live)| *live)
+            .map(|(key, _)| key.slice(cold::KEY_PREFIX_LEN..))
+            .filter(|key| pattern.is_none_or(|pattern| glob::glob_match(pattern, key)))
+            .collect();
+        Ok(ScanPage {
+            cursor: if end >= slot_count { 0 } else { u64::from(end) },
+            keys,
+        })
+    }
+
+    // ----- maintenance -------------------------------------------------------------------
+
+    /// Demotes (or drops, if clean) least recently used entries from every shard over its
+    /// limit. The background demoter calls this; so can tests.
+    pub fn demote_over_budget_shards(&self) -> EngineResult<()> {
+        let limit = self.shard_limit.load(Ordering::Relaxed);
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            if shard.used_bytes() > limit {
+                self.demote_until(&mut shard, limit)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One active-expiry cycle: removes hot entries whose deadline passed, then walks each
+    /// database's cold expiry index up to now. Returns how many keys expired.
+    pub fn run_active_expiry_cycle(&self) -> EngineResult<usize> {
+        let before = self.stats.expired_keys.load(Ordering::Relaxed);
+        let now = self.now_ms();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            for key in shard.expired_keys(now, EXPIRY_BATCH) {
+                self.remove_resolved(Access::MayBlock, &mut shard, &key, Removal::Expired)?;
+            }
+        }
+        for db in 0..self.databases() {
+            self.expire_cold_index(db, now)?;
+        }
+        Ok((self.stats.expired_keys.load(Ordering::Relaxed) - before) as usize)
+    }
+
+    /// Walks one step of `db`'s expiry index. An index entry `(t, key)` is acted on only if
+    /// the key is not hot (a hot entry governs its own cold copy); the cold value decides:
+    /// still carrying deadline `t` (or the compaction filter's marker) -> the key expires;
+    /// anything else -> the index entry is stale and just goes.
+    fn expire_cold_index(&self, db: u16, now: u64) -> EngineResult<()> {
+        let from = self.expiry_cursors.lock()[usize::from(db)].clone();
+        let mut to = db_prefix(db);
+        to.extend_from_slice(&(now + 1).to_be_bytes());
+        let entries = self.cold.range(Space::Expiry, &from, &to, EXPIRY_BATCH)?;
+        let next_cursor = match entries.last() {
+            Some((last, _)) => {
+                let mut next = last.clone();
+                next.push(0);
+                next
+            }
+            None => db_prefix(db),
+        };
+        for (index_key, _) in entries {
+            let Some((deadline, data_key)) = cold::parse_expiry_index_key(&index_key) else {
+                continue;
+            };
+            let shard = self.shards[self.shard_index(&data_key)].lock();
+            if shard.peek(&data_key).is_some() {
+                continue;
+            }
+            let expires = match self.cold.get(&data_key)? {
+                Some(raw) => match decode_cold_value(&raw)? {
+                    ColdValue::Live { expire_at, .. } => expire_at == deadline,
+                    ColdValue::ExpiredMarker => true,
+                },
+                None => false,
+            };
+            let mut ops = vec![ColdOp::Delete {
+                space: Space::Expiry,
+                key: index_key,
+            }];
+            if expires {
+                ops.push(ColdOp::Delete {
+                    space: Space::Data,
+                    key: data_key.clone(),
+                });
+            }
+            self.cold.write(ops)?;
+            if expires {
+                self.forget_in_filter(&[hash_key(&data_key)]);
+                self.count_key(db, -1);
+                EngineStats::bump(&self.stats.expired_keys);
+            }
+            drop(shard);
+        }
+        self.expiry_cursors.lock()[usize::from(db)] = next_cursor;
+        Ok(())
+    }
+
+    /// Full compaction of the cold tier (runs the expiry compaction filter).
+    pub fn compact_cold_tier(&self) -> EngineResult<()> {
+        Ok(self.cold.compact()?)
+    }
+
+    /// Starts the demoter and the active expirer; they stop when the handle is dropped.
+    pub fn start_background_tasks(self: &Arc<Self>) -> BackgroundTasks {
+        let stop = Arc::new(AtomicBool::new(false));
+        let demoter = {
+            let engine = Arc::clone(self);
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("hc-demoter".into())
+                .spawn(move || engine.demoter_loop(&stop))
+                .expect("spawn demoter thread")
+        };
+        let expirer = {
+            let engine = Arc::clone(self);
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("hc-expirer".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Err(err) = engine.run_active_expiry_cycle() {
+                            tracing::warn!(%err, "active expiry cycle failed");
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                })
+                .expect("spawn expirer thread")
+        };
+        BackgroundTasks {
+            stop,
+            engine: Arc::clone(self),
+            threads: vec![demoter, expirer],
+        }
+    }
+
+    fn demoter_loop(&self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            {
+                let (pending, wakeup) = &self.demoter_wakeup;
+                let mut pending = pending.lock();
+                if !*pending {
+                    wakeup.wait_for(&mut pending, Duration::from_millis(100));
+                }
+                *pending = false;
+            }
+            if let Err(err) = self.demote_over_budget_shards() {
+                tracing::warn!(%err, "demotion failed; entries stay in the hot tier");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    fn wake_demoter(&self) {
+        let (pending, wakeup) = &self.demoter_wakeup;
+        *pending.lock() = true;
+        wakeup.notify_one();
+    }
+
+    /// Figures for INFO and metrics.
+    pub fn tier_report(&self) -> TierReport {
+        let (mut hot_used_bytes, mut hot_keys) = (0, 0);
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            hot_used_bytes += shard.used_bytes();
+            hot_keys += shard.len();
+        }
+        let filter = self.filter.read();
+        TierReport {
+            stats: self.stats.snapshot(),
+            hot_used_bytes,
+            hot_limit_bytes: self.shard_limit.load(Ordering::Relaxed) * self.shards.len(),
+            hot_keys,
+            cold_disk_bytes: self.cold.disk_bytes(),
+            cold_memory_bytes: self.cold.memory_bytes(),
+            filter_used_bytes: filter.memory_bytes(),
+            filter_load_factor: filter.load_factor(),
+            filter_fingerprints: filter.len(),
+            filter_bypassed: filter.is_bypassed(),
+            keys_per_db: (0..self.databases())
+                .map(|db| self.dbsize(db).unwrap_or(0))
+                .collect(),
+        }
+    }
+
+    // ----- internals ---------------------------------------------------------------------
+
+    fn check_db(&self, db: u16) -> EngineResult<()> {
+        if db < self.databases() {
+            Ok(())
+        } else {
+            Err(EngineError::DbIndexOutOfRange)
+        }
+    }
+
+    fn encode(&self, db: u16, key: &[u8]) -> EngineResult<Vec<u8>> {
+        self.check_db(db)?;
+        Ok(cold::encode_key(db, key))
+    }
+
+    /// Shards are chosen by slot, so one slot's hot keys all live in one shard.
+    fn shard_index(&self, encoded: &[u8]) -> usize {
+        usize::from(cold::slot_of(encoded)) & (self.shards.len() - 1)
+    }
+
+    fn shard_of_user_key(&self, key: &[u8]) -> usize {
+        usize::from(slot::key_slot(key)) & (self.shards.len() - 1)
+    }
+
+    fn lock_index(&self, access: Access, index: usize) -> EngineResult<MutexGuard<'_, HotShard>> {
+        let shard = &self.shards[index];
+        match access {
+            Access::MayBlock => Ok(shard.lock()),
+            Access::HotOnly => shard
+                .try_lock()
+                .or_else(|| shard.try_lock_for(HOT_LOCK_WAIT))
+                .ok_or(EngineError::WouldBlock),
+        }
+    }
+
+    /// Locks shards in ascending index order, the one order every multi-shard caller uses,
+    /// so two of them can never deadlock.
+    fn lock_many(&self, indexes: &[usize]) -> Vec<(usize, MutexGuard<'_, HotShard>)> {
+        let mut sorted = indexes.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        sorted
+            .into_iter()
+            .map(|index| (index, self.shards[index].lock()))
+            .collect()
+    }
+
+    /// Writes an entry into the hot tier: the one place a key's value changes (the WAL
+    /// append belongs here), which also tells watchers and counts new keys.
+    fn store(&self, shard: &mut HotShard, encoded: Vec<u8>, entry: HotEntry, is_new_key: bool) {
+        if is_new_key {
+            self.count_key(cold::db_of(&encoded), 1);
+        }
+        self.watches.touch(&encoded);
+        shard.insert(Bytes::from(encoded), entry);
+    }
+
+    fn count_key(&self, db: u16, delta: i64) {
+        self.key_counts[usize::from(db)].fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Brings the key into normal form: afterwards it is either a live hot entry (returns
+    /// true) or absent from both tiers (returns false). Dead hot entries and dead cold
+    /// copies are reclaimed on the way (I2).
+    fn resolve(
+        &self,
+        access: Access,
+        shard: &mut HotShard,
+        encoded: &[u8],
+        now: u64,
+    ) -> EngineResult<bool> {
+        if let Some(entry) = shard.peek(encoded) {
+            if !is_expired(entry.expire_at, now) {
+                return Ok(true);
+            }
+            self.remove_resolved(access, shard, encoded, Removal::Expired)?;
+            return Ok(false);
+        }
+        let hash = hash_key(encoded);
+        if !self.filter.read().may_contain(hash) {
+            EngineStats::bump(&self.stats.filter_short_circuits);
+            return Ok(false);
+        }
+        if access == Access::HotOnly {
+            return Err(EngineError::WouldBlock);
+        }
+        let Some(raw) = self.cold.get(encoded)? else {
+            EngineStats::bump(&self.stats.cold_misses);
+            EngineStats::bump(&self.stats.filter_false_positives);
+            return Ok(false);
+        };
+        let dead_deadline = match decode_cold_value(&raw)? {
+            ColdValue::Live { value, expire_at } if !is_expired(expire_at, now) => {
+                EngineStats::bump(&self.stats.cold_hits);
+                EngineStats::bump(&self.stats.promotions);
+                let entry = HotEntry {
+                    value,
+                    expire_at,
+                    dirty: false,
+                    cold: ColdCopy::Present { expire_at },
+                };
+                shard.insert(Bytes::copy_from_slice(encoded), entry);
+                return Ok(true);
+            }
+            ColdValue::Live { expire_at, .. } => expire_at,
+            // The marker's expiry index entry is left for the expirer, which drops it
+            // once it finds the value gone.
+            ColdValue::ExpiredMarker => NO_EXPIRY,
+        };
+        EngineStats::bump(&self.stats.cold_misses);
+        let mut ops = Vec::new();
+        push_cold_delete(&mut ops, encoded, dead_deadline);
+        self.cold.write(ops)?;
+        self.forget_in_filter(&[hash]);
+        self.count_key(cold::db_of(encoded), -1);
+        EngineStats::bump(&self.stats.expired_keys);
+        Ok(false)
+    }
+
+    /// Removes a key that `resolve` found in the hot tier, deleting its cold copy first so
+    /// it cannot come back (I2).
+    fn remove_resolved(
+        &self,
+        access: Access,
+        shard: &mut HotShard,
+        encoded: &[u8],
+        why: Removal,
+    ) -> EngineResult<()> {
+        let Some(entry) = shard.peek(encoded) else {
+            return Ok(());
+        };
+        if let ColdCopy::Present { expire_at } = entry.cold {
+            if access == Access::HotOnly {
+                return Err(EngineError::WouldBlock);
+            }
+            let mut ops = Vec::new();
+            push_cold_delete(&mut ops, encoded, expire_at);
+            self.cold.write(ops)?;
+            self.forget_in_filter(&[hash_key(encoded)]);
+        }
+        shard.remove(encoded);
+        self.count_key(cold::db_of(encoded), -1);
+        self.watches.touch(encoded);
+        if why == Removal::Expired {
+            EngineStats::bump(&self.stats.expired_keys);
+        }
+        Ok(())
+    }
+
+    fn forget_in_filter(&self, hashes: &[u64]) {
+        let mut filter = self.filter.write();
+        for hash in hashes {
+            filter.remove(*hash);
+        }
+    }
+
+    /// With `HotOnly`, refuses a write to a shard already well over its limit, so the
+    /// write is retried where it may demote inline: memory stays bounded under any load.
+    fn check_room(&self, access: Access, shard: &HotShard) -> EngineResult<()> {
+        if access == Access::HotOnly {
+            let limit = self.shard_limit.load(Ordering::Relaxed);
+            if shard.used_bytes() > limit + limit / 4 {
+                return Err(EngineError::WouldBlock);
+            }
+        }
+        Ok(())
+    }
+
+    /// After a change that may have grown the shard: demote inline where blocking is
+    /// allowed, otherwise leave it to the demoter.
+    fn settle(&self, access: Access, shard: &mut HotShard) {
+        let limit = self.shard_limit.load(Ordering::Relaxed);
+        if shard.used_bytes() <= limit {
+            return;
+        }
+        match access {
+            Access::HotOnly => self.wake_demoter(),
+            Access::MayBlock => {
+                if let Err(err) = self.demote_until(shard, limit) {
+                    // The write itself succeeded and is safe in the hot tier; the demoter
+                    // retries the eviction.
+                    tracing::warn!(%err, "inline demotion failed");
+                    self.wake_demoter();
+                }
+            }
+        }
+    }
+
+    /// Evicts least recently used entries until the shard uses at most `target` bytes.
+    /// Dirty entries are demoted in batches; nothing leaves the hot tier before the cold
+    /// tier holds its current value (I3), and the filter learns a key before the cold tier
+    /// does (I4).
+    fn demote_until(&self, shard: &mut HotShard, target: usize) -> EngineResult<()> {
+        while shard.used_bytes() > target {
+            let now = self.now_ms();
+            let mut ops = Vec::new();
+            let mut demoted = Vec::new();
+            let mut expired = Vec::new();
+            let mut new_in_cold = Vec::new();
+            while shard.used_bytes() > target && demoted.len() < DEMOTION_BATCH_ENTRIES {
+                let Some((key, entry)) = shard.pop_lru() else {
+                    break;
+                };
+                if is_expired(entry.expire_at, now) {
+                    if let ColdCopy::Present { expire_at } = entry.cold {
+                        push_cold_delete(&mut ops, &key, expire_at);
+                    }
+                    expired.push((key, entry));
+                    continue;
+                }
+                if !entry.dirty {
+                    EngineStats::bump(&self.stats.evictions);
+                    continue;
+                }
+                ops.push(ColdOp::Put {
+                    space: Space::Data,
+                    key: key.to_vec(),
+                    value: encode_cold_value(&entry.value, entry.expire_at),
+                });
+                match entry.cold {
+                    ColdCopy::Present { expire_at } => {
+                        if expire_at != NO_EXPIRY && expire_at != entry.expire_at {
+                            ops.push(ColdOp::Delete {
+                                space: Space::Expiry,
+                                key: cold::expiry_index_key(&key, expire_at),
+                            });
+                        }
+                    }
+                    ColdCopy::Absent => new_in_cold.push(hash_key(&key)),
+                }
+                if entry.expire_at != NO_EXPIRY {
+                    ops.push(ColdOp::Put {
+                        space: Space::Expiry,
+                        key: cold::expiry_index_key(&key, entry.expire_at),
+                        value: Vec::new(),
+                    });
+                }
+                demoted.push((key, entry));
+            }
+            self.learn_in_filter(&new_in_cold);
+            if !ops.is_empty() {
+                if let Err(err) = self.cold.write(ops) {
+                    for (key, entry) in demoted.into_iter().chain(expired) {
+                        shard.insert(key, entry);
+                    }
+                    return Err(err.into());
+                }
+            }
+            let demotions = demoted.len() as u64;
+            self.stats.demotions.fetch_add(demotions, Ordering::Relaxed);
+            self.stats.evictions.fetch_add(demotions, Ordering::Relaxed);
+            for (key, entry) in expired {
+                if matches!(entry.cold, ColdCopy::Present { .. }) {
+                    self.forget_in_filter(&[hash_key(&key)]);
+                }
+                self.count_key(cold::db_of(&key), -1);
+                EngineStats::bump(&self.stats.expired_keys);
+            }
+            if shard.is_empty() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts fingerprints for keys about to enter the cold tier. A grown filter takes
+    /// room from the hot tier; a full one is bypassed (counted), never silently wrong.
+    fn learn_in_filter(&self, hashes: &[u64]) {
+        if hashes.is_empty() {
+            return;
+        }
+        let mut grew = false;
+        {
+            let mut filter = self.filter.write();
+            for hash in hashes {
+                match filter.insert(*hash) {
+                    InsertOutcome::Inserted => {}
+                    InsertOutcome::Grew => grew = true,
+                    InsertOutcome::Bypassed => {
+                        EngineStats::bump(&self.stats.filter_bypassed_inserts)
+                    }
+                }
+            }
+        }
+        if grew {
+            self.recompute_shard_limit();
+        }
+    }
+
+    fn recompute_shard_limit(&self) {
+        let filter_bytes = self.filter.read().memory_bytes();
+        let mut hot_limit = self.budget.hot_limit(filter_bytes);
+        if let Some(cap) = self.config.hot_max_bytes {
+            hot_limit = hot_limit.min(cap.0 as usize);
+        }
+        let limit = hot_limit / self.shards.len();
+        self.shard_limit.store(limit.max(1), Ordering::Relaxed);
+    }
+}
+
+/// The shards a transaction holds.
+enum Guards<'a> {
+    One(usize, MutexGuard<'a, HotShard>),
+    Many(Vec<(usize, MutexGuard<'a, HotShard>)>),
+}
+
+impl Guards<'_> {
+    fn shard(&mut self, index: usize) -> EngineResult<&mut HotShard> {
+        match self {
+            Guards::One(held, guard) if *held == index => Ok(guard),
+            Guards::Many(guards) => guards
+                .iter_mut()
+                .find(|(held, _)| *held == index)
+                .map(|(_, guard)| &mut **guard)
+                .ok_or(EngineError::NotLocked),
+            Guards::One(..) => Err(EngineError::NotLocked),
+        }
+    }
+}
+
+/// Operations on keys whose shards are held: atomic with respect to every other caller
+/// (I7). Single-key engine calls are one-shard transactions; MULTI/EXEC and multi-key
+/// commands lock every shard they touch up front, in ascending order.
+pub struct Txn<'e> {
+    engine: &'e Engine,
+    access: Access,
+    guards: Guards<'e>,
+}
+
+impl Txn<'_> {
+    /// Encodes the key and finds its (held) shard.
+    fn locate(&mut self, db: u16, key: &[u8]) -> EngineResult<(Vec<u8>, &mut HotShard)> {
+        let encoded = self.engine.encode(db, key)?;
+        let index = self.engine.shard_index(&encoded);
+        Ok((encoded, self.guards.shard(index)?))
+    }
+
+    pub fn get(&mut self, db: u16, key: &[u8]) -> EngineResult<Option<Bytes>> {
+        let (engine, access) = (self.engine, self.access);
+        let (encoded, shard) = self.locate(db, key)?;
+        let now = engine.now_ms();
+        if let Some(entry) = shard.get(&encoded) {
+            if !is_expired(entry.expire_at, now) {
+                EngineStats::bump(&engine.stats.hot_hits);
+                return Ok(Some(entry.value.to_bytes()));
+            }
+        }
+        EngineStats::bump(&engine.stats.hot_misses);
+        let found = engine.resolve(access, shard, &encoded, now)?;
+        let value = found.then(|| live_entry(shard, &encoded).value.to_bytes());
+        engine.settle(access, shard);
+        Ok(value)
+    }
+
+    /// Value length and layout without copying the value (STRLEN, OBJECT, MEMORY USAGE).
+    pub fn inspect(&mut self, db: u16, key: &[u8]) -> EngineResult<Option<KeyInfo>> {
+        let (engine, access) = (self.engine, self.access);
+        let (encoded, shard) = self.locate(db, key)?;
+        if !engine.resolve(access, shard, &encoded, engine.now_ms())? {
+            return Ok(None);
+        }
+        let entry = live_entry(shard, &encoded);
+        let info = KeyInfo {
+            len: entry.value.len(),
+            compressed: entry.value.is_compressed(),
+            memory_bytes: encoded.len() + entry.value.memory_bytes() + hot::ENTRY_OVERHEAD_BYTES,
+        };
+        engine.settle(access, shard);
+        Ok(Some(info))
+    }
+
+    pub fn exists(&mut self, db: u16, key: &[u8]) -> EngineResult<bool> {
+        let (engine, access) = (self.engine, self.access);
+        let (encoded, shard) = self.locate(db, key)?;
+        let found = engine.resolve(access, shard, &encoded, engine.now_ms())?;
+        engine.settle(access, shard);
+        Ok(found)
+    }
+
+    pub fn ttl(&mut self, db: u16, key: &[u8]) -> EngineResult<KeyTtl> {
+        let (engine, access) = (self.engine, self.access);
+        let (encoded, shard) = self.locate(db, key)?;
+        if !engine.resolve(access, shard, &encoded, engine.now_ms())? {
+            return Ok(KeyTtl::Missing);
+        }
+        let ttl = match live_entry(shard, &encoded).expire_at {
+            NO_EXPIRY => KeyTtl::Persistent,
+            at => KeyTtl::ExpiresAt(at),
+        };
+        engine.settle(access, shard);
+        Ok(ttl)
+    }
+
+    pub fn set(
+        &mut self,
+        db: u16,
+        key: &[u8],
+        value: Bytes,
+        options: SetOptions,
+    ) -> EngineResult<SetOutcome> {
+        let (engine, access) = (self.engine, self.access);
+        let (encoded, shard) = self.locate(db, key)?;
+        engine.check_room(access, shard)?;
+        let now = engine.now_ms();
+        let exists = engine.resolve(access, shard, &encoded, now)?;
+        let current = exists.then(|| live_entry(shard, &encoded).clone());
+        let previous = match (&current, options.return_previous) {
+            (Some(entry), true) => Some(entry.value.to_bytes()),
+            _ => None,
+        };
+        let allowed = match options.condition {
+            SetCondition::Always => true,
+            SetCondition::IfAbsent => !exists,
+            SetCondition::IfPresent => exists,
+        };
+        if !allowed {
+            return Ok(SetOutcome {
+                written: false,
+                previous,
+            });
+        }
+        let expire_at = match options.expiry {
+            SetExpiry::Clear => NO_EXPIRY,
+            SetExpiry::Keep => current.as_ref().map_or(NO_EXPIRY, |entry| entry.expire_at),
+            SetExpiry::At(at) if at <= now => {
+                // A deadline already past: the write happens and the key is gone at once.
+                if exists {
+                    engine.remove_resolved(access, shard, &encoded, Removal::Deleted)?;
+                }
+                return Ok(SetOutcome {
+                    written: true,
+                    previous,
+                });
+            }
+            SetExpiry::At(at) => at,
+        };
+        let entry = HotEntry {
+            value: StoredValue::new(value, engine.config.compress_min_bytes),
+            expire_at,
+            dirty: true,
+            cold: current.map_or(ColdCopy::Absent, |entry| entry.cold),
+        };
+        engine.store(shard, encoded, entry, !exists);
+        engine.settle(access, shard);
+        Ok(SetOutcome {
+            written: true,
+            previous,
+        })
+    }
+
+    /// DEL / UNLINK of one key; true if it existed.
+    pub fn delete(&mut self, db: u16, key: &[u8]) -> EngineResult<bool> {
+        let (engine, access) = (self.engine, self.access);
+        let (encoded, shard) = self.locate(db, key)?;
+        if !engine.resolve(access, shard, &encoded, engine.now_ms())? {
+            return Ok(false);
+        }
+        engine.remove_resolved(access, shard, &encoded, Removal::Deleted)?;
+        Ok(true)
+    }
+
+    /// EXPIRE family with an absolute deadline; true if the deadline was applied (or the
+    /// key deleted because the deadline is already past).
+    pub fn expire_at(
+        &mut self,
+        db: u16,
+        key: &[u8],
+        at: ExpireAt,
+        condition: ExpireCondition,
+    ) -> EngineResult<bool> {
+        let (engine, access) = (self.engine, self.access);
+        let (encoded, shard) = self.locate(db, key)?;
+        let now = engine.now_ms();
+        if !engine.resolve(access, shard, &encoded, now)? {
+            return Ok(false);
+        }
+        let mut entry = live_entry(shard, &encoded).clone();
+        let current = entry.expire_at;
+        let allowed = match condition {
+            ExpireCondition::Always => true,
+            ExpireCondition::Nx => current == NO_EXPIRY,
+            ExpireCondition::Xx => current != NO_EXPIRY,
+            ExpireCondition::Gt => current != NO_EXPIRY && at > current,
+            ExpireCondition::Lt => current == NO_EXPIRY || at < current,
+        };
+        if !allowed {
+            return Ok(false);
+        }
+        if at <= now {
+            engine.remove_resolved(access, shard, &encoded, Removal::Deleted)?;
+            return Ok(true);
+        }
+        entry.expire_at = at;
+        entry.dirty = true;
+        engine.store(shard, encoded, entry, false);
+        Ok(true)
+    }
+
+    /// PERSIST; true if a deadline was removed.
+    pub fn persist(&mut self, db: u16, key: &[u8]) -> EngineResult<bool> {
+        let (engine, access) = (self.engine, self.access);
+        let (encoded, shard) = self.locate(db, key)?;
+        if !engine.resolve(access, shard, &encoded, engine.now_ms())? {
+            return Ok(false);
+        }
+        let mut entry = live_entry(shard, &encoded).clone();
+        if entry.expire_at == NO_EXPIRY {
+            return Ok(false);
+        }
+        entry.expire_at = NO_EXPIRY;
+        entry.dirty = true;
+        engine.store(shard, encoded, entry, false);
+        Ok(true)
+    }
+
+    /// Read-modify-write of one value (INCR, APPEND, SETRANGE, SETBIT, ...). `update` sees
+    /// the current value (None if absent) and returns the new value (None = leave it) and
+    /// its reply. The key keeps its time to live.
+    pub fn update<T, E>(
+        &mut self,
+        db: u16,
+        key: &[u8],
+        update: impl FnOnce(Option<Bytes>) -> Result<(Option<Bytes>, T), E>,
+    ) -> Result<T, E>
+    where
+        E: From<EngineError>,
+    {
+        let (engine, access) = (self.engine, self.access);
+        let (encoded, shard) = self.locate(db, key)?;
+        engine.check_room(access, shard)?;
+        let exists = engine.resolve(access, shard, &encoded, engine.now_ms())?;
+        let current = exists.then(|| live_entry(shard, &encoded).clone());
+        let (new_value, reply) = update(current.as_ref().map(|entry| entry.value.to_bytes()))?;
+        if let Some(value) = new_value {
+            let entry = HotEntry {
+                value: StoredValue::new(value, engine.config.compress_min_bytes),
+                expire_at: current.as_ref().map_or(NO_EXPIRY, |entry| entry.expire_at),
+                dirty: true,
+                cold: current.map_or(ColdCopy::Absent, |entry| entry.cold),
+            };
+            engine.store(shard, encoded, entry, !exists);
+            engine.settle(access, shard);
+        }
+        Ok(reply)
+    }
+
+    /// RENAME / RENAMENX within one database.
+    pub fn rename(
+        &mut self,
+        db: u16,
+        source: &[u8],
+        destination: &[u8],
+        only_if_absent: bool,
+    ) -> EngineResult<RenameOutcome> {
+        let Some(moved) = self.peek_live(db, source)? else {
+            return Err(EngineError::NoSuchKey);
+        };
+        if source == destination {
+            // RENAMENX of a key onto itself reports "exists", as in Redis.
+            return Ok(if only_if_absent {
+                RenameOutcome::TargetExists
+            } else {
+                RenameOutcome::Renamed
+            });
+        }
+        if only_if_absent && self.exists(db, destination)? {
+            return Ok(RenameOutcome::TargetExists);
+        }
+        self.delete(db, destination)?;
+        self.remove_live(db, source)?;
+        self.put_moved(db, destination, moved)?;
+        Ok(RenameOutcome::Renamed)
+    }
+
+    /// COPY src [DB dst_db] dst [REPLACE]; false if the source is missing or the
+    /// destination exists without REPLACE.
+    pub fn copy(
+        &mut self,
+        db: u16,
+        source: &[u8],
+        dst_db: u16,
+        destination: &[u8],
+        replace: bool,
+    ) -> EngineResult<bool> {
+        let Some(entry) = self.peek_live(db, source)? else {
+            return Ok(false);
+        };
+        if db == dst_db && source == destination {
+            return Ok(false);
+        }
+        if self.exists(dst_db, destination)? {
+            if !replace {
+                return Ok(false);
+            }
+            self.delete(dst_db, destination)?;
+        }
+        self.put_moved(dst_db, destination, entry)?;
+        Ok(true)
+    }
+
+    /// MOVE key db: false if the key is missing or exists in the target database.
+    pub fn move_key(&mut self, db: u16, key: &[u8], dst_db: u16) -> EngineResult<bool> {
+        if !self.exists(db, key)? || self.exists(dst_db, key)? {
+            return Ok(false);
+        }
+        let Some(entry) = self.peek_live(db, key)? else {
+            return Ok(false);
+        };
+        self.remove_live(db, key)?;
+        self.put_moved(dst_db, key, entry)?;
+        Ok(true)
+    }
+
+    /// The live entry of `key` (cloned), resolving it first.
+    fn peek_live(&mut self, db: u16, key: &[u8]) -> EngineResult<Option<HotEntry>> {
+        let (engine, access) = (self.engine, self.access);
+        let (encoded, shard) = self.locate(db, key)?;
+        if !engine.resolve(access, shard, &encoded, engine.now_ms())? {
+            return Ok(None);
+        }
+        Ok(Some(live_entry(shard, &encoded).clone()))
+    }
+
+    fn remove_live(&mut self, db: u16, key: &[u8]) -> EngineResult<()> {
+        let (engine, access) = (self.engine, self.access);
+        let (encoded, shard) = self.locate(db, key)?;
+        engine.remove_resolved(access, shard, &encoded, Removal::Deleted)
+    }
+
+    /// Stores a moved or copied value under `key`, which the caller made absent: a new
+    /// key, with no cold copy of its own.
+    fn put_moved(&mut self, db: u16, key: &[u8], entry: HotEntry) -> EngineResult<()> {
+        let (engine, access) = (self.engine, self.access);
+        let (encoded, shard) = self.locate(db, key)?;
+        let entry = HotEntry {
+            dirty: true,
+            cold: ColdCopy::Absent,
+            ..entry
+        };
+        engine.store(shard, encoded, entry, true);
+        engine.settle(access, shard);
+        Ok(())
+    }
+
+    /// FLUSHDB: removes every key of `db` from both tiers. Needs every shard held.
+    pub fn flushdb(&mut self, db: u16) -> EngineResult<()> {
+        self.flush_databases(db..db + 1)
+    }
+
+    /// FLUSHALL. Needs every shard held.
+    pub fn flushall(&mut self) -> EngineResult<()> {
+        self.flush_databases(0..self.engine.databases())?;
+        // No key is left in the cold tier, so every fingerprint can go (FLUSHDB cannot do
+        // this: the filter does not know which database a fingerprint belongs to).
+        self.engine.filter.write().clear();
+        self.engine.recompute_shard_limit();
+        Ok(())
+    }
+
+    fn flush_databases(&mut self, dbs: std::ops::Range<u16>) -> EngineResult<()> {
+        let engine = self.engine;
+        if dbs.end > engine.databases() {
+            return Err(EngineError::DbIndexOutOfRange);
+        }
+        let all: Vec<usize> = (0..engine.shards.len()).collect();
+        for index in &all {
+            self.guards.shard(*index)?;
+        }
+        let (from, to) = (db_prefix(dbs.start), db_prefix(dbs.end));
+        engine.cold.write(vec![
+            ColdOp::DeleteRange {
+                space: Space::Data,
+                from: from.clone(),
+                to: to.clone(),
+            },
+            ColdOp::DeleteRange {
+                space: Space::Expiry,
+                from: from.clone(),
+                to: to.clone(),
+            },
+        ])?;
+        for index in all {
+            let shard = self.guards.shard(index)?;
+            for key in shard.keys_in_range(&from, &to, usize::MAX) {
+                shard.remove(&key);
+            }
+        }
+        for db in dbs {
+            engine.key_counts[usize::from(db)].store(0, Ordering::Relaxed);
+        }
+        engine.watches.touch_prefix_range(&from, &to);
+        Ok(())
+    }
+
+    pub fn dbsize(&self, db: u16) -> EngineResult<u64> {
+        self.engine.dbsize(db)
+    }
+
+    /// One SCAN step with every shard held (SCAN/KEYS inside EXEC).
+    pub fn scan(
+        &mut self,
+        db: u16,
+        cursor: u64,
+        pattern: Option<&[u8]>,
+        count: usize,
+    ) -> EngineResult<ScanPage> {
+        let engine = self.engine;
+        let Guards::Many(guards) = &mut self.guards else {
+            return Err(EngineError::NotLocked);
+        };
+        if guards.len() != engine.shards.len() {
+            return Err(EngineError::NotLocked);
+        }
+        engine.scan_page(db, cursor, pattern, count, &mut |visit| {
+            for (_, guard) in guards.iter() {
+                visit(guard);
+            }
+        })
+    }
+}
+
+/// What OBJECT / MEMORY USAGE / STRLEN need to know about a value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub len: usize,
+    pub compressed: bool,
+    pub memory_bytes: usize,
+}
+
+/// Stops and joins the engine's background threads when dropped.
+pub struct BackgroundTasks {
+    stop: Arc<AtomicBool>,
+    engine: Arc<Engine>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Drop for BackgroundTasks {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.engine.wake_demoter();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Removal {
+    Deleted,
+    Expired,
+}
+
+/// The entry `resolve` just found live; its absence would be an engine bug.
+fn live_entry<'a>(shard: &'a HotShard, encoded: &[u8]) -> &'a HotEntry {
+    shard
+        .peek(encoded)
+        .expect("resolve returned true, so the entry is in the hot tier")
+}
+
+fn push_cold_delete(ops: &mut Vec<ColdOp>, encoded: &[u8], expire_at: ExpireAt) {
+    ops.push(ColdOp::Delete {
+        space: Space::Data,
+        key: encoded.to_vec(),
+    });
+    if expire_at != NO_EXPIRY {
+        ops.push(ColdOp::Delete {
+            space: Space::Expiry,
+            key: cold::expiry_index_key(encoded, expire_at),
+        });
+    }
+}
+
+/// `[db]`: the prefix of every data and expiry-index key of one database.
+fn db_prefix(db: u16) -> Vec<u8> {
+    db.to_be_bytes().to_vec()
+}

@@ -1,0 +1,450 @@
+//! One named test per engine invariant of DESIGN.md §3 (I1-I4; I6 lives in
+//! memory_budget.rs because it measures the whole process).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hypercache::config::{ByteSize, ColdBackend, EngineConfig};
+use hypercache::engine::cold::{
+    ColdError, ColdOp, ColdStore, RocksCold, RocksSizing, SharedClock, Space,
+};
+use hypercache::engine::{Access, Engine, ExpireCondition, KeyTtl, SetExpiry, SetOptions};
+
+const NOW: u64 = 1_800_000_000_000;
+const BLOCK: Access = Access::MayBlock;
+
+struct TestEngine {
+    engine: Engine,
+    clock: Arc<SharedClock>,
+    _dir: tempfile::TempDir,
+}
+
+fn config(dir: &std::path::Path, hot_max_bytes: u64) -> EngineConfig {
+    EngineConfig {
+        dir: dir.to_path_buf(),
+        maxmemory: ByteSize(64 << 20),
+        hot_shards: 4,
+        hot_max_bytes: Some(ByteSize(hot_max_bytes)),
+        filter_initial_capacity: 1024,
+        compress_min_bytes: 0,
+        ..EngineConfig::default()
+    }
+}
+
+/// A RocksDB-backed engine whose hot tier holds only a handful of entries.
+fn tiny_hot_engine() -> TestEngine {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(SharedClock::default());
+    clock.set_manual_ms(NOW);
+    let engine = Engine::open_with_clock(config(dir.path(), 4 * 1024), clock.clone()).unwrap();
+    TestEngine {
+        engine,
+        clock,
+        _dir: dir,
+    }
+}
+
+fn set(engine: &Engine, db: u16, key: &str, value: &str) {
+    engine
+        .set(
+            BLOCK,
+            db,
+            key.as_bytes(),
+            Bytes::from(value.to_string()),
+            SetOptions::default(),
+        )
+        .unwrap();
+}
+
+fn get(engine: &Engine, db: u16, key: &str) -> Option<String> {
+    engine
+        .get(BLOCK, db, key.as_bytes())
+        .unwrap()
+        .map(|value| String::from_utf8(value.to_vec()).unwrap())
+}
+
+/// Pushes every other entry out of the hot tier by writing filler keys in database 15.
+fn churn(engine: &Engine) {
+    for i in 0..200 {
+        set(engine, 15, &format!("filler:{i}"), "x");
+    }
+}
+
+fn scan_all(engine: &Engine, db: u16) -> Vec<String> {
+    let mut cursor = 0;
+    let mut keys = Vec::new();
+    loop {
+        let page = engine.scan(BLOCK, db, cursor, None, 7).unwrap();
+        keys.extend(
+            page.keys
+                .iter()
+                .map(|k| String::from_utf8(k.to_vec()).unwrap()),
+        );
+        if page.cursor == 0 {
+            return keys;
+        }
+        cursor = page.cursor;
+    }
+}
+
+#[test]
+fn i1_visibility_hot_entry_wins_then_cold_then_absent() {
+    let t = tiny_hot_engine();
+    let e = &t.engine;
+    for i in 0..100 {
+        set(e, 0, &format!("key:{i}"), &format!("v1-{i}"));
+    }
+    churn(e);
+    let report = e.tier_report();
+    assert!(
+        report.stats.demotions >= 100,
+        "most keys went cold: {report:?}"
+    );
+
+    // Cold values are visible; a newer hot value hides the stale cold copy.
+    assert_eq!(get(e, 0, "key:7").as_deref(), Some("v1-7"));
+    set(e, 0, "key:7", "v2");
+    assert_eq!(get(e, 0, "key:7").as_deref(), Some("v2"));
+    churn(e);
+    assert_eq!(get(e, 0, "key:7").as_deref(), Some("v2"));
+    assert_eq!(get(e, 0, "key:missing"), None);
+
+    // DBSIZE, EXISTS and SCAN see the same single view across both tiers.
+    assert_eq!(e.dbsize(0).unwrap(), 100);
+    let mut scanned = scan_all(e, 0);
+    scanned.sort();
+    let mut expected: Vec<String> = (0..100).map(|i| format!("key:{i}")).collect();
+    expected.sort();
+    assert_eq!(scanned, expected, "every key exactly once");
+    assert!(e.exists(BLOCK, 0, b"key:99").unwrap());
+    assert_eq!(e.keys(BLOCK, 0, b"key:1?").unwrap().len(), 10);
+}
+
+#[test]
+fn i1_scan_returns_keys_present_throughout_while_tiers_churn() {
+    let t = tiny_hot_engine();
+    let e = &t.engine;
+    for i in 0..300 {
+        set(e, 1, &format!("stable:{i}"), "v");
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = 0;
+    let mut step = 0;
+    loop {
+        let page = e.scan(BLOCK, 1, cursor, None, 5).unwrap();
+        seen.extend(page.keys.iter().cloned());
+        // Between steps: promote some keys, demote others, add and delete transient ones.
+        get(e, 1, &format!("stable:{}", step * 7 % 300));
+        set(e, 1, &format!("transient:{step}"), "t");
+        e.delete(
+            BLOCK,
+            1,
+            format!("transient:{}", step.max(1) - 1).as_bytes(),
+        )
+        .unwrap();
+        churn(e);
+        step += 1;
+        if page.cursor == 0 {
+            break;
+        }
+        cursor = page.cursor;
+    }
+    for i in 0..300 {
+        assert!(
+            seen.contains(format!("stable:{i}").as_bytes()),
+            "stable:{i} missed"
+        );
+    }
+}
+
+/// Puts `key` in both tiers: written, demoted, then read back (promoted, cold copy kept).
+fn key_in_both_tiers(e: &Engine, key: &str, value: &str) {
+    set(e, 0, key, value);
+    churn(e);
+    assert_eq!(get(e, 0, key).as_deref(), Some(value));
+}
+
+#[test]
+fn i2_no_resurrection_after_any_removal_eviction_or_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(SharedClock::default());
+    clock.set_manual_ms(NOW);
+    {
+        let e = Engine::open_with_clock(config(dir.path(), 4 * 1024), clock.clone()).unwrap();
+        for key in [
+            "del",
+            "ttl-lazy",
+            "ttl-active",
+            "rename-src",
+            "past-set",
+            "past-expire",
+        ] {
+            key_in_both_tiers(&e, key, "stale");
+        }
+        assert!(e.delete(BLOCK, 0, b"del").unwrap());
+        e.expire_at(BLOCK, 0, b"ttl-lazy", NOW + 1000, ExpireCondition::Always)
+            .unwrap();
+        e.expire_at(BLOCK, 0, b"ttl-active", NOW + 1000, ExpireCondition::Always)
+            .unwrap();
+        e.rename(BLOCK, 0, b"rename-src", b"rename-dst", false)
+            .unwrap();
+        let past = SetOptions {
+            expiry: SetExpiry::At(NOW - 1),
+            ..SetOptions::default()
+        };
+        e.set(BLOCK, 0, b"past-set", Bytes::from_static(b"new"), past)
+            .unwrap();
+        e.expire_at(BLOCK, 0, b"past-expire", NOW - 5, ExpireCondition::Always)
+            .unwrap();
+        set(&e, 3, "flushed", "stale");
+        churn(&e);
+        e.flushdb(BLOCK, 3).unwrap();
+
+        clock.set_manual_ms(NOW + 2000);
+        assert!(e.run_active_expiry_cycle().unwrap() >= 1);
+        assert_eq!(get(&e, 0, "ttl-lazy"), None);
+        churn(&e);
+        for key in [
+            "del",
+            "ttl-lazy",
+            "ttl-active",
+            "rename-src",
+            "past-set",
+            "past-expire",
+        ] {
+            assert_eq!(get(&e, 0, key), None, "{key} came back after eviction");
+        }
+        assert_eq!(get(&e, 3, "flushed"), None);
+        assert_eq!(get(&e, 0, "rename-dst").as_deref(), Some("stale"));
+        assert_eq!(e.dbsize(0).unwrap(), 1);
+        assert_eq!(e.dbsize(3).unwrap(), 0);
+    }
+    // Restart: only what the cold tier holds comes back, and none of it is stale.
+    let e = Engine::open_with_clock(config(dir.path(), 4 * 1024), clock).unwrap();
+    for key in [
+        "del",
+        "ttl-lazy",
+        "ttl-active",
+        "rename-src",
+        "past-set",
+        "past-expire",
+    ] {
+        assert_eq!(get(&e, 0, key), None, "{key} came back after restart");
+    }
+    assert_eq!(get(&e, 3, "flushed"), None);
+    assert_eq!(e.dbsize(3).unwrap(), 0);
+}
+
+#[test]
+fn i2_flushall_leaves_nothing_in_either_tier_or_the_filter() {
+    let t = tiny_hot_engine();
+    let e = &t.engine;
+    for i in 0..50 {
+        set(e, i % 3, &format!("k{i}"), "v");
+    }
+    churn(e);
+    e.flushall(BLOCK).unwrap();
+    assert_eq!(e.tier_report().filter_fingerprints, 0);
+    for db in 0..16 {
+        assert_eq!(e.dbsize(db).unwrap(), 0);
+        assert!(scan_all(e, db).is_empty());
+    }
+}
+
+/// A cold store whose writes can be made to fail.
+struct FlakyCold {
+    inner: RocksCold,
+    fail_writes: Arc<AtomicBool>,
+}
+
+impl ColdStore for FlakyCold {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ColdError> {
+        self.inner.get(key)
+    }
+    fn multi_get(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, ColdError> {
+        self.inner.multi_get(keys)
+    }
+    fn write(&self, ops: Vec<ColdOp>) -> Result<(), ColdError> {
+        if self.fail_writes.load(Ordering::Relaxed) {
+            return Err(ColdError("injected write failure".into()));
+        }
+        self.inner.write(ops)
+    }
+    fn range(
+        &self,
+        space: Space,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ColdError> {
+        self.inner.range(space, from, to, limit)
+    }
+    fn compact(&self) -> Result<(), ColdError> {
+        self.inner.compact()
+    }
+    fn sync(&self) -> Result<(), ColdError> {
+        self.inner.sync()
+    }
+    fn disk_bytes(&self) -> u64 {
+        self.inner.disk_bytes()
+    }
+    fn memory_bytes(&self) -> usize {
+        self.inner.memory_bytes()
+    }
+}
+
+#[test]
+fn i3_entries_leave_the_hot_tier_only_once_the_cold_tier_has_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(SharedClock::default());
+    let fail_writes = Arc::new(AtomicBool::new(true));
+    let sizing = RocksSizing {
+        block_cache_bytes: 8 << 20,
+        memtable_bytes: 4 << 20,
+    };
+    let cold = FlakyCold {
+        inner: RocksCold::open(dir.path(), &sizing, clock.clone()).unwrap(),
+        fail_writes: fail_writes.clone(),
+    };
+    let e = Engine::with_cold_store(config(dir.path(), 4 * 1024), Box::new(cold), clock).unwrap();
+
+    // Demotion fails: the hot tier runs over its limit rather than lose anything.
+    for i in 0..100 {
+        set(&e, 0, &format!("k{i}"), "value");
+    }
+    let report = e.tier_report();
+    assert_eq!(report.stats.demotions, 0);
+    assert_eq!(report.hot_keys, 100);
+    assert!(report.hot_used_bytes > report.hot_limit_bytes);
+    for i in 0..100 {
+        assert_eq!(get(&e, 0, &format!("k{i}")).as_deref(), Some("value"));
+    }
+
+    // Once the cold tier accepts writes the demoter catches up and every value survives.
+    fail_writes.store(false, Ordering::Relaxed);
+    e.demote_over_budget_shards().unwrap();
+    let report = e.tier_report();
+    assert!(report.hot_used_bytes <= report.hot_limit_bytes);
+    assert!(report.stats.demotions >= 80);
+    for i in 0..100 {
+        assert_eq!(get(&e, 0, &format!("k{i}")).as_deref(), Some("value"));
+    }
+}
+
+#[test]
+fn i4_filter_covers_every_cold_key_and_short_circuits_misses() {
+    let t = tiny_hot_engine();
+    let e = &t.engine;
+    for i in 0..5000 {
+        set(e, (i % 4) as u16, &format!("user:{i}"), "v");
+    }
+    // Remove and rewrite some so fingerprints are deleted and re-inserted.
+    for i in (0..5000).step_by(3) {
+        e.delete(BLOCK, (i % 4) as u16, format!("user:{i}").as_bytes())
+            .unwrap();
+    }
+    for i in (0..5000).step_by(6) {
+        set(e, (i % 4) as u16, &format!("user:{i}"), "again");
+    }
+    churn(e);
+    let (cold_keys, missing) = e.check_filter_covers_cold().unwrap();
+    assert!(cold_keys > 3000, "most keys are cold: {cold_keys}");
+    assert_eq!(missing, 0, "the filter would call a cold key absent");
+
+    let before = e.tier_report().stats;
+    for i in 0..20_000 {
+        assert_eq!(get(e, 0, &format!("absent:{i}")), None);
+    }
+    let after = e.tier_report().stats;
+    let false_positives = after.filter_false_positives - before.filter_false_positives;
+    let short_circuits = after.filter_short_circuits - before.filter_short_circuits;
+    assert!(
+        false_positives * 100 <= 20_000,
+        "false-positive rate over 1%: {false_positives} of 20000"
+    );
+    assert_eq!(short_circuits + false_positives, 20_000);
+}
+
+#[test]
+fn expiry_is_lazy_active_and_exact_in_dbsize_for_both_tiers() {
+    let t = tiny_hot_engine();
+    let e = &t.engine;
+    for i in 0..60 {
+        set(e, 2, &format!("t{i}"), "v");
+        e.expire_at(
+            BLOCK,
+            2,
+            format!("t{i}").as_bytes(),
+            NOW + 1000 + i,
+            ExpireCondition::Always,
+        )
+        .unwrap();
+    }
+    set(e, 2, "forever", "v");
+    churn(e);
+    assert_eq!(e.dbsize(2).unwrap(), 61);
+    assert_eq!(
+        e.ttl(BLOCK, 2, b"t5").unwrap(),
+        KeyTtl::ExpiresAt(NOW + 1005)
+    );
+    t.clock.set_manual_ms(NOW + 5000);
+    // Active expiry reaches hot and cold keys alike, without anyone reading them.
+    for _ in 0..10 {
+        e.run_active_expiry_cycle().unwrap();
+    }
+    assert_eq!(e.dbsize(2).unwrap(), 1);
+    assert_eq!(scan_all(e, 2), vec!["forever".to_string()]);
+    assert_eq!(e.tier_report().stats.expired_keys, 60);
+}
+
+#[test]
+fn compaction_filter_reclaims_expired_cold_values_and_counts_stay_exact() {
+    let t = tiny_hot_engine();
+    let e = &t.engine;
+    for i in 0..40 {
+        let options = SetOptions {
+            expiry: SetExpiry::At(NOW + 100),
+            ..SetOptions::default()
+        };
+        e.set(
+            BLOCK,
+            4,
+            format!("c{i}").as_bytes(),
+            Bytes::from_static(b"payload"),
+            options,
+        )
+        .unwrap();
+    }
+    churn(e);
+    t.clock.set_manual_ms(NOW + 1000);
+    e.compact_cold_tier().unwrap();
+    // Half are read (lazy path), the rest are left to the expirer.
+    for i in 0..20 {
+        assert_eq!(get(e, 4, &format!("c{i}")), None);
+    }
+    assert_eq!(e.dbsize(4).unwrap(), 20);
+    for _ in 0..5 {
+        e.run_active_expiry_cycle().unwrap();
+    }
+    assert_eq!(e.dbsize(4).unwrap(), 0);
+}
+
+#[test]
+fn memory_backend_passes_the_same_visibility_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = EngineConfig {
+        cold_backend: ColdBackend::Memory,
+        ..config(dir.path(), 4 * 1024)
+    };
+    let e = Engine::open(config).unwrap();
+    for i in 0..100 {
+        set(&e, 0, &format!("m{i}"), &format!("{i}"));
+    }
+    churn(&e);
+    assert!(e.tier_report().stats.demotions > 50);
+    for i in 0..100 {
+        assert_eq!(get(&e, 0, &format!("m{i}")), Some(format!("{i}")));
+    }
+    assert_eq!(scan_all(&e, 0).len(), 100);
+}
