@@ -1,4 +1,8 @@
 //! HyperCache: a Redis-compatible cache whose hot keys live in RAM and the rest on disk.
 
+pub mod commands;
 pub mod config;
 pub mod engine;
+pub mod metrics;
+pub mod protocol;
+pub mod server;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hypercache::config::{ByteSize, ColdBackend, EngineConfig};
 use hypercache::engine::cold::{
-    ColdError, ColdOp, ColdStore, RocksCold, RocksSizing, SharedClock, Space,
+    ColdError, ColdOp, ColdStore, Entries, RocksCold, RocksSizing, SharedClock, Space,
 };
 use hypercache::engine::{Access, Engine, ExpireCondition, KeyTtl, SetExpiry, SetOptions};
 
@@ -277,7 +277,7 @@ impl ColdStore for FlakyCold {
         from: &[u8],
         to: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ColdError> {
+    ) -> Result<Entries, ColdError> {
         self.inner.range(space, from, to, limit)
     }
     fn compact(&self) -> Result<(), ColdError> {
@@ -291,6 +291,9 @@ impl ColdStore for FlakyCold {
     }
     fn memory_bytes(&self) -> usize {
         self.inner.memory_bytes()
+    }
+    fn estimate_keys(&self) -> u64 {
+        self.inner.estimate_keys()
     }
 }
 

@@ -84,6 +84,9 @@ pub fn parse_expiry_index_key(index_key: &[u8]) -> Option<(ExpireAt, Vec<u8>)> {
     Some((expire_at, encoded))
 }
 
+/// Key-value pairs read from a range, in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The two key spaces of the cold tier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Space {
@@ -145,7 +148,7 @@ pub trait ColdStore: Send + Sync {
         from: &[u8],
         to: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ColdError>;
+    ) -> Result<Entries, ColdError>;
     /// Runs a full compaction, which passes every value through the expiry compaction filter.
     fn compact(&self) -> Result<(), ColdError>;
     /// Makes every write so far durable (fsync of the store's own log).
@@ -154,6 +157,8 @@ pub trait ColdStore: Send + Sync {
     fn disk_bytes(&self) -> u64;
     /// Memory the store uses now (block cache incl. memtables charged to it).
     fn memory_bytes(&self) -> usize;
+    /// Number of data entries, an estimate.
+    fn estimate_keys(&self) -> u64;
 }
 
 /// The clock the compaction filter reads, shared with the engine so tests can move time.
@@ -281,7 +286,7 @@ impl ColdStore for MemCold {
         from: &[u8],
         to: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ColdError> {
+    ) -> Result<Entries, ColdError> {
         if from >= to {
             return Ok(Vec::new());
         }
@@ -315,6 +320,10 @@ impl ColdStore for MemCold {
     fn memory_bytes(&self) -> usize {
         let data = self.data.read();
         data.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+
+    fn estimate_keys(&self) -> u64 {
+        self.data.read().len() as u64
     }
 }
 
@@ -460,7 +469,7 @@ impl ColdStore for RocksCold {
         from: &[u8],
         to: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ColdError> {
+    ) -> Result<Entries, ColdError> {
         if from >= to || limit == 0 {
             return Ok(Vec::new());
         }
@@ -503,6 +512,14 @@ impl ColdStore for RocksCold {
 
     fn memory_bytes(&self) -> usize {
         self.cache.get_usage()
+    }
+
+    fn estimate_keys(&self) -> u64 {
+        self.db
+            .property_int_value_cf(self.cf(Space::Data), "rocksdb.estimate-num-keys")
+            .ok()
+            .flatten()
+            .unwrap_or(0)
     }
 }
 
@@ -622,7 +639,7 @@ mod conformance {
             assert_eq!(keys, vec![2, 3, 4, 5]);
             assert_eq!(
                 store
-                    .range(Space::Data, &[b'a', 8], &[b'b'], 100)
+                    .range(Space::Data, &[b'a', 8], b"b", 100)
                     .unwrap()
                     .len(),
                 2

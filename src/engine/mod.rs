@@ -183,6 +183,10 @@ pub struct ScanPage {
     pub keys: Vec<Bytes>,
 }
 
+/// Calls its argument once per hot shard (the shards being locked one at a time, or held
+/// by a transaction).
+type ShardVisitor<'a> = dyn FnMut(&mut dyn FnMut(&HotShard)) + 'a;
+
 /// Point-in-time figures for INFO `# Tiers` / `# Memory` and metrics.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TierReport {
@@ -191,6 +195,8 @@ pub struct TierReport {
     pub hot_limit_bytes: usize,
     pub hot_keys: usize,
     pub cold_disk_bytes: u64,
+    /// RocksDB's estimate of the keys it holds (includes copies of promoted keys).
+    pub cold_keys_estimate: u64,
     pub cold_memory_bytes: usize,
     pub filter_used_bytes: usize,
     pub filter_load_factor: f64,
@@ -287,9 +293,7 @@ impl Engine {
             .map(|_| Mutex::new(HotShard::default()))
             .collect();
         let key_counts = (0..config.databases).map(|_| AtomicI64::new(0)).collect();
-        let expiry_cursors = (0..config.databases)
-            .map(|db| db_prefix(db as u16))
-            .collect();
+        let expiry_cursors = (0..config.databases).map(db_prefix).collect();
         let engine = Engine {
             shard_limit: AtomicUsize::new(0),
             budget,
@@ -395,6 +399,11 @@ impl Engine {
         self.single(access, db, key)?.exists(db, key)
     }
 
+    /// See [`Txn::inspect`].
+    pub fn inspect(&self, access: Access, db: u16, key: &[u8]) -> EngineResult<Option<KeyInfo>> {
+        self.single(access, db, key)?.inspect(db, key)
+    }
+
     pub fn ttl(&self, access: Access, db: u16, key: &[u8]) -> EngineResult<KeyTtl> {
         self.single(access, db, key)?.ttl(db, key)
     }
@@ -457,8 +466,12 @@ impl Engine {
         if access == Access::HotOnly {
             return Err(EngineError::WouldBlock);
         }
-        self.transaction(&[(db, source), (db, destination)])?
-            .rename(db, source, destination, only_if_absent)
+        self.transaction_for_keys(&[source, destination]).rename(
+            db,
+            source,
+            destination,
+            only_if_absent,
+        )
     }
 
     /// FLUSHDB: removes every key of `db` from both tiers.
@@ -518,42 +531,16 @@ impl Engine {
         }
     }
 
-    /// RANDOMKEY: some live key of `db`, starting the search at a random slot.
-    pub fn random_key(&self, access: Access, db: u16) -> EngineResult<Option<Bytes>> {
-        let start = u64::from(rand::random::<u16>() % slot::SLOT_COUNT);
-        let mut cursor = start;
-        let mut wrapped = false;
-        loop {
-            let page = self.scan(access, db, cursor, None, 1)?;
-            if !page.keys.is_empty() {
-                let pick = rand::random_range(0..page.keys.len());
-                return Ok(page.keys.into_iter().nth(pick));
-            }
-            if page.cursor == 0 {
-                if wrapped || start == 0 {
-                    return Ok(None);
-                }
-                wrapped = true;
-            }
-            cursor = page.cursor;
-            if wrapped && cursor >= start {
-                return Ok(None);
-            }
-        }
-    }
-
-    /// A transaction over the shards of `keys` (locked in ascending order; always `MayBlock`).
-    pub fn transaction(&self, keys: &[(u16, &[u8])]) -> EngineResult<Txn<'_>> {
-        let mut indexes = Vec::with_capacity(keys.len());
-        for (db, key) in keys {
-            self.check_db(*db)?;
-            indexes.push(self.shard_of_user_key(key));
-        }
-        Ok(Txn {
+    /// A transaction over the shards of `keys` (locked in ascending order; always
+    /// `MayBlock`). A key's shard does not depend on its database, so keys of several
+    /// databases (COPY ... DB, MOVE) can share one transaction.
+    pub fn transaction_for_keys(&self, keys: &[&[u8]]) -> Txn<'_> {
+        let indexes: Vec<usize> = keys.iter().map(|key| self.shard_of_user_key(key)).collect();
+        Txn {
             engine: self,
             access: Access::MayBlock,
             guards: Guards::Many(self.lock_many(&indexes)),
-        })
+        }
     }
 
     /// A transaction over every shard (FLUSHALL, KEYS inside EXEC, ...).
@@ -600,7 +587,7 @@ impl Engine {
         cursor: u64,
         pattern: Option<&[u8]>,
         count: usize,
-        each_shard: &mut dyn FnMut(&mut dyn FnMut(&HotShard)),
+        each_shard: &mut ShardVisitor<'_>,
     ) -> EngineResult<ScanPage> {
         self.check_db(db)?;
         let slot_count = u32::from(slot::SLOT_COUNT);
@@ -828,6 +815,7 @@ impl Engine {
             hot_limit_bytes: self.shard_limit.load(Ordering::Relaxed) * self.shards.len(),
             hot_keys,
             cold_disk_bytes: self.cold.disk_bytes(),
+            cold_keys_estimate: self.cold.estimate_keys(),
             cold_memory_bytes: self.cold.memory_bytes(),
             filter_used_bytes: filter.memory_bytes(),
             filter_load_factor: filter.load_factor(),

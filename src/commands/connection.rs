@@ -1,0 +1,5 @@
+//! connection commands.
+
+use super::table::CommandSpec;
+
+pub const COMMANDS: &[CommandSpec] = &[];

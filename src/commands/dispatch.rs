@@ -1,0 +1,271 @@
+//! The generic checks every command passes, each once, in Redis's order (CONVENTIONS 2):
+//! lookup, arity, authentication, MULTI queueing. Then the command runs against the engine
+//! through a [`Store`]: on the async worker with `Access::HotOnly` first, and on a blocking
+//! thread (`MayBlock`, or a transaction holding every key's shard) when it must.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::table::{self, CommandSpec};
+use super::{CommandError, Ctx, Store};
+use crate::engine::Access;
+use crate::protocol::Reply;
+use crate::server::{ClientState, Shared};
+
+/// A command found in the table: the spec that runs, and its container for subcommands.
+#[derive(Clone, Copy)]
+pub struct Resolved {
+    pub spec: &'static CommandSpec,
+    pub parent: Option<&'static CommandSpec>,
+}
+
+impl Resolved {
+    /// "get", or "config|get" for a subcommand (the name COMMAND and INFO use).
+    pub fn full_name(&self) -> String {
+        match self.parent {
+            Some(parent) => format!("{}|{}", parent.name, self.spec.name),
+            None => self.spec.name.to_string(),
+        }
+    }
+
+    fn flags(&self) -> u32 {
+        self.spec.flags | self.parent.map_or(0, |parent| parent.flags)
+    }
+
+    /// Runs as a transaction over its keys' shards: more than one key, so the command must
+    /// be atomic across shards (I7).
+    pub fn needs_transaction(&self, args: &[Bytes]) -> bool {
+        self.spec.key_positions(args.len()).len() > 1
+    }
+}
+
+/// What the connection should do with a command.
+pub enum Plan {
+    /// Answer at once (errors, +QUEUED, MULTI/DISCARD/...).
+    Reply(Reply),
+    Run(Resolved),
+    /// EXEC with a non-empty queue: run it as one transaction.
+    Exec,
+}
+
+fn unknown_command(args: &[Bytes]) -> Reply {
+    let name = String::from_utf8_lossy(&args[0]);
+    let mut text = format!("ERR unknown command '{name}', with args beginning with: ");
+    for arg in args.iter().skip(1).take(16) {
+        text.push_str(&format!("'{}' ", String::from_utf8_lossy(arg)));
+    }
+    Reply::Error(text)
+}
+
+/// Finds the command and its subcommand; checks arity.
+pub fn resolve(args: &[Bytes]) -> Result<Resolved, Reply> {
+    let Some(spec) = table::lookup(&args[0]) else {
+        return Err(unknown_command(args));
+    };
+    let mut resolved = Resolved { spec, parent: None };
+    if !spec.subcommands.is_empty() && args.len() >= 2 {
+        let Some(sub) = spec.subcommand(&args[1]) else {
+            return Err(Reply::Error(format!(
+                "ERR unknown subcommand '{}'. Try {} HELP.",
+                String::from_utf8_lossy(&args[1]),
+                spec.name.to_ascii_uppercase()
+            )));
+        };
+        resolved = Resolved {
+            spec: sub,
+            parent: Some(spec),
+        };
+    }
+    if !resolved.spec.arity_ok(args.len()) {
+        return Err(Reply::Error(format!(
+            "ERR wrong number of arguments for '{}' command",
+            resolved.full_name()
+        )));
+    }
+    Ok(resolved)
+}
+
+/// The generic checks; decides how the command runs.
+pub fn plan(shared: &Shared, client: &mut ClientState, args: &[Bytes]) -> Plan {
+    shared.stats.command_received();
+    let resolved = match resolve(args) {
+        Ok(resolved) => resolved,
+        Err(reply) => {
+            if client.multi.is_some() {
+                client.multi_failed = true;
+            }
+            shared.stats.error_reply();
+            return Plan::Reply(reply);
+        }
+    };
+    let flags = resolved.flags();
+    if !client.authenticated && flags & table::NO_AUTH == 0 {
+        shared.stats.error_reply();
+        return Plan::Reply(Reply::error("NOAUTH Authentication required."));
+    }
+    if client.multi.is_some() {
+        let name = resolved.spec.name;
+        let controls = resolved.parent.is_none()
+            && matches!(
+                name,
+                "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+            );
+        if !controls {
+            if flags & table::NO_MULTI != 0 {
+                client.multi_failed = true;
+                return Plan::Reply(Reply::error("ERR Command not allowed inside a transaction"));
+            }
+            client.queue(args.to_vec());
+            return Plan::Reply(Reply::Simple("QUEUED".into()));
+        }
+        if name == "exec" && resolved.parent.is_none() {
+            return Plan::Exec;
+        }
+    }
+    Plan::Run(resolved)
+}
+
+/// Runs a command on the async worker; `None` = it must move to a blocking thread.
+pub fn run_hot(
+    shared: &Shared,
+    client: &mut ClientState,
+    command: Resolved,
+    args: &[Bytes],
+) -> Option<Reply> {
+    let mut store = Store::Direct {
+        engine: &shared.engine,
+        access: Access::HotOnly,
+    };
+    run(shared, client, command, args, &mut store)
+}
+
+/// Runs a command where blocking is fine.
+pub fn run_blocking(
+    shared: &Shared,
+    client: &mut ClientState,
+    command: Resolved,
+    args: &[Bytes],
+) -> Option<Reply> {
+    let mut store = Store::Direct {
+        engine: &shared.engine,
+        access: Access::MayBlock,
+    };
+    run(shared, client, command, args, &mut store)
+}
+
+/// Runs a multi-key command inside one transaction over its keys' shards.
+pub fn run_in_transaction(
+    shared: &Shared,
+    client: &mut ClientState,
+    command: Resolved,
+    args: &[Bytes],
+) -> Option<Reply> {
+    let keys: Vec<&[u8]> = command
+        .spec
+        .key_positions(args.len())
+        .into_iter()
+        .map(|position| &args[position][..])
+        .collect();
+    let mut store = Store::Txn(shared.engine.transaction_for_keys(&keys));
+    run(shared, client, command, args, &mut store)
+}
+
+/// EXEC: runs the queue as one transaction holding every shard its commands touch.
+pub fn exec(shared: &Shared, client: &mut ClientState) -> Option<Reply> {
+    shared.stats.command_received();
+    let failed = client.multi_failed;
+    let queue = client.end_multi();
+    let watched_changed = client.watch_flag.load(std::sync::atomic::Ordering::Relaxed);
+    unwatch_all(shared, client);
+    if failed {
+        return Some(Reply::error(
+            "EXECABORT Transaction discarded because of previous errors.",
+        ));
+    }
+    if watched_changed {
+        return Some(Reply::NilArray);
+    }
+    let commands: Vec<Resolved> = queue
+        .iter()
+        .map(|args| resolve(args).expect("queued commands resolved when queued"))
+        .collect();
+    let all_shards = commands
+        .iter()
+        .any(|command| command.flags() & table::ALL_SHARDS != 0);
+    let txn = if all_shards {
+        shared.engine.transaction_all()
+    } else {
+        let keys: Vec<&[u8]> = commands
+            .iter()
+            .zip(&queue)
+            .flat_map(|(command, args)| {
+                command
+                    .spec
+                    .key_positions(args.len())
+                    .into_iter()
+                    .map(move |position| &args[position][..])
+            })
+            .collect();
+        shared.engine.transaction_for_keys(&keys)
+    };
+    let mut store = Store::Txn(txn);
+    let mut replies = Vec::with_capacity(queue.len());
+    for (command, args) in commands.into_iter().zip(&queue) {
+        let reply = run(shared, client, command, args, &mut store)
+            .unwrap_or_else(|| Reply::error("ERR internal error: transaction would block"));
+        replies.push(reply);
+    }
+    Some(Reply::Array(replies))
+}
+
+/// Runs the handler, then records stats and the slow log. `None` = WouldBlock (nothing
+/// happened and nothing was recorded).
+fn run(
+    shared: &Shared,
+    client: &mut ClientState,
+    command: Resolved,
+    args: &[Bytes],
+    store: &mut Store<'_>,
+) -> Option<Reply> {
+    let started = Instant::now();
+    let result = {
+        let mut ctx = Ctx {
+            shared,
+            client,
+            store,
+        };
+        (command.spec.handler)(&mut ctx, args)
+    };
+    let reply = match result {
+        Err(CommandError::WouldBlock) => return None,
+        Ok(reply) => reply,
+        Err(CommandError::Reply(text)) => Reply::Error(text),
+    };
+    let elapsed = started.elapsed();
+    let name = command.full_name();
+    let failed = matches!(reply, Reply::Error(_));
+    if failed {
+        shared.stats.error_reply();
+    }
+    shared.stats.record_command(&name, elapsed, failed);
+    shared.slowlog.record(shared, client, args, elapsed);
+    client.handle.touch(&name);
+    Some(reply)
+}
+
+pub fn unwatch_all(shared: &Shared, client: &mut ClientState) {
+    for (db, key) in client.watched.drain(..) {
+        shared.engine.unwatch(db, &key, &client.watch_flag);
+    }
+    client
+        .watch_flag
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Cleans up what a disconnecting client left registered.
+pub fn forget_client(shared: &Shared, client: &ClientState) {
+    for (db, key) in &client.watched {
+        shared.engine.unwatch(*db, key, &client.watch_flag);
+    }
+}

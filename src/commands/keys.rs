@@ -1,0 +1,5 @@
+//! keys commands.
+
+use super::table::CommandSpec;
+
+pub const COMMANDS: &[CommandSpec] = &[];

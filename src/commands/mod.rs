@@ -1,0 +1,318 @@
+//! Commands: the table (`table`), the generic checks every command passes (`dispatch`),
+//! argument helpers (`args`), and one file per family. A handler parses its arguments,
+//! calls the engine through a [`Store`], and returns a [`Reply`]; it never does I/O itself.
+
+pub mod args;
+pub mod dispatch;
+pub mod table;
+
+mod connection;
+mod keys;
+mod server;
+mod string;
+mod transaction;
+
+use bytes::Bytes;
+
+use crate::engine::{
+    Access, Engine, EngineError, ExpireCondition, KeyInfo, KeyTtl, RenameOutcome, ScanPage,
+    SetOptions, SetOutcome, Txn,
+};
+use crate::protocol::Reply;
+use crate::server::{ClientState, Shared};
+
+/// Every family's commands; the table is built from these.
+pub(crate) const FAMILIES: &[&[table::CommandSpec]] = &[
+    string::COMMANDS,
+    keys::COMMANDS,
+    server::COMMANDS,
+    connection::COMMANDS,
+    transaction::COMMANDS,
+];
+
+/// Why a command did not produce a normal reply.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The engine needs to block; the dispatcher retries on a blocking thread.
+    WouldBlock,
+    /// A reply error, the whole line after '-' (e.g. "ERR syntax error").
+    Reply(String),
+}
+
+impl CommandError {
+    pub fn err(message: impl std::fmt::Display) -> Self {
+        CommandError::Reply(format!("ERR {message}"))
+    }
+
+    pub fn syntax() -> Self {
+        CommandError::Reply("ERR syntax error".into())
+    }
+
+    pub fn not_integer() -> Self {
+        CommandError::Reply("ERR value is not an integer or out of range".into())
+    }
+}
+
+/// The one place engine errors become RESP errors (CONVENTIONS 8).
+impl From<EngineError> for CommandError {
+    fn from(err: EngineError) -> Self {
+        match err {
+            EngineError::WouldBlock => CommandError::WouldBlock,
+            EngineError::NoSuchKey => CommandError::err("no such key"),
+            EngineError::DbIndexOutOfRange => CommandError::err("DB index is out of range"),
+            other => CommandError::err(other),
+        }
+    }
+}
+
+pub type CommandResult = Result<Reply, CommandError>;
+
+/// What a handler works with.
+pub struct Ctx<'a, 'e> {
+    pub shared: &'a Shared,
+    pub client: &'a mut ClientState,
+    pub store: &'a mut Store<'e>,
+}
+
+impl Ctx<'_, '_> {
+    pub fn db(&self) -> u16 {
+        self.client.db
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+}
+
+/// How a command reaches the engine: directly (one call = one atomic single-key operation)
+/// or through a transaction that already holds the shards of every key it may touch
+/// (multi-key commands and EXEC).
+pub enum Store<'e> {
+    Direct { engine: &'e Engine, access: Access },
+    Txn(Txn<'e>),
+}
+
+impl Store<'_> {
+    pub fn access(&self) -> Access {
+        match self {
+            Store::Direct { access, .. } => *access,
+            Store::Txn(_) => Access::MayBlock,
+        }
+    }
+
+    pub fn get(&mut self, db: u16, key: &[u8]) -> Result<Option<Bytes>, EngineError> {
+        match self {
+            Store::Direct { engine, access } => engine.get(*access, db, key),
+            Store::Txn(txn) => txn.get(db, key),
+        }
+    }
+
+    pub fn inspect(&mut self, db: u16, key: &[u8]) -> Result<Option<KeyInfo>, EngineError> {
+        match self {
+            Store::Direct { engine, access } => engine.inspect(*access, db, key),
+            Store::Txn(txn) => txn.inspect(db, key),
+        }
+    }
+
+    pub fn exists(&mut self, db: u16, key: &[u8]) -> Result<bool, EngineError> {
+        match self {
+            Store::Direct { engine, access } => engine.exists(*access, db, key),
+            Store::Txn(txn) => txn.exists(db, key),
+        }
+    }
+
+    pub fn ttl(&mut self, db: u16, key: &[u8]) -> Result<KeyTtl, EngineError> {
+        match self {
+            Store::Direct { engine, access } => engine.ttl(*access, db, key),
+            Store::Txn(txn) => txn.ttl(db, key),
+        }
+    }
+
+    pub fn set(
+        &mut self,
+        db: u16,
+        key: &[u8],
+        value: Bytes,
+        options: SetOptions,
+    ) -> Result<SetOutcome, EngineError> {
+        match self {
+            Store::Direct { engine, access } => engine.set(*access, db, key, value, options),
+            Store::Txn(txn) => txn.set(db, key, value, options),
+        }
+    }
+
+    pub fn delete(&mut self, db: u16, key: &[u8]) -> Result<bool, EngineError> {
+        match self {
+            Store::Direct { engine, access } => engine.delete(*access, db, key),
+            Store::Txn(txn) => txn.delete(db, key),
+        }
+    }
+
+    pub fn expire_at(
+        &mut self,
+        db: u16,
+        key: &[u8],
+        at: u64,
+        condition: ExpireCondition,
+    ) -> Result<bool, EngineError> {
+        match self {
+            Store::Direct { engine, access } => engine.expire_at(*access, db, key, at, condition),
+            Store::Txn(txn) => txn.expire_at(db, key, at, condition),
+        }
+    }
+
+    pub fn persist(&mut self, db: u16, key: &[u8]) -> Result<bool, EngineError> {
+        match self {
+            Store::Direct { engine, access } => engine.persist(*access, db, key),
+            Store::Txn(txn) => txn.persist(db, key),
+        }
+    }
+
+    pub fn update<T>(
+        &mut self,
+        db: u16,
+        key: &[u8],
+        update: impl FnOnce(Option<Bytes>) -> Result<(Option<Bytes>, T), CommandError>,
+    ) -> Result<T, CommandError> {
+        match self {
+            Store::Direct { engine, access } => engine.update(*access, db, key, update),
+            Store::Txn(txn) => txn.update(db, key, update),
+        }
+    }
+
+    /// Runs `op` inside a transaction holding the shards of `keys`: the current one, or a
+    /// fresh one when called directly (which needs `MayBlock`).
+    fn with_txn<T>(
+        &mut self,
+        keys: &[&[u8]],
+        op: impl FnOnce(&mut Txn<'_>) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        match self {
+            Store::Direct { access, .. } if *access == Access::HotOnly => {
+                Err(EngineError::WouldBlock)
+            }
+            Store::Direct { engine, .. } => op(&mut engine.transaction_for_keys(keys)),
+            Store::Txn(txn) => op(txn),
+        }
+    }
+
+    /// Runs `op` with every shard held.
+    fn with_all_shards<T>(
+        &mut self,
+        op: impl FnOnce(&mut Txn<'_>) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        match self {
+            Store::Direct { access, .. } if *access == Access::HotOnly => {
+                Err(EngineError::WouldBlock)
+            }
+            Store::Direct { engine, .. } => op(&mut engine.transaction_all()),
+            Store::Txn(txn) => op(txn),
+        }
+    }
+
+    pub fn rename(
+        &mut self,
+        db: u16,
+        source: &[u8],
+        destination: &[u8],
+        only_if_absent: bool,
+    ) -> Result<RenameOutcome, EngineError> {
+        self.with_txn(&[source, destination], |txn| {
+            txn.rename(db, source, destination, only_if_absent)
+        })
+    }
+
+    pub fn copy(
+        &mut self,
+        db: u16,
+        source: &[u8],
+        dst_db: u16,
+        destination: &[u8],
+        replace: bool,
+    ) -> Result<bool, EngineError> {
+        self.with_txn(&[source, destination], |txn| {
+            txn.copy(db, source, dst_db, destination, replace)
+        })
+    }
+
+    pub fn move_key(&mut self, db: u16, key: &[u8], dst_db: u16) -> Result<bool, EngineError> {
+        self.with_txn(&[key], |txn| txn.move_key(db, key, dst_db))
+    }
+
+    /// Runs several single-key operations atomically (MSET, MSETNX, DEL k1 k2, ...).
+    pub fn atomically<T>(
+        &mut self,
+        keys: &[&[u8]],
+        op: impl FnOnce(&mut Txn<'_>) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        self.with_txn(keys, op)
+    }
+
+    pub fn flushdb(&mut self, db: u16) -> Result<(), EngineError> {
+        self.with_all_shards(|txn| txn.flushdb(db))
+    }
+
+    pub fn flushall(&mut self) -> Result<(), EngineError> {
+        self.with_all_shards(|txn| txn.flushall())
+    }
+
+    pub fn dbsize(&self, db: u16) -> Result<u64, EngineError> {
+        match self {
+            Store::Direct { engine, .. } => engine.dbsize(db),
+            Store::Txn(txn) => txn.dbsize(db),
+        }
+    }
+
+    pub fn scan(
+        &mut self,
+        db: u16,
+        cursor: u64,
+        pattern: Option<&[u8]>,
+        count: usize,
+    ) -> Result<ScanPage, EngineError> {
+        match self {
+            Store::Direct { engine, access } => engine.scan(*access, db, cursor, pattern, count),
+            Store::Txn(txn) => txn.scan(db, cursor, pattern, count),
+        }
+    }
+
+    /// KEYS: every live key matching `pattern`.
+    pub fn keys(&mut self, db: u16, pattern: &[u8]) -> Result<Vec<Bytes>, EngineError> {
+        let mut cursor = 0;
+        let mut out = Vec::new();
+        loop {
+            let page = self.scan(db, cursor, Some(pattern), 1024)?;
+            out.extend(page.keys);
+            if page.cursor == 0 {
+                return Ok(out);
+            }
+            cursor = page.cursor;
+        }
+    }
+
+    /// RANDOMKEY: some live key, searched from a random slot.
+    pub fn random_key(&mut self, db: u16) -> Result<Option<Bytes>, EngineError> {
+        let slots = u64::from(crate::engine::slot::SLOT_COUNT);
+        let start = rand::random_range(0..slots);
+        let mut cursor = start;
+        let mut wrapped = false;
+        loop {
+            let page = self.scan(db, cursor, None, 1)?;
+            if !page.keys.is_empty() {
+                let pick = rand::random_range(0..page.keys.len());
+                return Ok(page.keys.into_iter().nth(pick));
+            }
+            if page.cursor == 0 {
+                if wrapped || start == 0 {
+                    return Ok(None);
+                }
+                wrapped = true;
+            }
+            cursor = page.cursor;
+            if wrapped && cursor >= start {
+                return Ok(None);
+            }
+        }
+    }
+}

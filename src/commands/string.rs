@@ -1,0 +1,5 @@
+//! string commands.
+
+use super::table::CommandSpec;
+
+pub const COMMANDS: &[CommandSpec] = &[];

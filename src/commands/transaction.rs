@@ -1,0 +1,5 @@
+//! transaction commands.
+
+use super::table::CommandSpec;
+
+pub const COMMANDS: &[CommandSpec] = &[];

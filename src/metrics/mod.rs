@@ -1,0 +1,236 @@
+//! Server counters and the slow log. INFO is built from these and the engine's counters,
+//! one function per section (`info`).
+
+pub mod info;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::commands::table;
+use crate::server::{unix_seconds, ClientState, Shared};
+
+/// Per-command counters (INFO commandstats).
+#[derive(Default)]
+pub struct CommandStat {
+    pub calls: AtomicU64,
+    pub usec: AtomicU64,
+    pub failed_calls: AtomicU64,
+}
+
+/// One counter set per command and subcommand, built once from the table so recording a
+/// call never takes a lock.
+static COMMAND_STATS: LazyLock<HashMap<String, CommandStat>> = LazyLock::new(|| {
+    let mut stats = HashMap::new();
+    for spec in table::all() {
+        stats.insert(spec.name.to_string(), CommandStat::default());
+        for sub in spec.subcommands {
+            stats.insert(
+                format!("{}|{}", spec.name, sub.name),
+                CommandStat::default(),
+            );
+        }
+    }
+    stats
+});
+
+#[derive(Default)]
+pub struct ServerStats {
+    pub total_connections_received: AtomicU64,
+    pub rejected_connections: AtomicU64,
+    pub total_commands_processed: AtomicU64,
+    pub total_net_input_bytes: AtomicU64,
+    pub total_net_output_bytes: AtomicU64,
+    pub total_error_replies: AtomicU64,
+    pub keyspace_hits: AtomicU64,
+    pub keyspace_misses: AtomicU64,
+}
+
+impl ServerStats {
+    pub fn connection_received(&self) {
+        self.total_connections_received
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_rejected(&self) {
+        self.rejected_connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn command_received(&self) {
+        self.total_commands_processed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn net_input(&self, bytes: usize) {
+        self.total_net_input_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub fn net_output(&self, bytes: usize) {
+        self.total_net_output_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub fn error_reply(&self) {
+        self.total_error_replies.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A read found (`true`) or missed a key (INFO keyspace_hits / keyspace_misses).
+    pub fn keyspace_lookup(&self, hit: bool) {
+        let counter = if hit {
+            &self.keyspace_hits
+        } else {
+            &self.keyspace_misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_command(&self, name: &str, elapsed: Duration, failed: bool) {
+        if let Some(stat) = COMMAND_STATS.get(name) {
+            stat.calls.fetch_add(1, Ordering::Relaxed);
+            stat.usec
+                .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+            if failed {
+                stat.failed_calls.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// (name, calls, usec, failed) for every command called at least once, sorted by name.
+    pub fn command_stats(&self) -> Vec<(String, u64, u64, u64)> {
+        let mut out: Vec<_> = COMMAND_STATS
+            .iter()
+            .filter_map(|(name, stat)| {
+                let calls = stat.calls.load(Ordering::Relaxed);
+                (calls > 0).then(|| {
+                    (
+                        name.clone(),
+                        calls,
+                        stat.usec.load(Ordering::Relaxed),
+                        stat.failed_calls.load(Ordering::Relaxed),
+                    )
+                })
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// CONFIG RESETSTAT.
+    pub fn reset(&self) {
+        for counter in [
+            &self.total_connections_received,
+            &self.rejected_connections,
+            &self.total_commands_processed,
+            &self.total_net_input_bytes,
+            &self.total_net_output_bytes,
+            &self.total_error_replies,
+            &self.keyspace_hits,
+            &self.keyspace_misses,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+        for stat in COMMAND_STATS.values() {
+            stat.calls.store(0, Ordering::Relaxed);
+            stat.usec.store(0, Ordering::Relaxed);
+            stat.failed_calls.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One SLOWLOG GET entry.
+#[derive(Clone, Debug)]
+pub struct SlowEntry {
+    pub id: u64,
+    pub unix_time: u64,
+    pub micros: u64,
+    pub args: Vec<Bytes>,
+    pub client_addr: String,
+    pub client_name: String,
+}
+
+/// Redis keeps at most this many arguments per entry, and this many bytes per argument.
+const SLOWLOG_MAX_ARGS: usize = 32;
+const SLOWLOG_MAX_ARG_LEN: usize = 128;
+
+pub struct SlowLog {
+    next_id: AtomicU64,
+    entries: Mutex<VecDeque<SlowEntry>>,
+    max_len: AtomicU64,
+}
+
+impl SlowLog {
+    pub fn new(max_len: usize) -> Self {
+        SlowLog {
+            next_id: AtomicU64::new(0),
+            entries: Mutex::new(VecDeque::new()),
+            max_len: AtomicU64::new(max_len as u64),
+        }
+    }
+
+    pub fn record(&self, shared: &Shared, client: &ClientState, args: &[Bytes], elapsed: Duration) {
+        let threshold = shared.config.read().slowlog.log_slower_than;
+        let micros = elapsed.as_micros() as u64;
+        if threshold < 0 || micros < threshold as u64 {
+            return;
+        }
+        let mut kept: Vec<Bytes> = args
+            .iter()
+            .take(SLOWLOG_MAX_ARGS)
+            .map(|arg| {
+                if arg.len() > SLOWLOG_MAX_ARG_LEN {
+                    let more = arg.len() - SLOWLOG_MAX_ARG_LEN;
+                    let mut cut = arg[..SLOWLOG_MAX_ARG_LEN].to_vec();
+                    cut.extend_from_slice(format!("... ({more} more bytes)").as_bytes());
+                    Bytes::from(cut)
+                } else {
+                    arg.clone()
+                }
+            })
+            .collect();
+        if args.len() > SLOWLOG_MAX_ARGS {
+            kept[SLOWLOG_MAX_ARGS - 1] = Bytes::from(format!(
+                "... ({} more arguments)",
+                args.len() - SLOWLOG_MAX_ARGS + 1
+            ));
+        }
+        let entry = SlowEntry {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            unix_time: unix_seconds(),
+            micros,
+            args: kept,
+            client_addr: client.handle.addr.to_string(),
+            client_name: client.handle.name.lock().clone().unwrap_or_default(),
+        };
+        let max_len = self.max_len.load(Ordering::Relaxed) as usize;
+        let mut entries = self.entries.lock();
+        entries.push_front(entry);
+        entries.truncate(max_len);
+    }
+
+    /// Newest first, at most `count`.
+    pub fn latest(&self, count: usize) -> Vec<SlowEntry> {
+        self.entries.lock().iter().take(count).cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.lock().is_empty()
+    }
+
+    pub fn reset(&self) {
+        self.entries.lock().clear();
+    }
+
+    pub fn set_max_len(&self, max_len: usize) {
+        self.max_len.store(max_len as u64, Ordering::Relaxed);
+        self.entries.lock().truncate(max_len);
+    }
+}

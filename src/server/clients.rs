@@ -1,0 +1,241 @@
+//! The client registry: what CLIENT LIST / KILL / INFO and INFO `# Clients` see of every
+//! connection. A connection task owns its [`ClientState`]; the shared [`ClientHandle`] holds
+//! what other clients may read or act on.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::engine::watch::WatchFlag;
+use crate::protocol::ProtocolVersion;
+
+/// What other connections may see or change about one client.
+pub struct ClientHandle {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub local_addr: SocketAddr,
+    pub created: Instant,
+    pub name: Mutex<Option<String>>,
+    pub lib_name: Mutex<Option<String>>,
+    pub lib_ver: Mutex<Option<String>>,
+    pub db: AtomicU16,
+    /// 2 or 3.
+    pub resp: AtomicU8,
+    pub last_command: Mutex<String>,
+    pub last_active: Mutex<Instant>,
+    /// -1 outside MULTI, else the number of queued commands.
+    pub multi_len: AtomicU64,
+    pub in_multi: AtomicBool,
+    pub query_buffer_bytes: AtomicUsize,
+    pub output_buffer_bytes: AtomicUsize,
+    killed: AtomicBool,
+    kill_notify: Notify,
+}
+
+impl ClientHandle {
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::Relaxed);
+        self.kill_notify.notify_one();
+    }
+
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once CLIENT KILL (or shutdown) targeted this client.
+    pub async fn killed(&self) {
+        if self.is_killed() {
+            return;
+        }
+        self.kill_notify.notified().await;
+    }
+
+    pub fn touch(&self, command: &str) {
+        *self.last_command.lock() = command.to_string();
+        *self.last_active.lock() = Instant::now();
+    }
+
+    /// One line of CLIENT LIST / CLIENT INFO, in Redis's field order.
+    pub fn info_line(&self) -> String {
+        let now = Instant::now();
+        let idle = now.duration_since(*self.last_active.lock()).as_secs();
+        let multi = if self.in_multi.load(Ordering::Relaxed) {
+            self.multi_len.load(Ordering::Relaxed) as i64
+        } else {
+            -1
+        };
+        let flags = if self.in_multi.load(Ordering::Relaxed) {
+            "x"
+        } else {
+            "N"
+        };
+        format!(
+            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi={} qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            self.id,
+            self.addr,
+            self.local_addr,
+            self.name.lock().as_deref().unwrap_or(""),
+            now.duration_since(self.created).as_secs(),
+            idle,
+            flags,
+            self.db.load(Ordering::Relaxed),
+            multi,
+            self.query_buffer_bytes.load(Ordering::Relaxed),
+            self.output_buffer_bytes.load(Ordering::Relaxed),
+            self.query_buffer_bytes.load(Ordering::Relaxed) + self.output_buffer_bytes.load(Ordering::Relaxed),
+            self.last_command.lock(),
+            self.resp.load(Ordering::Relaxed),
+            self.lib_name.lock().as_deref().unwrap_or(""),
+            self.lib_ver.lock().as_deref().unwrap_or(""),
+        )
+    }
+}
+
+/// Every connected client, by id.
+#[derive(Default)]
+pub struct ClientRegistry {
+    next_id: AtomicU64,
+    clients: Mutex<BTreeMap<u64, Arc<ClientHandle>>>,
+}
+
+impl ClientRegistry {
+    pub fn register(&self, addr: SocketAddr, local_addr: SocketAddr) -> Arc<ClientHandle> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = Instant::now();
+        let handle = Arc::new(ClientHandle {
+            id,
+            addr,
+            local_addr,
+            created: now,
+            name: Mutex::new(None),
+            lib_name: Mutex::new(None),
+            lib_ver: Mutex::new(None),
+            db: AtomicU16::new(0),
+            resp: AtomicU8::new(2),
+            last_command: Mutex::new("NULL".into()),
+            last_active: Mutex::new(now),
+            multi_len: AtomicU64::new(0),
+            in_multi: AtomicBool::new(false),
+            query_buffer_bytes: AtomicUsize::new(0),
+            output_buffer_bytes: AtomicUsize::new(0),
+            killed: AtomicBool::new(false),
+            kill_notify: Notify::new(),
+        });
+        self.clients.lock().insert(id, Arc::clone(&handle));
+        handle
+    }
+
+    pub fn unregister(&self, id: u64) {
+        self.clients.lock().remove(&id);
+    }
+
+    pub fn all(&self) -> Vec<Arc<ClientHandle>> {
+        self.clients.lock().values().cloned().collect()
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<ClientHandle>> {
+        self.clients.lock().get(&id).cloned()
+    }
+
+    pub fn connected(&self) -> usize {
+        self.clients.lock().len()
+    }
+
+    /// Total query and output buffer bytes held by all clients (INFO memory).
+    pub fn buffer_bytes(&self) -> usize {
+        self.clients
+            .lock()
+            .values()
+            .map(|c| {
+                c.query_buffer_bytes.load(Ordering::Relaxed)
+                    + c.output_buffer_bytes.load(Ordering::Relaxed)
+            })
+            .sum()
+    }
+}
+
+/// CLIENT REPLY mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyMode {
+    On,
+    Off,
+    /// Skip the next command's reply only.
+    Skip,
+}
+
+/// A connection's own state; moves with the command onto a blocking thread when needed.
+pub struct ClientState {
+    pub handle: Arc<ClientHandle>,
+    pub db: u16,
+    pub protocol: ProtocolVersion,
+    pub authenticated: bool,
+    /// Commands queued since MULTI; `None` outside a transaction.
+    pub multi: Option<Vec<Vec<Bytes>>>,
+    /// A command failed to queue: EXEC must abort (EXECABORT).
+    pub multi_failed: bool,
+    pub watch_flag: WatchFlag,
+    pub watched: Vec<(u16, Bytes)>,
+    pub reply_mode: ReplyMode,
+    /// QUIT / a protocol error: close after sending the pending replies.
+    pub close_after_reply: bool,
+}
+
+impl ClientState {
+    pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> Self {
+        ClientState {
+            handle,
+            db: 0,
+            protocol: ProtocolVersion::Resp2,
+            authenticated,
+            multi: None,
+            multi_failed: false,
+            watch_flag: WatchFlag::default(),
+            watched: Vec::new(),
+            reply_mode: ReplyMode::On,
+            close_after_reply: false,
+        }
+    }
+
+    pub fn select(&mut self, db: u16) {
+        self.db = db;
+        self.handle.db.store(db, Ordering::Relaxed);
+    }
+
+    pub fn set_protocol(&mut self, protocol: ProtocolVersion) {
+        self.protocol = protocol;
+        let resp = match protocol {
+            ProtocolVersion::Resp2 => 2,
+            ProtocolVersion::Resp3 => 3,
+        };
+        self.handle.resp.store(resp, Ordering::Relaxed);
+    }
+
+    pub fn begin_multi(&mut self) {
+        self.multi = Some(Vec::new());
+        self.multi_failed = false;
+        self.handle.in_multi.store(true, Ordering::Relaxed);
+        self.handle.multi_len.store(0, Ordering::Relaxed);
+    }
+
+    pub fn queue(&mut self, args: Vec<Bytes>) {
+        if let Some(queue) = &mut self.multi {
+            queue.push(args);
+            self.handle
+                .multi_len
+                .store(queue.len() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Leaves MULTI, returning the queue.
+    pub fn end_multi(&mut self) -> Vec<Vec<Bytes>> {
+        self.handle.in_multi.store(false, Ordering::Relaxed);
+        self.multi_failed = false;
+        self.multi.take().unwrap_or_default()
+    }
+}

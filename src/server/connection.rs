@@ -1,0 +1,272 @@
+//! One client connection. The `Connection` owns the read buffer and the write buffer
+//! (CONVENTIONS 4): it runs every complete command in the read buffer, appends each reply
+//! to the write buffer, and writes the whole batch with one syscall before reading again.
+//! Commands that need disk I/O run on a blocking thread; the task waits for them, so
+//! replies always leave in request order.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::{ClientState, ReplyMode, Shared};
+use crate::commands::dispatch::{self, Plan};
+use crate::protocol::{parse_command, write_reply, ParserLimits, Reply};
+
+const READ_CHUNK: usize = 16 * 1024;
+
+pub(super) async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr) {
+    let local_addr = stream.local_addr().unwrap_or(addr);
+    // Replies go out as soon as a batch is done; Nagle would hold small ones back.
+    let _ = stream.set_nodelay(true);
+    let maxclients = shared.config.read().server.maxclients;
+    if shared.clients.connected() >= maxclients {
+        shared.stats.connection_rejected();
+        let _ = stream
+            .write_all(b"-ERR max number of clients reached\r\n")
+            .await;
+        return;
+    }
+    let handle = shared.clients.register(addr, local_addr);
+    let id = handle.id;
+    let authenticated = shared.config.read().security.requirepass.is_none();
+    let mut connection = Connection {
+        client: Some(Box::new(ClientState::new(handle, authenticated))),
+        shared: Arc::clone(&shared),
+        stream,
+        read_buf: BytesMut::with_capacity(READ_CHUNK),
+        write_buf: BytesMut::with_capacity(READ_CHUNK),
+    };
+    connection.run().await;
+    if let Some(client) = connection.client.take() {
+        dispatch::forget_client(&shared, &client);
+    }
+    shared.clients.unregister(id);
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    read_buf: BytesMut,
+    write_buf: BytesMut,
+    /// None only while a command runs on a blocking thread.
+    client: Option<Box<ClientState>>,
+}
+
+/// Why the connection ends.
+enum Close {
+    Now,
+}
+
+impl Connection {
+    fn client(&self) -> &ClientState {
+        self.client
+            .as_ref()
+            .expect("client state is home between commands")
+    }
+
+    async fn run(&mut self) {
+        let _ = self.serve_until_closed().await;
+        let _ = self.flush().await;
+    }
+
+    async fn serve_until_closed(&mut self) -> Result<(), Close> {
+        let mut shutdown = self.shared.shutdown_receiver();
+        loop {
+            self.run_buffered_commands().await?;
+            self.flush().await?;
+            if self.client().close_after_reply {
+                return Err(Close::Now);
+            }
+            let (query_limit, timeout) = {
+                let config = self.shared.config.read();
+                (
+                    config.limits.client_query_buffer_limit.0 as usize,
+                    config.server.timeout,
+                )
+            };
+            if self.read_buf.len() >= query_limit {
+                tracing::warn!(
+                    client = self.client().handle.id,
+                    bytes = self.read_buf.len(),
+                    "closing client that reached max query buffer length"
+                );
+                return Err(Close::Now);
+            }
+            self.read_buf.reserve(READ_CHUNK);
+            let handle = Arc::clone(&self.client().handle);
+            let idle = async {
+                if timeout == 0 {
+                    std::future::pending::<()>().await
+                } else {
+                    tokio::time::sleep(Duration::from_secs(timeout)).await
+                }
+            };
+            tokio::select! {
+                read = self.stream.read_buf(&mut self.read_buf) => match read {
+                    Ok(0) | Err(_) => return Err(Close::Now),
+                    Ok(n) => {
+                        self.shared.stats.net_input(n);
+                        handle.query_buffer_bytes.store(self.read_buf.len(), Ordering::Relaxed);
+                    }
+                },
+                _ = handle.killed() => return Err(Close::Now),
+                _ = idle => return Err(Close::Now),
+                _ = shutdown.changed() => return Err(Close::Now),
+            }
+        }
+    }
+
+    /// Runs every complete command in the read buffer, appending replies.
+    async fn run_buffered_commands(&mut self) -> Result<(), Close> {
+        let limits = {
+            let config = self.shared.config.read();
+            ParserLimits {
+                max_bulk_len: config.limits.proto_max_bulk_len.0 as usize,
+                ..ParserLimits::default()
+            }
+        };
+        loop {
+            if self.client().handle.is_killed() {
+                return Err(Close::Now);
+            }
+            match parse_command(&mut self.read_buf, &limits) {
+                Ok(Some(args)) => {
+                    self.execute(args).await;
+                    if self.client().close_after_reply {
+                        return Ok(());
+                    }
+                    self.check_output_limit()?;
+                }
+                Ok(None) => return Ok(()),
+                Err(err) => {
+                    // Protocol errors end this connection only, after telling the client why.
+                    let reply = Reply::error(format!("ERR {err}"));
+                    let protocol = self.client().protocol;
+                    write_reply(&mut self.write_buf, &reply, protocol);
+                    return Err(Close::Now);
+                }
+            }
+        }
+    }
+
+    async fn execute(&mut self, args: Vec<Bytes>) {
+        let mut client = self.client.take().expect("client state is home");
+        let reply = match dispatch::plan(&self.shared, &mut client, &args) {
+            Plan::Reply(reply) => Some(reply),
+            Plan::Run(command) if command.needs_transaction(&args) => {
+                let (back, reply) = self
+                    .on_blocking_thread(client, args, move |shared, client, args| {
+                        dispatch::run_in_transaction(shared, client, command, args)
+                    })
+                    .await;
+                client = back;
+                reply
+            }
+            Plan::Run(command) => {
+                match dispatch::run_hot(&self.shared, &mut client, command, &args) {
+                    Some(reply) => Some(reply),
+                    None => {
+                        let (back, reply) = self
+                            .on_blocking_thread(client, args, move |shared, client, args| {
+                                dispatch::run_blocking(shared, client, command, args)
+                            })
+                            .await;
+                        client = back;
+                        reply
+                    }
+                }
+            }
+            Plan::Exec => {
+                let (back, reply) = self
+                    .on_blocking_thread(client, args, |shared, client, _| {
+                        dispatch::exec(shared, client)
+                    })
+                    .await;
+                client = back;
+                reply
+            }
+        };
+        if let Some(reply) = reply {
+            match client.reply_mode {
+                ReplyMode::On => write_reply(&mut self.write_buf, &reply, client.protocol),
+                ReplyMode::Skip => client.reply_mode = ReplyMode::On,
+                ReplyMode::Off => {}
+            }
+        }
+        self.client = Some(client);
+    }
+
+    /// Runs `work` where it may block, handing the client state there and back.
+    async fn on_blocking_thread(
+        &self,
+        mut client: Box<ClientState>,
+        args: Vec<Bytes>,
+        work: impl FnOnce(&Shared, &mut ClientState, &[Bytes]) -> Option<Reply> + Send + 'static,
+    ) -> (Box<ClientState>, Option<Reply>) {
+        let shared = Arc::clone(&self.shared);
+        let handle = Arc::clone(&client.handle);
+        let outcome = tokio::task::spawn_blocking(move || {
+            let reply = work(&shared, &mut client, &args);
+            (client, reply)
+        })
+        .await;
+        match outcome {
+            Ok(done) => done,
+            Err(err) => {
+                // A panicking command must not take the server down; this client is closed.
+                tracing::error!(%err, client = handle.id, "command panicked");
+                let mut client = Box::new(ClientState::new(handle, false));
+                client.close_after_reply = true;
+                (
+                    client,
+                    Some(Reply::error("ERR internal error while running the command")),
+                )
+            }
+        }
+    }
+
+    fn check_output_limit(&self) -> Result<(), Close> {
+        let hard = self
+            .shared
+            .config
+            .read()
+            .limits
+            .client_output_buffer_hard_limit
+            .0 as usize;
+        let handle = &self.client().handle;
+        handle
+            .output_buffer_bytes
+            .store(self.write_buf.len(), Ordering::Relaxed);
+        if hard > 0 && self.write_buf.len() > hard {
+            tracing::warn!(
+                client = handle.id,
+                bytes = self.write_buf.len(),
+                "closing client over the output buffer hard limit"
+            );
+            return Err(Close::Now);
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), Close> {
+        if self.write_buf.is_empty() {
+            return Ok(());
+        }
+        let written = self.write_buf.len();
+        let result = self.stream.write_all(&self.write_buf).await;
+        self.write_buf.clear();
+        if let Some(client) = &self.client {
+            client
+                .handle
+                .output_buffer_bytes
+                .store(0, Ordering::Relaxed);
+        }
+        self.shared.stats.net_output(written);
+        result.map_err(|_| Close::Now)
+    }
+}
