@@ -1,1 +1,206 @@
-fn main() {}
+//! The `hypercache` server binary: parse flags, load the layered configuration, open the
+//! engine, serve RESP until SHUTDOWN / SIGTERM / SIGINT, then shut down cleanly.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use hypercache::config::{self, ByteSize, Config, ConfigError, Overrides, SyncPolicy};
+use hypercache::server::{Instance, Shared};
+
+/// Redis-compatible cache server: hot keys in RAM, the rest on disk.
+#[derive(Parser, Debug)]
+#[command(name = "hypercache", version)]
+struct Cli {
+    /// YAML configuration file (see configs/hypercache.yaml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Validate a configuration file, explain every error, and exit.
+    #[arg(long, value_name = "FILE")]
+    check_config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long)]
+    bind: Option<String>,
+    /// TCP port (0 = any free port).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Data directory.
+    #[arg(long, value_name = "PATH")]
+    dir: Option<PathBuf>,
+    /// Memory bound for the whole process, e.g. 64mb, 1gb or bytes.
+    #[arg(long, value_parser = parse_size)]
+    maxmemory: Option<ByteSize>,
+    /// Number of databases.
+    #[arg(long)]
+    databases: Option<u16>,
+    /// Engine write-ahead log: yes | no.
+    #[arg(long, value_parser = parse_yes_no)]
+    appendonly: Option<bool>,
+    /// WAL fsync policy: always | everysec | no.
+    #[arg(long, value_parser = parse_sync)]
+    appendfsync: Option<SyncPolicy>,
+    /// Password clients must AUTH with.
+    #[arg(long)]
+    requirepass: Option<String>,
+    /// debug | verbose | notice | warning.
+    #[arg(long)]
+    loglevel: Option<String>,
+}
+
+fn parse_size(text: &str) -> Result<ByteSize, String> {
+    ByteSize::parse(text)
+}
+
+fn parse_yes_no(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "yes" | "true" => Ok(true),
+        "no" | "false" => Ok(false),
+        _ => Err(format!("'{text}' is not yes or no")),
+    }
+}
+
+fn parse_sync(text: &str) -> Result<SyncPolicy, String> {
+    SyncPolicy::parse(text).ok_or_else(|| format!("'{text}' is not always, everysec or no"))
+}
+
+impl Cli {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            bind: self.bind.clone(),
+            port: self.port,
+            dir: self.dir.clone(),
+            maxmemory: self.maxmemory,
+            databases: self.databases,
+            appendonly: self.appendonly,
+            appendfsync: self.appendfsync,
+            requirepass: self.requirepass.clone(),
+            loglevel: self.loglevel.clone(),
+        }
+    }
+}
+
+fn report_config_error(source: &str, err: &ConfigError) {
+    eprintln!("hypercache: invalid configuration ({source}):");
+    for problem in &err.0 {
+        eprintln!("  {problem}");
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(file) = &cli.check_config {
+        return match config::load(Some(file), Vec::new(), &Overrides::default()) {
+            Ok(_) => {
+                println!("{}: configuration OK", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                report_config_error(&file.display().to_string(), &err);
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let config = match config::load(cli.config.as_deref(), std::env::vars(), &cli.overrides()) {
+        Ok(config) => config,
+        Err(err) => {
+            let source = cli
+                .config
+                .as_ref()
+                .map_or("defaults, environment and flags".to_string(), |p| {
+                    p.display().to_string()
+                });
+            report_config_error(&source, &err);
+            return ExitCode::FAILURE;
+        }
+    };
+    let _log_guard = match init_logging(&config) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("hypercache: cannot set up logging: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if config.server.threads > 0 {
+        runtime.worker_threads(config.server.threads);
+    }
+    let runtime = match runtime.enable_all().thread_name("hc-worker").build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("hypercache: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config, cli.config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("hypercache: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Keeps the log file writer alive for the process lifetime.
+struct LogGuard;
+
+fn init_logging(config: &Config) -> Result<LogGuard, String> {
+    let level = config::LoggingConfig::tracing_level(&config.logging.level).unwrap_or("info");
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HYPERCACHE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("hypercache={level},{level}")));
+    let json = config.logging.format == "json";
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match &config.logging.file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|err| format!("{}: {err}", path.display()))?;
+            let writer = std::sync::Mutex::new(file);
+            if json {
+                builder.json().with_writer(writer).init();
+            } else {
+                builder.with_ansi(false).with_writer(writer).init();
+            }
+        }
+        None => {
+            if json {
+                builder.json().with_writer(std::io::stderr).init();
+            } else {
+                use std::io::IsTerminal;
+                let colours = std::io::stderr().is_terminal();
+                builder.with_ansi(colours).with_writer(std::io::stderr).init();
+            }
+        }
+    }
+    Ok(LogGuard)
+}
+
+async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), String> {
+    let instance = Instance::open(config, config_file).await?;
+    spawn_signal_handler(Arc::clone(instance.shared()));
+    instance.serve().await
+}
+
+fn spawn_signal_handler(shared: Arc<Shared>) {
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+            _ = terminate => tracing::info!("SIGTERM received, shutting down"),
+        }
+        shared.request_shutdown(true);
+    });
+}

@@ -1,5 +1,458 @@
-//! connection commands.
+//! Connection commands: AUTH, HELLO, PING, ECHO, SELECT, QUIT, RESET and CLIENT.
 
-use super::table::CommandSpec;
+use bytes::Bytes;
 
-pub const COMMANDS: &[CommandSpec] = &[];
+use super::args::{self, is};
+use super::dispatch::unwatch_all;
+use super::table::{CommandSpec, ADMIN, FAST, LOADING, NOSCRIPT, NO_AUTH, STALE};
+use super::{CommandError, CommandResult, Ctx};
+use crate::metrics::info::REDIS_COMPAT_VERSION;
+use crate::protocol::{ProtocolVersion, Reply};
+use crate::server::ReplyMode;
+
+const GROUP: &str = "connection";
+
+macro_rules! spec {
+    ($name:literal, $arity:expr, $flags:expr, $since:literal, $summary:literal, $handler:expr) => {
+        CommandSpec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            first_key: 0,
+            last_key: 0,
+            step: 0,
+            group: GROUP,
+            since: $since,
+            summary: $summary,
+            handler: $handler,
+            subcommands: &[],
+        }
+    };
+}
+
+pub const COMMANDS: &[CommandSpec] = &[
+    spec!("auth", -2, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, "1.0.0", "Authenticates the connection.", auth),
+    spec!("hello", -1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, "6.0.0", "Handshakes with the Redis server.", hello),
+    spec!("ping", -1, FAST, "1.0.0", "Returns the server's liveliness response.", ping),
+    spec!("echo", 2, FAST, "1.0.0", "Returns the given string.", echo),
+    spec!("select", 2, LOADING | STALE | FAST, "1.0.0", "Changes the selected database.", select),
+    spec!("quit", -1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, "1.0.0", "Closes the connection.", quit),
+    spec!("reset", 1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, "6.2.0", "Resets the connection.", reset),
+    CommandSpec {
+        name: "client",
+        arity: -2,
+        flags: 0,
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        group: GROUP,
+        since: "2.4.0",
+        summary: "A container for client connection commands.",
+        handler: client_help,
+        subcommands: &[
+            spec!("id", 2, NOSCRIPT | LOADING | STALE, "5.0.0", "Returns the unique client ID of the connection.", client_id),
+            spec!("getname", 2, NOSCRIPT | LOADING | STALE, "2.6.9", "Returns the name of the connection.", client_getname),
+            spec!("setname", 3, NOSCRIPT | LOADING | STALE, "2.6.9", "Sets the connection name.", client_setname),
+            spec!("list", -2, ADMIN | NOSCRIPT | LOADING | STALE, "2.4.0", "Lists open connections.", client_list),
+            spec!("info", 2, NOSCRIPT | LOADING | STALE, "6.2.0", "Returns information about the connection.", client_info),
+            spec!("kill", -3, ADMIN | NOSCRIPT | LOADING | STALE, "2.4.0", "Terminates open connections.", client_kill),
+            spec!("setinfo", 4, NOSCRIPT | LOADING | STALE, "7.2.0", "Sets information specific to the client or connection.", client_setinfo),
+            spec!("reply", 3, NOSCRIPT | LOADING | STALE, "3.2.0", "Instructs the server whether to reply to commands.", client_reply),
+            spec!("no-evict", 3, ADMIN | NOSCRIPT | LOADING | STALE, "7.0.0", "Sets the client eviction mode of the connection.", client_flag_ok),
+            spec!("no-touch", 3, NOSCRIPT | LOADING | STALE, "7.2.0", "Controls whether commands sent by the client affect the LRU/LFU of accessed keys.", client_flag_ok),
+            spec!("help", 2, LOADING | STALE, "5.0.0", "Returns helpful text about the different subcommands.", client_help),
+        ],
+    },
+];
+
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+/// Checks a username/password pair against `requirepass` (the only user is "default").
+fn check_password(ctx: &Ctx<'_, '_>, user: Option<&Bytes>, password: &Bytes) -> Result<(), CommandError> {
+    let required = ctx.shared.config.read().security.requirepass.clone();
+    let user_ok = user.is_none_or(|user| is(user, "default"));
+    match required {
+        Some(required) if user_ok && required.as_bytes() == &password[..] => Ok(()),
+        _ => Err(CommandError::Reply(WRONGPASS.into())),
+    }
+}
+
+fn auth(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
+    let (user, password) = match args.len() {
+        2 => (None, &args[1]),
+        3 => (Some(&args[1]), &args[2]),
+        _ => return Err(CommandError::syntax()),
+    };
+    if ctx.shared.config.read().security.requirepass.is_none() && user.is_none() {
+        return Err(CommandError::err(
+            "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        ));
+    }
+    check_password(ctx, user, password)?;
+    ctx.client.authenticated = true;
+    Ok(Reply::ok())
+}
+
+/// HELLO [protover [AUTH username password] [SETNAME clientname]].
+fn hello(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
+    let mut protocol = None;
+    let mut rest = args[1..].iter();
+    if let Some(version) = rest.next() {
+        protocol = Some(match args::parse_i64(version) {
+            Some(2) => ProtocolVersion::Resp2,
+            Some(3) => ProtocolVersion::Resp3,
+            Some(_) => {
+                return Err(CommandError::Reply(
+                    "NOPROTO unsupported protocol version".into(),
+                ))
+            }
+            None => {
+                return Err(CommandError::err(
+                    "Protocol version is not an integer or out of range",
+                ))
+            }
+        });
+    }
+    let mut credentials = None;
+    let mut name = None;
+    while let Some(option) = rest.next() {
+        if is(option, "auth") {
+            let (Some(user), Some(password)) = (rest.next(), rest.next()) else {
+                return Err(CommandError::err(format!(
+                    "Syntax error in HELLO option '{}'",
+                    args::text(option)
+                )));
+            };
+            credentials = Some((user, password));
+        } else if is(option, "setname") {
+            let Some(value) = rest.next() else {
+                return Err(CommandError::err(format!(
+                    "Syntax error in HELLO option '{}'",
+                    args::text(option)
+                )));
+            };
+            name = Some(value);
+        } else {
+            return Err(CommandError::err(format!(
+                "Syntax error in HELLO option '{}'",
+                args::text(option)
+            )));
+        }
+    }
+    if let Some((user, password)) = credentials {
+        check_password(ctx, Some(user), password)?;
+        ctx.client.authenticated = true;
+    }
+    if !ctx.client.authenticated {
+        return Err(CommandError::Reply(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into(),
+        ));
+    }
+    if let Some(name) = name {
+        set_client_name(ctx, name)?;
+    }
+    if let Some(protocol) = protocol {
+        ctx.client.set_protocol(protocol);
+    }
+    let proto = match ctx.client.protocol {
+        ProtocolVersion::Resp2 => 2,
+        ProtocolVersion::Resp3 => 3,
+    };
+    Ok(Reply::Map(vec![
+        (Reply::bulk("server"), Reply::bulk("redis")),
+        (Reply::bulk("version"), Reply::bulk(REDIS_COMPAT_VERSION)),
+        (Reply::bulk("proto"), Reply::Integer(proto)),
+        (Reply::bulk("id"), Reply::Integer(ctx.client.handle.id as i64)),
+        (Reply::bulk("mode"), Reply::bulk("standalone")),
+        (Reply::bulk("role"), Reply::bulk("master")),
+        (Reply::bulk("modules"), Reply::Array(Vec::new())),
+    ]))
+}
+
+fn ping(_ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
+    match args.len() {
+        1 => Ok(Reply::Simple("PONG".into())),
+        2 => Ok(Reply::Bulk(args[1].clone())),
+        _ => Err(CommandError::err(
+            "wrong number of arguments for 'ping' command",
+        )),
+    }
+}
+
+fn echo(_ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
+    Ok(Reply::Bulk(args[1].clone()))
+}
+
+fn select(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
+    let index = args::int(&args[1])?;
+    let db = u16::try_from(index)
+        .ok()
+        .filter(|db| *db < ctx.engine().databases())
+        .ok_or_else(|| CommandError::err("DB index is out of range"))?;
+    ctx.client.select(db);
+    Ok(Reply::ok())
+}
+
+fn quit(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
+    ctx.client.close_after_reply = true;
+    Ok(Reply::ok())
+}
+
+fn reset(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
+    ctx.client.end_multi();
+    unwatch_all(ctx.shared, ctx.client);
+    ctx.client.select(0);
+    ctx.client.set_protocol(ProtocolVersion::Resp2);
+    ctx.client.reply_mode = ReplyMode::On;
+    ctx.client.authenticated = ctx.shared.config.read().security.requirepass.is_none();
+    *ctx.client.handle.name.lock() = None;
+    Ok(Reply::Simple("RESET".into()))
+}
+
+fn client_id(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
+    Ok(Reply::Integer(ctx.client.handle.id as i64))
+}
+
+fn client_getname(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
+    Ok(match ctx.client.handle.name.lock().clone() {
+        Some(name) => Reply::bulk(name),
+        None => Reply::Nil,
+    })
+}
+
+/// Redis allows printable ASCII other than space in client names; empty clears the name.
+fn set_client_name(ctx: &mut Ctx<'_, '_>, name: &Bytes) -> Result<(), CommandError> {
+    if name.iter().any(|byte| !(b'!'..=b'~').contains(byte)) {
+        return Err(CommandError::err(
+            "Client names cannot contain spaces, newlines or special characters.",
+        ));
+    }
+    *ctx.client.handle.name.lock() = (!name.is_empty()).then(|| args::text(name));
+    Ok(())
+}
+
+fn client_setname(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
+    set_client_name(ctx, &args[2])?;
+    Ok(Reply::ok())
+}
+
+/// CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id ...].
+fn client_list(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
+    let mut ids: Option<Vec<u64>> = None;
+    let mut only_normal = true;
+    let mut i = 2;
+    while i < args.len() {
+        if is(&args[i], "type") && i + 1 < args.len() {
+            let kind = &args[i + 1];
+            if !["normal", "master", "replica", "slave", "pubsub"]
+                .iter()
+                .any(|k| is(kind, k))
+            {
+                return Err(CommandError::err(format!(
+                    "Unknown client type '{}'",
+                    args::text(kind)
+                )));
+            }
+            only_normal = is(kind, "normal");
+            i += 2;
+        } else if is(&args[i], "id") && i + 1 < args.len() {
+            let mut wanted = Vec::new();
+            for id in &args[i + 1..] {
+                let id = args::parse_i64(id)
+                    .filter(|id| *id > 0)
+                    .ok_or_else(|| CommandError::err("Invalid client ID"))?;
+                wanted.push(id as u64);
+            }
+            ids = Some(wanted);
+            i = args.len();
+        } else {
+            return Err(CommandError::syntax());
+        }
+    }
+    let mut text = String::new();
+    if only_normal {
+        for client in ctx.shared.clients.all() {
+            if ids.as_ref().is_none_or(|ids| ids.contains(&client.id)) {
+                text.push_str(&client.info_line());
+                text.push('\n');
+            }
+        }
+    }
+    Ok(verbatim(ctx, text))
+}
+
+fn client_info(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
+    let mut text = ctx.client.handle.info_line();
+    text.push('\n');
+    Ok(verbatim(ctx, text))
+}
+
+/// Bulk in RESP2, verbatim text in RESP3 (as Redis replies to CLIENT LIST and INFO).
+fn verbatim(ctx: &Ctx<'_, '_>, text: String) -> Reply {
+    match ctx.client.protocol {
+        ProtocolVersion::Resp2 => Reply::bulk(text),
+        ProtocolVersion::Resp3 => Reply::Verbatim {
+            format: *b"txt",
+            text: Bytes::from(text),
+        },
+    }
+}
+
+/// CLIENT KILL addr:port (old form) or CLIENT KILL <filter> <value> ... (new form).
+fn client_kill(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
+    let me = ctx.client.handle.id;
+    if args.len() == 3 {
+        let addr = args::text(&args[2]);
+        let target = ctx
+            .shared
+            .clients
+            .all()
+            .into_iter()
+            .find(|client| client.addr.to_string() == addr);
+        return match target {
+            Some(client) => {
+                client.kill();
+                if client.id == me {
+                    ctx.client.close_after_reply = true;
+                }
+                Ok(Reply::ok())
+            }
+            None => Err(CommandError::err("No such client")),
+        };
+    }
+    let mut id = None;
+    let mut addr = None;
+    let mut laddr = None;
+    let mut skip_me = true;
+    let mut max_age = None;
+    let mut rest = args[2..].iter();
+    while let Some(filter) = rest.next() {
+        let value = rest.next().ok_or_else(CommandError::syntax)?;
+        if is(filter, "id") {
+            id = Some(
+                args::parse_i64(value)
+                    .filter(|id| *id > 0)
+                    .ok_or_else(|| CommandError::err("client-id should be greater than 0"))?
+                    as u64,
+            );
+        } else if is(filter, "addr") {
+            addr = Some(args::text(value));
+        } else if is(filter, "laddr") {
+            laddr = Some(args::text(value));
+        } else if is(filter, "skipme") {
+            skip_me = if is(value, "yes") {
+                true
+            } else if is(value, "no") {
+                false
+            } else {
+                return Err(CommandError::syntax());
+            };
+        } else if is(filter, "maxage") {
+            max_age = Some(args::int(value)?.max(0) as u64);
+        } else if is(filter, "type") || is(filter, "user") {
+            // Every client is a normal client of the default user.
+            if is(filter, "type") && !is(value, "normal") {
+                return Ok(Reply::Integer(0));
+            }
+            if is(filter, "user") && !is(value, "default") {
+                return Ok(Reply::Integer(0));
+            }
+        } else {
+            return Err(CommandError::syntax());
+        }
+    }
+    let mut killed = 0;
+    for client in ctx.shared.clients.all() {
+        let matches = id.is_none_or(|id| client.id == id)
+            && addr.as_ref().is_none_or(|a| client.addr.to_string() == *a)
+            && laddr.as_ref().is_none_or(|a| client.local_addr.to_string() == *a)
+            && max_age.is_none_or(|age| client.created.elapsed().as_secs() >= age)
+            && !(skip_me && client.id == me);
+        if matches {
+            client.kill();
+            if client.id == me {
+                ctx.client.close_after_reply = true;
+            }
+            killed += 1;
+        }
+    }
+    Ok(Reply::Integer(killed))
+}
+
+/// CLIENT SETINFO LIB-NAME|LIB-VER value (redis-py and go-redis send it on connect).
+fn client_setinfo(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
+    let value = &args[3];
+    if value.iter().any(|byte| !(b'!'..=b'~').contains(byte)) {
+        return Err(CommandError::err(format!(
+            "{} cannot contain spaces, newlines or special characters.",
+            args::text(&args[2]).to_ascii_lowercase()
+        )));
+    }
+    let slot = if is(&args[2], "lib-name") {
+        &ctx.client.handle.lib_name
+    } else if is(&args[2], "lib-ver") {
+        &ctx.client.handle.lib_ver
+    } else {
+        return Err(CommandError::err(format!(
+            "Unrecognized option '{}'",
+            args::text(&args[2])
+        )));
+    };
+    *slot.lock() = (!value.is_empty()).then(|| args::text(value));
+    Ok(Reply::ok())
+}
+
+fn client_reply(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
+    let mode = if is(&args[2], "on") {
+        ReplyMode::On
+    } else if is(&args[2], "off") {
+        ReplyMode::Off
+    } else if is(&args[2], "skip") {
+        ReplyMode::Skip
+    } else {
+        return Err(CommandError::syntax());
+    };
+    // As in Redis, OFF and SKIP silence this very reply; the connection applies the mode.
+    ctx.client.reply_mode = mode;
+    Ok(Reply::ok())
+}
+
+fn client_flag_ok(_ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
+    if is(&args[2], "on") || is(&args[2], "off") {
+        Ok(Reply::ok())
+    } else {
+        Err(CommandError::syntax())
+    }
+}
+
+fn client_help(_ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
+    let lines = [
+        "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "GETNAME",
+        "    Return the name of the current connection.",
+        "ID",
+        "    Return the ID of the current connection.",
+        "INFO",
+        "    Return information about the current client connection.",
+        "KILL <ip:port>",
+        "    Kill connection made from <ip:port>.",
+        "KILL <option> <value> [<option> <value> [...]]",
+        "    Kill connections. Options are: ID, ADDR, LADDR, SKIPME, MAXAGE, TYPE, USER.",
+        "LIST [TYPE (NORMAL|MASTER|REPLICA|PUBSUB)] [ID <id> [<id> ...]]",
+        "    Return information about client connections.",
+        "REPLY (ON|OFF|SKIP)",
+        "    Control the replies sent to the current connection.",
+        "SETNAME <name>",
+        "    Assign the name <name> to the current connection.",
+        "SETINFO <LIB-NAME|LIB-VER> <value>",
+        "    Set client library name or version.",
+        "HELP",
+        "    Print this help.",
+    ];
+    Ok(Reply::Array(
+        lines
+            .iter()
+            .map(|line| Reply::Simple((*line).into()))
+            .collect(),
+    ))
+}

@@ -228,6 +228,8 @@ fn run(
     args: &[Bytes],
     store: &mut Store<'_>,
 ) -> Option<Reply> {
+    let name = command.full_name();
+    client.handle.touch(&name);
     let started = Instant::now();
     let result = {
         let mut ctx = Ctx {
@@ -243,14 +245,12 @@ fn run(
         Err(CommandError::Reply(text)) => Reply::Error(text),
     };
     let elapsed = started.elapsed();
-    let name = command.full_name();
     let failed = matches!(reply, Reply::Error(_));
     if failed {
         shared.stats.error_reply();
     }
     shared.stats.record_command(&name, elapsed, failed);
     shared.slowlog.record(shared, client, args, elapsed);
-    client.handle.touch(&name);
     Some(reply)
 }
 

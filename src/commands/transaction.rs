@@ -1,5 +1,122 @@
-//! transaction commands.
+//! MULTI / EXEC / DISCARD / WATCH / UNWATCH. Queueing happens in the dispatcher (the one
+//! place that sees every command); EXEC's queue runs there too, as one engine transaction
+//! holding every shard its commands touch (I7). These handlers cover the calls the
+//! dispatcher passes through: EXEC outside MULTI, nested MULTI, and the WATCH bookkeeping.
 
-use super::table::CommandSpec;
+use bytes::Bytes;
 
-pub const COMMANDS: &[CommandSpec] = &[];
+use super::dispatch::unwatch_all;
+use super::table::{CommandSpec, FAST, LOADING, NOSCRIPT, NO_MULTI, STALE};
+use super::{CommandError, CommandResult, Ctx};
+use crate::protocol::Reply;
+
+const GROUP: &str = "transactions";
+
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "multi",
+        arity: 1,
+        flags: NOSCRIPT | LOADING | STALE | FAST,
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        group: GROUP,
+        since: "1.2.0",
+        summary: "Starts a transaction.",
+        handler: multi,
+        subcommands: &[],
+    },
+    CommandSpec {
+        name: "exec",
+        arity: 1,
+        flags: NOSCRIPT | LOADING | STALE,
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        group: GROUP,
+        since: "1.2.0",
+        summary: "Executes all commands in a transaction.",
+        handler: exec_without_multi,
+        subcommands: &[],
+    },
+    CommandSpec {
+        name: "discard",
+        arity: 1,
+        flags: NOSCRIPT | LOADING | STALE | FAST,
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        group: GROUP,
+        since: "2.0.0",
+        summary: "Discards a transaction.",
+        handler: discard,
+        subcommands: &[],
+    },
+    CommandSpec {
+        name: "watch",
+        arity: -2,
+        flags: NOSCRIPT | LOADING | STALE | FAST | NO_MULTI,
+        first_key: 1,
+        last_key: -1,
+        step: 1,
+        group: GROUP,
+        since: "2.2.0",
+        summary: "Monitors changes to keys to determine the execution of a transaction.",
+        handler: watch,
+        subcommands: &[],
+    },
+    CommandSpec {
+        name: "unwatch",
+        arity: 1,
+        flags: NOSCRIPT | LOADING | STALE | FAST,
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        group: GROUP,
+        since: "2.2.0",
+        summary: "Forgets about watched keys of a transaction.",
+        handler: unwatch,
+        subcommands: &[],
+    },
+];
+
+fn multi(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
+    if ctx.client.multi.is_some() {
+        return Err(CommandError::err("MULTI calls can not be nested"));
+    }
+    ctx.client.begin_multi();
+    Ok(Reply::ok())
+}
+
+fn exec_without_multi(_ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
+    Err(CommandError::err("EXEC without MULTI"))
+}
+
+fn discard(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
+    if ctx.client.multi.is_none() {
+        return Err(CommandError::err("DISCARD without MULTI"));
+    }
+    ctx.client.end_multi();
+    unwatch_all(ctx.shared, ctx.client);
+    Ok(Reply::ok())
+}
+
+fn watch(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
+    if ctx.client.multi.is_some() {
+        return Err(CommandError::err("WATCH inside MULTI is not allowed"));
+    }
+    let db = ctx.db();
+    for key in &args[1..] {
+        if ctx.client.watched.iter().any(|(d, k)| *d == db && k == key) {
+            continue;
+        }
+        ctx.shared.engine.watch(db, key, &ctx.client.watch_flag)?;
+        ctx.client.watched.push((db, key.clone()));
+    }
+    Ok(Reply::ok())
+}
+
+fn unwatch(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
+    unwatch_all(ctx.shared, ctx.client);
+    Ok(Reply::ok())
+}

@@ -5,6 +5,7 @@
 //! variables < command-line flags (see `load`).
 
 mod layers;
+pub mod params;
 mod size;
 
 use std::path::PathBuf;

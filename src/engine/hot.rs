@@ -33,6 +33,8 @@ pub struct HotEntry {
     /// The cold tier does not hold exactly this value and expiry: eviction must demote it.
     pub dirty: bool,
     pub cold: ColdCopy,
+    /// Unix seconds of the last read or write (OBJECT IDLETIME).
+    pub last_access_s: u32,
 }
 
 impl HotEntry {
@@ -60,9 +62,11 @@ impl Default for HotShard {
 }
 
 impl HotShard {
-    /// Looks up and marks the entry most recently used.
-    pub fn get(&mut self, key: &[u8]) -> Option<&HotEntry> {
-        self.entries.get(key)
+    /// Looks up, marks the entry most recently used and notes the access time.
+    pub fn get(&mut self, key: &[u8], now_s: u32) -> Option<&HotEntry> {
+        let entry = self.entries.get_mut(key)?;
+        entry.last_access_s = now_s;
+        Some(entry)
     }
 
     /// Looks up without changing the LRU order.
@@ -166,6 +170,7 @@ mod tests {
             expire_at,
             dirty: true,
             cold: ColdCopy::Absent,
+            last_access_s: 0,
         }
     }
 
@@ -204,7 +209,7 @@ mod tests {
         shard.peek(b"old");
         assert_eq!(shard.pop_lru().unwrap().0, Bytes::from_static(b"old"));
         shard.insert(Bytes::from_static(b"old"), entry(b"1", 0));
-        shard.get(b"new");
+        shard.get(b"new", 0);
         assert_eq!(shard.pop_lru().unwrap().0, Bytes::from_static(b"old"));
     }
 }

@@ -739,6 +739,36 @@ impl Engine {
         Ok(())
     }
 
+    /// Writes every dirty hot entry to the cold tier, marks it clean, and makes the cold
+    /// tier durable (SAVE, BGSAVE, clean shutdown). One shard is held at a time, so the
+    /// others keep serving. Returns the number of entries written.
+    pub fn flush_dirty_to_cold(&self) -> EngineResult<usize> {
+        let mut written = 0;
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            // Dead entries leave as removals, taking any cold copy with them (I2).
+            for key in shard.expired_keys(self.now_ms(), usize::MAX) {
+                self.remove_resolved(Access::MayBlock, &mut shard, &key, Removal::Expired)?;
+            }
+            for chunk in shard.dirty_keys().chunks(DEMOTION_BATCH_ENTRIES) {
+                let mut ops = Vec::new();
+                let mut new_in_cold = Vec::new();
+                for key in chunk {
+                    push_demotion_ops(&mut ops, &mut new_in_cold, key, live_entry(&shard, key));
+                }
+                self.learn_in_filter(&new_in_cold);
+                self.cold.write(ops)?;
+                for key in chunk {
+                    let expire_at = live_entry(&shard, key).expire_at;
+                    shard.mark_clean(key, ColdCopy::Present { expire_at });
+                }
+                written += chunk.len();
+            }
+        }
+        self.cold.sync()?;
+        Ok(written)
+    }
+
     /// Full compaction of the cold tier (runs the expiry compaction filter).
     pub fn compact_cold_tier(&self) -> EngineResult<()> {
         Ok(self.cold.compact()?)
@@ -927,6 +957,7 @@ impl Engine {
                     expire_at,
                     dirty: false,
                     cold: ColdCopy::Present { expire_at },
+                    last_access_s: seconds(now),
                 };
                 shard.insert(Bytes::copy_from_slice(encoded), entry);
                 return Ok(true);
@@ -1041,29 +1072,7 @@ impl Engine {
                     EngineStats::bump(&self.stats.evictions);
                     continue;
                 }
-                ops.push(ColdOp::Put {
-                    space: Space::Data,
-                    key: key.to_vec(),
-                    value: encode_cold_value(&entry.value, entry.expire_at),
-                });
-                match entry.cold {
-                    ColdCopy::Present { expire_at } => {
-                        if expire_at != NO_EXPIRY && expire_at != entry.expire_at {
-                            ops.push(ColdOp::Delete {
-                                space: Space::Expiry,
-                                key: cold::expiry_index_key(&key, expire_at),
-                            });
-                        }
-                    }
-                    ColdCopy::Absent => new_in_cold.push(hash_key(&key)),
-                }
-                if entry.expire_at != NO_EXPIRY {
-                    ops.push(ColdOp::Put {
-                        space: Space::Expiry,
-                        key: cold::expiry_index_key(&key, entry.expire_at),
-                        value: Vec::new(),
-                    });
-                }
+                push_demotion_ops(&mut ops, &mut new_in_cold, &key, &entry);
                 demoted.push((key, entry));
             }
             self.learn_in_filter(&new_in_cold);
@@ -1168,7 +1177,7 @@ impl Txn<'_> {
         let (engine, access) = (self.engine, self.access);
         let (encoded, shard) = self.locate(db, key)?;
         let now = engine.now_ms();
-        if let Some(entry) = shard.get(&encoded) {
+        if let Some(entry) = shard.get(&encoded, seconds(now)) {
             if !is_expired(entry.expire_at, now) {
                 EngineStats::bump(&engine.stats.hot_hits);
                 return Ok(Some(entry.value.to_bytes()));
@@ -1193,6 +1202,7 @@ impl Txn<'_> {
             len: entry.value.len(),
             compressed: entry.value.is_compressed(),
             memory_bytes: encoded.len() + entry.value.memory_bytes() + hot::ENTRY_OVERHEAD_BYTES,
+            idle_seconds: seconds(engine.now_ms()).saturating_sub(entry.last_access_s),
         };
         engine.settle(access, shard);
         Ok(Some(info))
@@ -1268,6 +1278,7 @@ impl Txn<'_> {
             expire_at,
             dirty: true,
             cold: current.map_or(ColdCopy::Absent, |entry| entry.cold),
+            last_access_s: seconds(now),
         };
         engine.store(shard, encoded, entry, !exists);
         engine.settle(access, shard);
@@ -1366,6 +1377,7 @@ impl Txn<'_> {
                 expire_at: current.as_ref().map_or(NO_EXPIRY, |entry| entry.expire_at),
                 dirty: true,
                 cold: current.map_or(ColdCopy::Absent, |entry| entry.cold),
+                last_access_s: seconds(engine.now_ms()),
             };
             engine.store(shard, encoded, entry, !exists);
             engine.settle(access, shard);
@@ -1554,6 +1566,7 @@ pub struct KeyInfo {
     pub len: usize,
     pub compressed: bool,
     pub memory_bytes: usize,
+    pub idle_seconds: u32,
 }
 
 /// Stops and joins the engine's background threads when dropped.
@@ -1586,6 +1599,35 @@ fn live_entry<'a>(shard: &'a HotShard, encoded: &[u8]) -> &'a HotEntry {
         .expect("resolve returned true, so the entry is in the hot tier")
 }
 
+/// The cold writes that make the cold tier hold `entry` exactly: the value, its expiry
+/// index entry, and the removal of a stale index entry. Keys entering the cold tier for the
+/// first time are added to `new_in_cold`, for the filter to learn before the write.
+fn push_demotion_ops(ops: &mut Vec<ColdOp>, new_in_cold: &mut Vec<u64>, key: &[u8], entry: &HotEntry) {
+    ops.push(ColdOp::Put {
+        space: Space::Data,
+        key: key.to_vec(),
+        value: encode_cold_value(&entry.value, entry.expire_at),
+    });
+    match entry.cold {
+        ColdCopy::Present { expire_at } => {
+            if expire_at != NO_EXPIRY && expire_at != entry.expire_at {
+                ops.push(ColdOp::Delete {
+                    space: Space::Expiry,
+                    key: cold::expiry_index_key(key, expire_at),
+                });
+            }
+        }
+        ColdCopy::Absent => new_in_cold.push(hash_key(key)),
+    }
+    if entry.expire_at != NO_EXPIRY {
+        ops.push(ColdOp::Put {
+            space: Space::Expiry,
+            key: cold::expiry_index_key(key, entry.expire_at),
+            value: Vec::new(),
+        });
+    }
+}
+
 fn push_cold_delete(ops: &mut Vec<ColdOp>, encoded: &[u8], expire_at: ExpireAt) {
     ops.push(ColdOp::Delete {
         space: Space::Data,
@@ -1597,6 +1639,11 @@ fn push_cold_delete(ops: &mut Vec<ColdOp>, encoded: &[u8], expire_at: ExpireAt) 
             key: cold::expiry_index_key(encoded, expire_at),
         });
     }
+}
+
+/// Unix seconds from Unix milliseconds, for access times.
+fn seconds(ms: u64) -> u32 {
+    (ms / 1000) as u32
 }
 
 /// `[db]`: the prefix of every data and expiry-index key of one database.

@@ -165,8 +165,10 @@ impl ClientRegistry {
 pub enum ReplyMode {
     On,
     Off,
-    /// Skip the next command's reply only.
+    /// Just set by CLIENT REPLY SKIP: no reply to it, nor to the next command.
     Skip,
+    /// No reply to this command, then back to `On`.
+    SkipNext,
 }
 
 /// A connection's own state; moves with the command onto a blocking thread when needed.

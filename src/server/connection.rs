@@ -194,7 +194,8 @@ impl Connection {
         if let Some(reply) = reply {
             match client.reply_mode {
                 ReplyMode::On => write_reply(&mut self.write_buf, &reply, client.protocol),
-                ReplyMode::Skip => client.reply_mode = ReplyMode::On,
+                ReplyMode::Skip => client.reply_mode = ReplyMode::SkipNext,
+                ReplyMode::SkipNext => client.reply_mode = ReplyMode::On,
                 ReplyMode::Off => {}
             }
         }

@@ -5,6 +5,7 @@
 
 mod clients;
 mod connection;
+mod instance;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +22,7 @@ use crate::engine::Engine;
 use crate::metrics::{ServerStats, SlowLog};
 
 pub use clients::{ClientHandle, ClientRegistry, ClientState, ReplyMode};
+pub use instance::Instance;
 
 /// What SHUTDOWN asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,262 @@
+//! Test servers: the real server in-process on port 0, or the built binary on a free port.
+//! Each owns its temp directory; nothing depends on the working directory.
+
+#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hypercache::config::{ByteSize, Config};
+use hypercache::server::{Instance, Shared};
+
+/// The server running inside the test process.
+pub struct TestServer {
+    pub port: u16,
+    pub shared: Arc<Shared>,
+    thread: Option<JoinHandle<Result<(), String>>>,
+    pub dir: tempfile::TempDir,
+}
+
+/// A small default configuration in a fresh directory.
+pub fn test_config(dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.server.port = 0;
+    config.server.threads = 2;
+    config.storage.dir = dir.to_path_buf();
+    config.storage.maxmemory = ByteSize(64 << 20);
+    config
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        Self::start_with(|_| {})
+    }
+
+    pub fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        adjust(&mut config);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let instance = Instance::open(config, None).await?;
+                sender
+                    .send((instance.port(), Arc::clone(instance.shared())))
+                    .unwrap();
+                instance.serve().await
+            })
+        });
+        let (port, shared) = receiver.recv().expect("server started");
+        TestServer {
+            port,
+            shared,
+            thread: Some(thread),
+            dir,
+        }
+    }
+
+    pub fn client(&self) -> redis::Connection {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    pub fn raw(&self) -> RawClient {
+        RawClient::connect(self.port)
+    }
+
+    /// Stops the server and waits for it (SHUTDOWN SAVE semantics).
+    pub fn stop(mut self) -> tempfile::TempDir {
+        self.shared.request_shutdown(true);
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap().unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shared.request_shutdown(false);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A plain TCP client that speaks raw RESP bytes.
+pub struct RawClient {
+    pub stream: TcpStream,
+}
+
+impl RawClient {
+    pub fn connect(port: u16) -> RawClient {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        RawClient { stream }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Reads until `expected` bytes arrived (or the peer closed), returning what came.
+    pub fn read_exact_reply(&mut self, expected: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while out.len() < expected && Instant::now() < deadline {
+            match self.stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+
+    /// Reads until the bytes received end with `suffix`.
+    pub fn read_until(&mut self, suffix: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !out.ends_with(suffix) && Instant::now() < deadline {
+            match self.stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+        assert!(out.ends_with(suffix), "never got {:?}: {:?}", String::from_utf8_lossy(suffix), String::from_utf8_lossy(&out));
+        out
+    }
+
+    /// Sends `request` and expects exactly `reply`.
+    pub fn roundtrip(&mut self, request: &[u8], reply: &[u8]) {
+        self.send(request);
+        let got = self.read_exact_reply(reply.len());
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(reply),
+            "reply to {:?}",
+            String::from_utf8_lossy(request)
+        );
+    }
+
+    /// True once the server closed this connection.
+    pub fn is_closed(&mut self) -> bool {
+        let mut buf = [0u8; 1024];
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// Encodes a command as a RESP multibulk.
+pub fn resp(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// The built `hypercache` binary, on a free port, in its own directory.
+pub struct BinaryServer {
+    pub child: Child,
+    pub port: u16,
+    pub dir: std::path::PathBuf,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl BinaryServer {
+    pub fn start(dir: &Path, extra: &[&str]) -> BinaryServer {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_hypercache"))
+            .args(["--port", &port.to_string(), "--dir"])
+            .arg(dir)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = BinaryServer {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                if stream.write_all(b"PING\r\n").is_ok() {
+                    let mut buf = [0u8; 7];
+                    if stream.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n" {
+                        return;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("hypercache binary did not start on port {}", self.port);
+    }
+
+    pub fn client(&self) -> redis::Connection {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) with a pid we spawned; no memory is touched.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for BinaryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

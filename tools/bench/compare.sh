@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Throughput of HyperCache against Debian's redis-server, measured the same way in one run:
+#   redis-benchmark -t set,get -n N -r N -d 100 -c 50 at -P 1 and -P 16
+# Redis runs with persistence off; HyperCache with the WAL off (pure cache). Both on
+# loopback, one after the other. Prints each throughput and the ratio HyperCache / Redis.
+#
+#   tools/bench/compare.sh            # N = 1,000,000 (the documented run)
+#   REQUESTS=200000 tools/bench/compare.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+REQUESTS="${REQUESTS:-1000000}"
+CLIENTS="${CLIENTS:-50}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hypercache/target}"
+bash tools/setup.sh
+cargo build --release --bin hypercache >&2
+BIN="$CARGO_TARGET_DIR/release/hypercache"
+
+WORK="$(mktemp -d)"
+REDIS_PORT=$((20000 + RANDOM % 10000))
+HC_PORT=$((REDIS_PORT + 1))
+cleanup() {
+    redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+    redis-cli -p "$HC_PORT" shutdown nosave >/dev/null 2>&1 || true
+    sleep 0.5
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_for() {
+    for _ in $(seq 1 200); do
+        if redis-cli -p "$1" ping 2>/dev/null | grep -q PONG; then return 0; fi
+        sleep 0.05
+    done
+    echo "server on port $1 did not start" >&2
+    return 1
+}
+
+# Prints "<set rps> <get rps>" for the server on port $1 with pipeline $2.
+measure() {
+    redis-cli -p "$1" flushall >/dev/null
+    redis-benchmark -p "$1" -t set,get -n "$REQUESTS" -r "$REQUESTS" -d 100 -c "$CLIENTS" -P "$2" -q 2>/dev/null \
+        | tr '\r' '\n' | awk '/^SET:/ {set=$2} /^GET:/ {get=$2} END {print set, get}'
+}
+
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$WORK" --daemonize yes --logfile "$WORK/redis.log"
+wait_for "$REDIS_PORT"
+"$BIN" --port "$HC_PORT" --dir "$WORK/hypercache" --maxmemory 1gb --appendonly no \
+    >"$WORK/hypercache.log" 2>&1 &
+wait_for "$HC_PORT"
+
+printf "%-10s %-4s %14s %14s %8s\n" "pipeline" "op" "redis rps" "hypercache rps" "ratio"
+for pipeline in 1 16; do
+    read -r redis_set redis_get < <(measure "$REDIS_PORT" "$pipeline")
+    read -r hc_set hc_get < <(measure "$HC_PORT" "$pipeline")
+    for op in SET GET; do
+        if [[ $op == SET ]]; then r=$redis_set; h=$hc_set; else r=$redis_get; h=$hc_get; fi
+        ratio=$(awk -v h="$h" -v r="$r" 'BEGIN { printf "%.2f", h / r }')
+        printf "%-10s %-4s %14s %14s %8s\n" "-P $pipeline" "$op" "$r" "$h" "$ratio"
+    done
+done
