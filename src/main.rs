@@ -114,13 +114,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let _log_guard = match init_logging(&config) {
-        Ok(guard) => guard,
-        Err(err) => {
-            eprintln!("hypercache: cannot set up logging: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
+    if let Err(err) = init_logging(&config) {
+        eprintln!("hypercache: cannot set up logging: {err}");
+        return ExitCode::FAILURE;
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if config.server.threads > 0 {
         runtime.worker_threads(config.server.threads);
@@ -142,16 +139,22 @@ fn main() -> ExitCode {
     }
 }
 
-/// Keeps the log file writer alive for the process lifetime.
-struct LogGuard;
+fn init_logging(config: &Config) -> Result<(), String> {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{fmt, reload, EnvFilter, Layer};
 
-fn init_logging(config: &Config) -> Result<LogGuard, String> {
+    let directive = |level: &str| format!("hypercache={level},{level}");
     let level = config::LoggingConfig::tracing_level(&config.logging.level).unwrap_or("info");
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HYPERCACHE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("hypercache={level},{level}")));
+    let initial = EnvFilter::try_from_env("HYPERCACHE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(directive(level)));
+    let (filter, reload_handle) = reload::Layer::new(initial);
+    config::set_log_level_hook(Box::new(move |level| {
+        let _ = reload_handle.reload(EnvFilter::new(directive(level)));
+    }));
     let json = config.logging.format == "json";
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match &config.logging.file {
+    let output = match &config.logging.file {
         Some(path) => {
             let file = std::fs::OpenOptions::new()
                 .create(true)
@@ -160,22 +163,22 @@ fn init_logging(config: &Config) -> Result<LogGuard, String> {
                 .map_err(|err| format!("{}: {err}", path.display()))?;
             let writer = std::sync::Mutex::new(file);
             if json {
-                builder.json().with_writer(writer).init();
+                fmt::layer().json().with_writer(writer).boxed()
             } else {
-                builder.with_ansi(false).with_writer(writer).init();
+                fmt::layer().with_ansi(false).with_writer(writer).boxed()
             }
         }
-        None => {
-            if json {
-                builder.json().with_writer(std::io::stderr).init();
-            } else {
-                use std::io::IsTerminal;
-                let colours = std::io::stderr().is_terminal();
-                builder.with_ansi(colours).with_writer(std::io::stderr).init();
-            }
-        }
-    }
-    Ok(LogGuard)
+        None if json => fmt::layer().json().with_writer(std::io::stderr).boxed(),
+        None => fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
+        .try_init()
+        .map_err(|err| err.to_string())
 }
 
 async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), String> {

@@ -15,14 +15,25 @@ fn hypercache() -> Command {
 #[test]
 fn check_config_accepts_the_shipped_file_and_explains_errors() {
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/hypercache.yaml");
-    let out = hypercache().args(["--check-config", shipped]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = hypercache()
+        .args(["--check-config", shipped])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "server:\n  prot: 1\nstorage:\n  maxmemory: lots\n").unwrap();
-    let out = hypercache().arg("--check-config").arg(&bad).output().unwrap();
+    let out = hypercache()
+        .arg("--check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("server.prot: unknown key"), "{stderr}");
@@ -63,7 +74,11 @@ fn sigterm_saves_and_the_restart_is_warm() {
     for i in 0..2000 {
         let _: () = con.set(format!("k{i}"), format!("v{i}")).unwrap();
     }
-    let _: () = redis::cmd("EXPIRE").arg("k1").arg(1000).query(&mut con).unwrap();
+    let _: () = redis::cmd("EXPIRE")
+        .arg("k1")
+        .arg(1000)
+        .query(&mut con)
+        .unwrap();
     let _: () = con.del("k2").unwrap();
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
@@ -99,5 +114,9 @@ fn after_kill_9_without_the_wal_no_stale_value_comes_back() {
     let server = BinaryServer::start(dir.path(), &["--maxmemory", "32mb"]);
     let mut con = server.client();
     let value: Option<String> = con.get("k").unwrap();
-    assert_ne!(value.as_deref(), Some("old"), "a stale value came back after a crash");
+    assert_ne!(
+        value.as_deref(),
+        Some("old"),
+        "a stale value came back after a crash"
+    );
 }

@@ -31,17 +31,38 @@ fn keys_family_matches_redis() {
     let _: () = con.set("b", "2").unwrap();
     assert_eq!(con.del::<_, i64>(&["a", "b", "nope"]).unwrap(), 2);
     let _: () = con.set("a", "1").unwrap();
-    assert_eq!(cmd(&mut con, &["EXISTS", "a", "a", "zz"]).unwrap(), Value::Int(2));
-    assert_eq!(cmd(&mut con, &["TYPE", "a"]).unwrap(), Value::SimpleString("string".into()));
-    assert_eq!(cmd(&mut con, &["TYPE", "zz"]).unwrap(), Value::SimpleString("none".into()));
+    assert_eq!(
+        cmd(&mut con, &["EXISTS", "a", "a", "zz"]).unwrap(),
+        Value::Int(2)
+    );
+    assert_eq!(
+        cmd(&mut con, &["TYPE", "a"]).unwrap(),
+        Value::SimpleString("string".into())
+    );
+    assert_eq!(
+        cmd(&mut con, &["TYPE", "zz"]).unwrap(),
+        Value::SimpleString("none".into())
+    );
 
     assert_eq!(cmd(&mut con, &["TTL", "a"]).unwrap(), Value::Int(-1));
     assert_eq!(cmd(&mut con, &["TTL", "zz"]).unwrap(), Value::Int(-2));
-    assert_eq!(cmd(&mut con, &["EXPIRE", "a", "100"]).unwrap(), Value::Int(1));
+    assert_eq!(
+        cmd(&mut con, &["EXPIRE", "a", "100"]).unwrap(),
+        Value::Int(1)
+    );
     assert_eq!(cmd(&mut con, &["TTL", "a"]).unwrap(), Value::Int(100));
-    assert_eq!(cmd(&mut con, &["EXPIRE", "a", "50", "GT"]).unwrap(), Value::Int(0));
-    assert_eq!(cmd(&mut con, &["EXPIRE", "a", "500", "GT"]).unwrap(), Value::Int(1));
-    assert_eq!(cmd(&mut con, &["EXPIRE", "a", "5", "NX"]).unwrap(), Value::Int(0));
+    assert_eq!(
+        cmd(&mut con, &["EXPIRE", "a", "50", "GT"]).unwrap(),
+        Value::Int(0)
+    );
+    assert_eq!(
+        cmd(&mut con, &["EXPIRE", "a", "500", "GT"]).unwrap(),
+        Value::Int(1)
+    );
+    assert_eq!(
+        cmd(&mut con, &["EXPIRE", "a", "5", "NX"]).unwrap(),
+        Value::Int(0)
+    );
     assert_eq!(
         error_text(cmd(&mut con, &["EXPIRE", "a", "5", "NX", "XX"])),
         "ERR NX and XX, GT or LT options at the same time are not compatible"
@@ -50,14 +71,23 @@ fn keys_family_matches_redis() {
         error_text(cmd(&mut con, &["EXPIRE", "a", "5", "FOO"])),
         "ERR Unsupported option FOO"
     );
-    let Value::Int(pttl) = cmd(&mut con, &["PTTL", "a"]).unwrap() else { panic!() };
+    let Value::Int(pttl) = cmd(&mut con, &["PTTL", "a"]).unwrap() else {
+        panic!()
+    };
     assert!(pttl > 499_000 && pttl <= 500_000, "{pttl}");
-    let Value::Int(at) = cmd(&mut con, &["EXPIRETIME", "a"]).unwrap() else { panic!() };
-    let Value::Int(pat) = cmd(&mut con, &["PEXPIRETIME", "a"]).unwrap() else { panic!() };
+    let Value::Int(at) = cmd(&mut con, &["EXPIRETIME", "a"]).unwrap() else {
+        panic!()
+    };
+    let Value::Int(pat) = cmd(&mut con, &["PEXPIRETIME", "a"]).unwrap() else {
+        panic!()
+    };
     assert_eq!(at, pat / 1000);
     assert_eq!(cmd(&mut con, &["PERSIST", "a"]).unwrap(), Value::Int(1));
     assert_eq!(cmd(&mut con, &["PERSIST", "a"]).unwrap(), Value::Int(0));
-    assert_eq!(cmd(&mut con, &["EXPIRE", "a", "-1"]).unwrap(), Value::Int(1));
+    assert_eq!(
+        cmd(&mut con, &["EXPIRE", "a", "-1"]).unwrap(),
+        Value::Int(1)
+    );
     assert_eq!(cmd(&mut con, &["EXISTS", "a"]).unwrap(), Value::Int(0));
 
     for i in 0..25 {
@@ -74,29 +104,74 @@ fn keys_family_matches_redis() {
         none,
         Value::Array(vec![Value::BulkString(b"0".to_vec()), Value::Array(vec![])])
     );
-    assert_eq!(error_text(cmd(&mut con, &["SCAN", "x"])), "ERR invalid cursor");
+    assert_eq!(
+        error_text(cmd(&mut con, &["SCAN", "x"])),
+        "ERR invalid cursor"
+    );
     let random: String = cmd_string(&mut con, &["RANDOMKEY"]);
     assert!(random.starts_with("user:") || random == "other");
     assert_eq!(cmd(&mut con, &["DBSIZE"]).unwrap(), Value::Int(26));
 
-    assert_eq!(cmd(&mut con, &["RENAME", "other", "renamed"]).unwrap(), Value::Okay);
-    assert_eq!(error_text(cmd(&mut con, &["RENAME", "other", "x"])), "ERR no such key");
-    assert_eq!(cmd(&mut con, &["RENAMENX", "renamed", "user:1"]).unwrap(), Value::Int(0));
-    assert_eq!(cmd(&mut con, &["COPY", "renamed", "copied"]).unwrap(), Value::Int(1));
-    assert_eq!(cmd(&mut con, &["COPY", "renamed", "copied"]).unwrap(), Value::Int(0));
-    assert_eq!(cmd(&mut con, &["COPY", "renamed", "copied", "REPLACE"]).unwrap(), Value::Int(1));
-    assert_eq!(cmd(&mut con, &["COPY", "renamed", "copied", "DB", "3"]).unwrap(), Value::Int(1));
+    assert_eq!(
+        cmd(&mut con, &["RENAME", "other", "renamed"]).unwrap(),
+        Value::Okay
+    );
+    assert_eq!(
+        error_text(cmd(&mut con, &["RENAME", "other", "x"])),
+        "ERR no such key"
+    );
+    assert_eq!(
+        cmd(&mut con, &["RENAMENX", "renamed", "user:1"]).unwrap(),
+        Value::Int(0)
+    );
+    assert_eq!(
+        cmd(&mut con, &["COPY", "renamed", "copied"]).unwrap(),
+        Value::Int(1)
+    );
+    assert_eq!(
+        cmd(&mut con, &["COPY", "renamed", "copied"]).unwrap(),
+        Value::Int(0)
+    );
+    assert_eq!(
+        cmd(&mut con, &["COPY", "renamed", "copied", "REPLACE"]).unwrap(),
+        Value::Int(1)
+    );
+    assert_eq!(
+        cmd(&mut con, &["COPY", "renamed", "copied", "DB", "3"]).unwrap(),
+        Value::Int(1)
+    );
     assert_eq!(
         error_text(cmd(&mut con, &["COPY", "renamed", "renamed"])),
         "ERR source and destination objects are the same"
     );
-    assert_eq!(cmd(&mut con, &["MOVE", "copied", "4"]).unwrap(), Value::Int(1));
-    assert_eq!(cmd(&mut con, &["MOVE", "user:1", "4"]).unwrap(), Value::Int(1));
-    assert_eq!(cmd(&mut con, &["TOUCH", "renamed", "user:2", "gone"]).unwrap(), Value::Int(2));
-    assert_eq!(cmd_string(&mut con, &["OBJECT", "ENCODING", "user:2"]), "int");
-    assert_eq!(cmd_string(&mut con, &["OBJECT", "ENCODING", "renamed"]), "embstr");
-    assert_eq!(cmd(&mut con, &["OBJECT", "IDLETIME", "renamed"]).unwrap(), Value::Int(0));
-    assert_eq!(cmd(&mut con, &["OBJECT", "ENCODING", "gone"]).unwrap(), Value::Nil);
+    assert_eq!(
+        cmd(&mut con, &["MOVE", "copied", "4"]).unwrap(),
+        Value::Int(1)
+    );
+    assert_eq!(
+        cmd(&mut con, &["MOVE", "user:1", "4"]).unwrap(),
+        Value::Int(1)
+    );
+    assert_eq!(
+        cmd(&mut con, &["TOUCH", "renamed", "user:2", "gone"]).unwrap(),
+        Value::Int(2)
+    );
+    assert_eq!(
+        cmd_string(&mut con, &["OBJECT", "ENCODING", "user:2"]),
+        "int"
+    );
+    assert_eq!(
+        cmd_string(&mut con, &["OBJECT", "ENCODING", "renamed"]),
+        "embstr"
+    );
+    assert_eq!(
+        cmd(&mut con, &["OBJECT", "IDLETIME", "renamed"]).unwrap(),
+        Value::Int(0)
+    );
+    assert_eq!(
+        cmd(&mut con, &["OBJECT", "ENCODING", "gone"]).unwrap(),
+        Value::Nil
+    );
 
     let _: () = redis::cmd("SELECT").arg(4).query(&mut con).unwrap();
     assert_eq!(cmd(&mut con, &["DBSIZE"]).unwrap(), Value::Int(2));
@@ -136,19 +211,34 @@ fn multi_exec_discard_and_watch() {
     // A redis-py style pipeline transaction.
     let (a, b): (i64, i64) = redis::pipe()
         .atomic()
-        .cmd("INCR").arg("t")
-        .cmd("INCRBY").arg("t").arg(10)
+        .cmd("INCR")
+        .arg("t")
+        .cmd("INCRBY")
+        .arg("t")
+        .arg(10)
         .query(&mut con)
         .unwrap();
     assert_eq!((a, b), (1, 11));
 
     assert_eq!(cmd(&mut con, &["MULTI"]).unwrap(), Value::Okay);
-    assert_eq!(cmd(&mut con, &["SET", "q", "1"]).unwrap(), Value::SimpleString("QUEUED".into()));
-    assert_eq!(error_text(cmd(&mut con, &["MULTI"])), "ERR MULTI calls can not be nested");
+    assert_eq!(
+        cmd(&mut con, &["SET", "q", "1"]).unwrap(),
+        Value::SimpleString("QUEUED".into())
+    );
+    assert_eq!(
+        error_text(cmd(&mut con, &["MULTI"])),
+        "ERR MULTI calls can not be nested"
+    );
     assert_eq!(cmd(&mut con, &["DISCARD"]).unwrap(), Value::Okay);
     assert_eq!(cmd(&mut con, &["EXISTS", "q"]).unwrap(), Value::Int(0));
-    assert_eq!(error_text(cmd(&mut con, &["EXEC"])), "ERR EXEC without MULTI");
-    assert_eq!(error_text(cmd(&mut con, &["DISCARD"])), "ERR DISCARD without MULTI");
+    assert_eq!(
+        error_text(cmd(&mut con, &["EXEC"])),
+        "ERR EXEC without MULTI"
+    );
+    assert_eq!(
+        error_text(cmd(&mut con, &["DISCARD"])),
+        "ERR DISCARD without MULTI"
+    );
 
     // A queueing error aborts the whole transaction.
     cmd(&mut con, &["MULTI"]).unwrap();
@@ -187,8 +277,14 @@ fn multi_exec_discard_and_watch() {
     cmd(&mut con, &["UNWATCH"]).unwrap();
     cmd(&mut con, &["MULTI"]).unwrap();
     cmd(&mut con, &["SET", "w", "again"]).unwrap();
-    assert_eq!(cmd(&mut con, &["EXEC"]).unwrap(), Value::Array(vec![Value::Okay]));
-    assert_eq!(error_text(cmd(&mut con, &["MULTI"]).and_then(|_| cmd(&mut con, &["WATCH", "x"]))), "ERR WATCH inside MULTI is not allowed");
+    assert_eq!(
+        cmd(&mut con, &["EXEC"]).unwrap(),
+        Value::Array(vec![Value::Okay])
+    );
+    assert_eq!(
+        error_text(cmd(&mut con, &["MULTI"]).and_then(|_| cmd(&mut con, &["WATCH", "x"]))),
+        "ERR WATCH inside MULTI is not allowed"
+    );
     cmd(&mut con, &["DISCARD"]).unwrap();
 }
 
@@ -211,8 +307,12 @@ fn exec_is_atomic_for_other_clients() {
                 for _ in 0..300 {
                     let _: () = redis::pipe()
                         .atomic()
-                        .cmd("DECR").arg("{acct}a").ignore()
-                        .cmd("INCR").arg("{acct}b").ignore()
+                        .cmd("DECR")
+                        .arg("{acct}a")
+                        .ignore()
+                        .cmd("INCR")
+                        .arg("{acct}b")
+                        .ignore()
                         .query(&mut con)
                         .unwrap();
                 }
@@ -255,7 +355,8 @@ fn auth_with_requirepass() {
     hello.read_until(b"$7\r\nmodules\r\n*0\r\n");
     hello.roundtrip(b"CLIENT GETNAME\r\n", b"$3\r\napp\r\n");
 
-    let client = redis::Client::open(format!("redis://:sekret@127.0.0.1:{}/", server.port)).unwrap();
+    let client =
+        redis::Client::open(format!("redis://:sekret@127.0.0.1:{}/", server.port)).unwrap();
     let mut con = client.get_connection().unwrap();
     let _: () = con.set("k", "v").unwrap();
 
@@ -272,18 +373,32 @@ fn client_commands() {
     let server = TestServer::start();
     let mut con = server.client();
     let mut victim = server.client();
-    let Value::Int(victim_id) = cmd(&mut victim, &["CLIENT", "ID"]).unwrap() else { panic!() };
-    assert_eq!(cmd(&mut con, &["CLIENT", "SETNAME", "worker-1"]).unwrap(), Value::Okay);
+    let Value::Int(victim_id) = cmd(&mut victim, &["CLIENT", "ID"]).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        cmd(&mut con, &["CLIENT", "SETNAME", "worker-1"]).unwrap(),
+        Value::Okay
+    );
     assert_eq!(cmd_string(&mut con, &["CLIENT", "GETNAME"]), "worker-1");
     assert_eq!(
         error_text(cmd(&mut con, &["CLIENT", "SETNAME", "has space"])),
         "ERR Client names cannot contain spaces, newlines or special characters."
     );
-    assert_eq!(cmd(&mut con, &["CLIENT", "SETINFO", "LIB-NAME", "redis-rs"]).unwrap(), Value::Okay);
-    assert_eq!(cmd(&mut con, &["CLIENT", "SETINFO", "LIB-VER", "0.32"]).unwrap(), Value::Okay);
+    assert_eq!(
+        cmd(&mut con, &["CLIENT", "SETINFO", "LIB-NAME", "redis-rs"]).unwrap(),
+        Value::Okay
+    );
+    assert_eq!(
+        cmd(&mut con, &["CLIENT", "SETINFO", "LIB-VER", "0.32"]).unwrap(),
+        Value::Okay
+    );
     let list = cmd_string(&mut con, &["CLIENT", "LIST"]);
     assert_eq!(list.lines().count(), 2, "{list}");
-    assert!(list.contains("name=worker-1") && list.contains("lib-name=redis-rs"), "{list}");
+    assert!(
+        list.contains("name=worker-1") && list.contains("lib-name=redis-rs"),
+        "{list}"
+    );
     assert!(list.contains("cmd=client|list"), "{list}");
     let info = cmd_string(&mut con, &["CLIENT", "INFO"]);
     assert!(info.contains("name=worker-1"));
@@ -291,13 +406,19 @@ fn client_commands() {
         cmd(&mut con, &["CLIENT", "KILL", "ID", &victim_id.to_string()]).unwrap(),
         Value::Int(1)
     );
-    assert!(cmd(&mut victim, &["PING"]).is_err(), "killed client still served");
+    assert!(
+        cmd(&mut victim, &["PING"]).is_err(),
+        "killed client still served"
+    );
 
     let mut raw = server.raw();
     raw.roundtrip(b"CLIENT REPLY OFF\r\n", b"");
     raw.send(b"SET silent 1\r\n");
     raw.roundtrip(b"CLIENT REPLY ON\r\n", b"+OK\r\n");
-    raw.roundtrip(b"CLIENT REPLY SKIP\r\nGET silent\r\nGET silent\r\n", b"$1\r\n1\r\n");
+    raw.roundtrip(
+        b"CLIENT REPLY SKIP\r\nGET silent\r\nGET silent\r\n",
+        b"$1\r\n1\r\n",
+    );
     raw.roundtrip(b"QUIT\r\n", b"+OK\r\n");
     assert!(raw.is_closed());
 }
@@ -311,7 +432,8 @@ fn data_far_larger_than_the_hot_tier_stays_correct_over_resp() {
     let value = "v".repeat(900);
     let mut pipe = redis::pipe();
     for i in 0..5000 {
-        pipe.set(format!("big:{i}"), format!("{i}:{value}")).ignore();
+        pipe.set(format!("big:{i}"), format!("{i}:{value}"))
+            .ignore();
     }
     let _: () = pipe.query(&mut con).unwrap();
     for i in (0..5000).step_by(7) {

@@ -107,7 +107,11 @@ fn pipeline_of_ten_thousand_commands_answers_in_order() {
     let mut expected = Vec::new();
     for i in 0..10_000 {
         let value = format!("v{i}");
-        request.extend(resp(&[b"SET", format!("key:{i}").as_bytes(), value.as_bytes()]));
+        request.extend(resp(&[
+            b"SET",
+            format!("key:{i}").as_bytes(),
+            value.as_bytes(),
+        ]));
         request.extend(resp(&[b"GET", format!("key:{i}").as_bytes()]));
         expected.extend_from_slice(b"+OK\r\n");
         expected.extend_from_slice(format!("${}\r\n{value}\r\n", value.len()).as_bytes());
@@ -143,7 +147,10 @@ fn resp3_replies_after_hello_3() {
     raw.roundtrip(b"GET missing\r\n", b"_\r\n");
     raw.roundtrip(b"SET f 1.5\r\n", b"+OK\r\n");
     raw.roundtrip(b"INCRBYFLOAT f 1\r\n", b"$3\r\n2.5\r\n");
-    raw.roundtrip(b"CONFIG GET maxclients\r\n", b"%1\r\n$10\r\nmaxclients\r\n$5\r\n10000\r\n");
+    raw.roundtrip(
+        b"CONFIG GET maxclients\r\n",
+        b"%1\r\n$10\r\nmaxclients\r\n$5\r\n10000\r\n",
+    );
     raw.send(b"HELLO 2\r\n");
     let hello = raw.read_until(b"$7\r\nmodules\r\n*0\r\n");
     assert!(hello.starts_with(b"*14\r\n"));
@@ -154,7 +161,9 @@ fn resp3_replies_after_hello_3() {
 fn half_closed_clients_still_get_their_replies() {
     let server = TestServer::start();
     let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-    stream.write_all(b"SET half closed\r\nGET half\r\n").unwrap();
+    stream
+        .write_all(b"SET half closed\r\nGET half\r\n")
+        .unwrap();
     stream.shutdown(Shutdown::Write).unwrap();
     let mut raw = common::RawClient { stream };
     let reply = raw.read_exact_reply(1024);
@@ -168,10 +177,17 @@ fn a_thousand_idle_connections_do_not_block_a_working_client() {
         .map(|_| TcpStream::connect(("127.0.0.1", server.port)).unwrap())
         .collect();
     let mut client = server.client();
-    let _: () = redis::cmd("SET").arg("busy").arg("yes").query(&mut client).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("busy")
+        .arg("yes")
+        .query(&mut client)
+        .unwrap();
     let value: String = redis::cmd("GET").arg("busy").query(&mut client).unwrap();
     assert_eq!(value, "yes");
-    let info: String = redis::cmd("INFO").arg("clients").query(&mut client).unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("clients")
+        .query(&mut client)
+        .unwrap();
     assert!(info.contains("connected_clients:1001"), "{info}");
     drop(idle);
 }

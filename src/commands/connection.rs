@@ -31,13 +31,55 @@ macro_rules! spec {
 }
 
 pub const COMMANDS: &[CommandSpec] = &[
-    spec!("auth", -2, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, "1.0.0", "Authenticates the connection.", auth),
-    spec!("hello", -1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, "6.0.0", "Handshakes with the Redis server.", hello),
-    spec!("ping", -1, FAST, "1.0.0", "Returns the server's liveliness response.", ping),
+    spec!(
+        "auth",
+        -2,
+        NOSCRIPT | LOADING | STALE | FAST | NO_AUTH,
+        "1.0.0",
+        "Authenticates the connection.",
+        auth
+    ),
+    spec!(
+        "hello",
+        -1,
+        NOSCRIPT | LOADING | STALE | FAST | NO_AUTH,
+        "6.0.0",
+        "Handshakes with the Redis server.",
+        hello
+    ),
+    spec!(
+        "ping",
+        -1,
+        FAST,
+        "1.0.0",
+        "Returns the server's liveliness response.",
+        ping
+    ),
     spec!("echo", 2, FAST, "1.0.0", "Returns the given string.", echo),
-    spec!("select", 2, LOADING | STALE | FAST, "1.0.0", "Changes the selected database.", select),
-    spec!("quit", -1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, "1.0.0", "Closes the connection.", quit),
-    spec!("reset", 1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, "6.2.0", "Resets the connection.", reset),
+    spec!(
+        "select",
+        2,
+        LOADING | STALE | FAST,
+        "1.0.0",
+        "Changes the selected database.",
+        select
+    ),
+    spec!(
+        "quit",
+        -1,
+        NOSCRIPT | LOADING | STALE | FAST | NO_AUTH,
+        "1.0.0",
+        "Closes the connection.",
+        quit
+    ),
+    spec!(
+        "reset",
+        1,
+        NOSCRIPT | LOADING | STALE | FAST | NO_AUTH,
+        "6.2.0",
+        "Resets the connection.",
+        reset
+    ),
     CommandSpec {
         name: "client",
         arity: -2,
@@ -50,17 +92,94 @@ pub const COMMANDS: &[CommandSpec] = &[
         summary: "A container for client connection commands.",
         handler: client_help,
         subcommands: &[
-            spec!("id", 2, NOSCRIPT | LOADING | STALE, "5.0.0", "Returns the unique client ID of the connection.", client_id),
-            spec!("getname", 2, NOSCRIPT | LOADING | STALE, "2.6.9", "Returns the name of the connection.", client_getname),
-            spec!("setname", 3, NOSCRIPT | LOADING | STALE, "2.6.9", "Sets the connection name.", client_setname),
-            spec!("list", -2, ADMIN | NOSCRIPT | LOADING | STALE, "2.4.0", "Lists open connections.", client_list),
-            spec!("info", 2, NOSCRIPT | LOADING | STALE, "6.2.0", "Returns information about the connection.", client_info),
-            spec!("kill", -3, ADMIN | NOSCRIPT | LOADING | STALE, "2.4.0", "Terminates open connections.", client_kill),
-            spec!("setinfo", 4, NOSCRIPT | LOADING | STALE, "7.2.0", "Sets information specific to the client or connection.", client_setinfo),
-            spec!("reply", 3, NOSCRIPT | LOADING | STALE, "3.2.0", "Instructs the server whether to reply to commands.", client_reply),
-            spec!("no-evict", 3, ADMIN | NOSCRIPT | LOADING | STALE, "7.0.0", "Sets the client eviction mode of the connection.", client_flag_ok),
-            spec!("no-touch", 3, NOSCRIPT | LOADING | STALE, "7.2.0", "Controls whether commands sent by the client affect the LRU/LFU of accessed keys.", client_flag_ok),
-            spec!("help", 2, LOADING | STALE, "5.0.0", "Returns helpful text about the different subcommands.", client_help),
+            spec!(
+                "id",
+                2,
+                NOSCRIPT | LOADING | STALE,
+                "5.0.0",
+                "Returns the unique client ID of the connection.",
+                client_id
+            ),
+            spec!(
+                "getname",
+                2,
+                NOSCRIPT | LOADING | STALE,
+                "2.6.9",
+                "Returns the name of the connection.",
+                client_getname
+            ),
+            spec!(
+                "setname",
+                3,
+                NOSCRIPT | LOADING | STALE,
+                "2.6.9",
+                "Sets the connection name.",
+                client_setname
+            ),
+            spec!(
+                "list",
+                -2,
+                ADMIN | NOSCRIPT | LOADING | STALE,
+                "2.4.0",
+                "Lists open connections.",
+                client_list
+            ),
+            spec!(
+                "info",
+                2,
+                NOSCRIPT | LOADING | STALE,
+                "6.2.0",
+                "Returns information about the connection.",
+                client_info
+            ),
+            spec!(
+                "kill",
+                -3,
+                ADMIN | NOSCRIPT | LOADING | STALE,
+                "2.4.0",
+                "Terminates open connections.",
+                client_kill
+            ),
+            spec!(
+                "setinfo",
+                4,
+                NOSCRIPT | LOADING | STALE,
+                "7.2.0",
+                "Sets information specific to the client or connection.",
+                client_setinfo
+            ),
+            spec!(
+                "reply",
+                3,
+                NOSCRIPT | LOADING | STALE,
+                "3.2.0",
+                "Instructs the server whether to reply to commands.",
+                client_reply
+            ),
+            spec!(
+                "no-evict",
+                3,
+                ADMIN | NOSCRIPT | LOADING | STALE,
+                "7.0.0",
+                "Sets the client eviction mode of the connection.",
+                client_flag_ok
+            ),
+            spec!(
+                "no-touch",
+                3,
+                NOSCRIPT | LOADING | STALE,
+                "7.2.0",
+                "Controls whether commands sent by the client affect the LRU/LFU of accessed keys.",
+                client_flag_ok
+            ),
+            spec!(
+                "help",
+                2,
+                LOADING | STALE,
+                "5.0.0",
+                "Returns helpful text about the different subcommands.",
+                client_help
+            ),
         ],
     },
 ];
@@ -68,7 +187,11 @@ pub const COMMANDS: &[CommandSpec] = &[
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 
 /// Checks a username/password pair against `requirepass` (the only user is "default").
-fn check_password(ctx: &Ctx<'_, '_>, user: Option<&Bytes>, password: &Bytes) -> Result<(), CommandError> {
+fn check_password(
+    ctx: &Ctx<'_, '_>,
+    user: Option<&Bytes>,
+    password: &Bytes,
+) -> Result<(), CommandError> {
     let required = ctx.shared.config.read().security.requirepass.clone();
     let user_ok = user.is_none_or(|user| is(user, "default"));
     match required {
@@ -162,7 +285,10 @@ fn hello(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
         (Reply::bulk("server"), Reply::bulk("redis")),
         (Reply::bulk("version"), Reply::bulk(REDIS_COMPAT_VERSION)),
         (Reply::bulk("proto"), Reply::Integer(proto)),
-        (Reply::bulk("id"), Reply::Integer(ctx.client.handle.id as i64)),
+        (
+            Reply::bulk("id"),
+            Reply::Integer(ctx.client.handle.id as i64),
+        ),
         (Reply::bulk("mode"), Reply::bulk("standalone")),
         (Reply::bulk("role"), Reply::bulk("master")),
         (Reply::bulk("modules"), Reply::Array(Vec::new())),
@@ -365,7 +491,9 @@ fn client_kill(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     for client in ctx.shared.clients.all() {
         let matches = id.is_none_or(|id| client.id == id)
             && addr.as_ref().is_none_or(|a| client.addr.to_string() == *a)
-            && laddr.as_ref().is_none_or(|a| client.local_addr.to_string() == *a)
+            && laddr
+                .as_ref()
+                .is_none_or(|a| client.local_addr.to_string() == *a)
             && max_age.is_none_or(|age| client.created.elapsed().as_secs() >= age)
             && !(skip_me && client.id == me);
         if matches {

@@ -285,9 +285,7 @@ fn copy(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
             "source and destination objects are the same",
         ));
     }
-    let copied = ctx
-        .store
-        .copy(db, &args[1], dst_db, &args[2], replace)?;
+    let copied = ctx.store.copy(db, &args[1], dst_db, &args[2], replace)?;
     Ok(Reply::Integer(i64::from(copied)))
 }
 

@@ -14,6 +14,24 @@ use serde::{Deserialize, Serialize};
 
 pub use layers::{load, ConfigError, Overrides};
 
+/// Applies a new log level to the running logger (CONFIG SET loglevel). The binary installs
+/// the hook when it sets up logging; without one (tests, library use) this does nothing.
+pub fn apply_log_level(level: &str) {
+    if let (Some(hook), Some(directive)) =
+        (LOG_LEVEL_HOOK.get(), LoggingConfig::tracing_level(level))
+    {
+        hook(directive);
+    }
+}
+
+type LogLevelHook = Box<dyn Fn(&str) + Send + Sync>;
+static LOG_LEVEL_HOOK: std::sync::OnceLock<LogLevelHook> = std::sync::OnceLock::new();
+
+/// Installs the function that switches the logger to a tracing level directive.
+pub fn set_log_level_hook(hook: LogLevelHook) {
+    let _ = LOG_LEVEL_HOOK.set(hook);
+}
+
 pub use crate::engine::budget::MemorySplit;
 pub use size::ByteSize;
 

@@ -9,13 +9,25 @@ use std::path::PathBuf;
 
 use super::{ByteSize, ColdBackend, Config, LoggingConfig, SyncPolicy};
 
+/// Whether CONFIG SET can change a parameter. Whatever cannot change may still be "set"
+/// to the value it has, so everything CONFIG GET shows can be set back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mutability {
+    /// The running server picks a change up at once.
+    Live,
+    /// Redis changes it at run time, HyperCache cannot: a value that does not parse gets
+    /// Redis's error for it, another valid value "can't set immutable config".
+    Fixed,
+    /// Fixed at startup in Redis too: any other value is refused as immutable, before the
+    /// values are even looked at.
+    Immutable,
+}
+
 /// One CONFIG parameter.
 pub struct Param {
     /// Lower case, as CONFIG GET lists it.
     pub name: &'static str,
-    /// The running server picks a change up at once. The others are fixed at startup and
-    /// can only be "set" to the value they already have.
-    pub live: bool,
+    pub mutability: Mutability,
     pub get: fn(&Config) -> String,
     /// Parses `value` into `config`. The error is Redis's text for the reason, as it follows
     /// "CONFIG SET failed (possibly related to argument '...') - ".
@@ -39,7 +51,7 @@ const MIN_BUFFER_LIMIT: i64 = 1 << 20;
 pub const PARAMS: &[Param] = &[
     Param {
         name: "bind",
-        live: false,
+        mutability: Mutability::Fixed,
         get: |c| c.server.bind.clone(),
         set: |c, v| {
             c.server.bind = v.trim().to_string();
@@ -48,7 +60,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "port",
-        live: false,
+        mutability: Mutability::Fixed,
         get: |c| c.server.port.to_string(),
         set: |c, v| {
             c.server.port = in_range(v, 0, 65535)? as u16;
@@ -57,7 +69,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "timeout",
-        live: true,
+        mutability: Mutability::Live,
         get: |c| c.server.timeout.to_string(),
         set: |c, v| {
             c.server.timeout = in_range(v, 0, INT_MAX)? as u64;
@@ -66,7 +78,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "maxclients",
-        live: true,
+        mutability: Mutability::Live,
         get: |c| c.server.maxclients.to_string(),
         set: |c, v| {
             c.server.maxclients = in_range(v, 1, i64::from(u32::MAX))? as usize;
@@ -75,7 +87,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "databases",
-        live: false,
+        mutability: Mutability::Immutable,
         get: |c| c.storage.databases.to_string(),
         set: |c, v| {
             c.storage.databases = in_range(v, 1, i64::from(u16::MAX))? as u16;
@@ -84,7 +96,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "dir",
-        live: false,
+        mutability: Mutability::Fixed,
         get: |c| c.storage.dir.display().to_string(),
         set: |c, v| {
             c.storage.dir = PathBuf::from(v);
@@ -93,7 +105,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "maxmemory",
-        live: false,
+        mutability: Mutability::Fixed,
         get: |c| c.storage.maxmemory.0.to_string(),
         set: |c, v| {
             c.storage.maxmemory = memory_in_range(v, 0, LONG_MAX)?;
@@ -103,20 +115,46 @@ pub const PARAMS: &[Param] = &[
     // HyperCache never evicts: keys that do not fit in RAM move to the cold tier.
     Param {
         name: "maxmemory-policy",
-        live: false,
+        mutability: Mutability::Fixed,
         get: |_| "noeviction".into(),
-        set: |_, v| fixed(v, "noeviction"),
+        set: |_, v| {
+            const POLICIES: &[&str] = &[
+                "volatile-lru",
+                "volatile-lfu",
+                "volatile-random",
+                "volatile-ttl",
+                "allkeys-lru",
+                "allkeys-lfu",
+                "allkeys-random",
+                "noeviction",
+            ];
+            if !POLICIES.iter().any(|policy| policy.eq_ignore_ascii_case(v)) {
+                return Err(one_of(POLICIES));
+            }
+            fixed(v, "noeviction")
+        },
     },
     // There are no RDB snapshots; SAVE and shutdown checkpoint the cold tier instead.
     Param {
         name: "save",
-        live: false,
+        mutability: Mutability::Fixed,
         get: |_| String::new(),
-        set: |_, v| fixed(v.trim(), ""),
+        set: |_, v| {
+            // Redis's syntax: pairs of <seconds> <changes>.
+            let numbers: Option<Vec<i64>> = v.split_whitespace().map(parse_integer).collect();
+            match numbers {
+                Some(numbers)
+                    if numbers.len().is_multiple_of(2) && numbers.iter().all(|n| *n >= 0) =>
+                {
+                    fixed(v.trim(), "")
+                }
+                _ => Err("Invalid save parameters".into()),
+            }
+        },
     },
     Param {
         name: "appendonly",
-        live: false,
+        mutability: Mutability::Fixed,
         get: |c| yes_no(c.persistence.wal),
         set: |c, v| {
             c.persistence.wal = parse_yes_no(v)?;
@@ -125,7 +163,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "appendfsync",
-        live: false,
+        mutability: Mutability::Fixed,
         get: |c| c.persistence.sync.as_str().into(),
         set: |c, v| {
             c.persistence.sync =
@@ -135,7 +173,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "requirepass",
-        live: true,
+        mutability: Mutability::Live,
         get: |c| c.security.requirepass.clone().unwrap_or_default(),
         set: |c, v| {
             c.security.requirepass = (!v.is_empty()).then(|| v.to_string());
@@ -144,13 +182,12 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "loglevel",
-        live: true,
+        mutability: Mutability::Live,
         get: |c| c.logging.level.clone(),
         set: |c, v| {
             const LEVELS: &[&str] = &["debug", "verbose", "notice", "warning"];
             let level = v.to_ascii_lowercase();
-            if !LEVELS.contains(&level.as_str()) || LoggingConfig::tracing_level(&level).is_none()
-            {
+            if !LEVELS.contains(&level.as_str()) || LoggingConfig::tracing_level(&level).is_none() {
                 return Err(one_of(LEVELS));
             }
             c.logging.level = level;
@@ -159,7 +196,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "logfile",
-        live: false,
+        mutability: Mutability::Immutable,
         get: |c| {
             c.logging
                 .file
@@ -175,13 +212,17 @@ pub const PARAMS: &[Param] = &[
     // The active expirer runs ten times a second; it is not tunable.
     Param {
         name: "hz",
-        live: false,
+        mutability: Mutability::Fixed,
         get: |_| "10".into(),
-        set: |_, v| fixed(v, "10"),
+        set: |_, v| {
+            // Redis takes any int and clamps it to 1..=500.
+            let hz = in_range(v, 0, INT_MAX)?.clamp(1, 500);
+            fixed(&hz.to_string(), "10")
+        },
     },
     Param {
         name: "proto-max-bulk-len",
-        live: true,
+        mutability: Mutability::Live,
         get: |c| c.limits.proto_max_bulk_len.0.to_string(),
         set: |c, v| {
             c.limits.proto_max_bulk_len = memory_in_range(v, MIN_BUFFER_LIMIT, LONG_MAX)?;
@@ -190,7 +231,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "client-query-buffer-limit",
-        live: true,
+        mutability: Mutability::Live,
         get: |c| c.limits.client_query_buffer_limit.0.to_string(),
         set: |c, v| {
             c.limits.client_query_buffer_limit = memory_in_range(v, MIN_BUFFER_LIMIT, LONG_MAX)?;
@@ -199,7 +240,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "client-output-buffer-limit",
-        live: true,
+        mutability: Mutability::Live,
         get: |c| {
             let limits = &c.limits;
             format!(
@@ -213,7 +254,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "slowlog-log-slower-than",
-        live: true,
+        mutability: Mutability::Live,
         get: |c| c.slowlog.log_slower_than.to_string(),
         set: |c, v| {
             c.slowlog.log_slower_than = in_range(v, -1, LONG_MAX)?;
@@ -222,7 +263,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "slowlog-max-len",
-        live: true,
+        mutability: Mutability::Live,
         get: |c| c.slowlog.max_len.to_string(),
         set: |c, v| {
             c.slowlog.max_len = usize::try_from(in_range(v, 0, LONG_MAX)?).unwrap_or(usize::MAX);
@@ -231,7 +272,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "hypercache-threads",
-        live: false,
+        mutability: Mutability::Immutable,
         get: |c| c.server.threads.to_string(),
         set: |c, v| {
             c.server.threads = in_range(v, 0, INT_MAX)? as usize;
@@ -240,7 +281,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "hypercache-hot-shards",
-        live: false,
+        mutability: Mutability::Immutable,
         get: |c| c.storage.hot_shards.to_string(),
         set: |c, v| {
             c.storage.hot_shards = in_range(v, 1, INT_MAX)? as usize;
@@ -249,7 +290,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "hypercache-hot-max-bytes",
-        live: false,
+        mutability: Mutability::Immutable,
         // 0 = no cap, as Redis shows an unset maxmemory.
         get: |c| c.storage.hot_max_bytes.map_or(0, |size| size.0).to_string(),
         set: |c, v| {
@@ -260,7 +301,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "hypercache-compress-min-bytes",
-        live: false,
+        mutability: Mutability::Immutable,
         get: |c| c.storage.compress_min_bytes.to_string(),
         set: |c, v| {
             c.storage.compress_min_bytes = memory_in_range(v, 0, LONG_MAX)?.0 as usize;
@@ -269,7 +310,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "hypercache-filter-fingerprint-bits",
-        live: false,
+        mutability: Mutability::Immutable,
         get: |c| c.storage.filter_fingerprint_bits.to_string(),
         set: |c, v| {
             c.storage.filter_fingerprint_bits = in_range(v, 8, 16)? as u32;
@@ -278,7 +319,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "hypercache-filter-initial-capacity",
-        live: false,
+        mutability: Mutability::Immutable,
         get: |c| c.storage.filter_initial_capacity.to_string(),
         set: |c, v| {
             c.storage.filter_initial_capacity = in_range(v, 1, LONG_MAX)? as usize;
@@ -287,7 +328,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "hypercache-cold-backend",
-        live: false,
+        mutability: Mutability::Immutable,
         get: |c| match c.storage.cold_backend {
             ColdBackend::Rocksdb => "rocksdb".into(),
             ColdBackend::Memory => "memory".into(),
@@ -303,7 +344,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "hypercache-memory-hot-percent",
-        live: false,
+        mutability: Mutability::Immutable,
         get: |c| c.storage.memory_split.hot_percent.to_string(),
         set: |c, v| {
             c.storage.memory_split.hot_percent = percent(v)?;
@@ -312,7 +353,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "hypercache-memory-cold-cache-percent",
-        live: false,
+        mutability: Mutability::Immutable,
         get: |c| c.storage.memory_split.cold_cache_percent.to_string(),
         set: |c, v| {
             c.storage.memory_split.cold_cache_percent = percent(v)?;
@@ -321,7 +362,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "hypercache-memory-memtable-percent",
-        live: false,
+        mutability: Mutability::Immutable,
         get: |c| {
             c.storage
                 .memory_split
@@ -335,7 +376,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "hypercache-memory-filter-percent",
-        live: false,
+        mutability: Mutability::Immutable,
         get: |c| c.storage.memory_split.filter_percent.to_string(),
         set: |c, v| {
             c.storage.memory_split.filter_percent = percent(v)?;
@@ -344,7 +385,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "hypercache-memory-clients-percent",
-        live: false,
+        mutability: Mutability::Immutable,
         get: |c| c.storage.memory_split.clients_percent.to_string(),
         set: |c, v| {
             c.storage.memory_split.clients_percent = percent(v)?;
@@ -353,7 +394,7 @@ pub const PARAMS: &[Param] = &[
     },
     Param {
         name: "hypercache-log-format",
-        live: false,
+        mutability: Mutability::Immutable,
         get: |c| c.logging.format.clone(),
         set: |c, v| {
             let format = v.to_ascii_lowercase();
@@ -378,8 +419,8 @@ fn parse_integer(text: &str) -> Option<i64> {
 }
 
 fn in_range(text: &str, min: i64, max: i64) -> Result<i64, String> {
-    let value =
-        parse_integer(text).ok_or_else(|| "argument couldn't be parsed into an integer".to_string())?;
+    let value = parse_integer(text)
+        .ok_or_else(|| "argument couldn't be parsed into an integer".to_string())?;
     check_range(value, min, max)
 }
 
@@ -387,7 +428,9 @@ fn check_range(value: i64, min: i64, max: i64) -> Result<i64, String> {
     if (min..=max).contains(&value) {
         Ok(value)
     } else {
-        Err(format!("argument must be between {min} and {max} inclusive"))
+        Err(format!(
+            "argument must be between {min} and {max} inclusive"
+        ))
     }
 }
 
@@ -442,7 +485,7 @@ fn fixed(text: &str, only: &str) -> Result<(), String> {
 /// pub/sub, so their limits are shown as 0 (none) and can only be set to that.
 fn set_output_buffer_limits(config: &mut Config, text: &str) -> Result<(), String> {
     let words: Vec<&str> = text.split_whitespace().collect();
-    if words.len() % 4 != 0 {
+    if !words.len().is_multiple_of(4) {
         return Err("Wrong number of arguments in buffer limit configuration.".into());
     }
     let mut limits = config.limits.clone();
@@ -457,8 +500,7 @@ fn set_output_buffer_limits(config: &mut Config, text: &str) -> Result<(), Strin
             parse_integer(group[3]).and_then(|seconds| u64::try_from(seconds).ok()),
         ) else {
             return Err(
-                "Error in hard, soft or soft_seconds setting in buffer limit configuration."
-                    .into(),
+                "Error in hard, soft or soft_seconds setting in buffer limit configuration.".into(),
             );
         };
         if class == "normal" {
@@ -668,8 +710,14 @@ mod tests {
         assert!(set("normal 1mb 1mb 1 pubsub 1 1 1").is_err());
         set("").unwrap();
         set("NORMAL 1mb 2kb 3 replica 0 0 0").unwrap();
-        assert_eq!(config.limits.client_output_buffer_hard_limit, ByteSize(1 << 20));
-        assert_eq!(config.limits.client_output_buffer_soft_limit, ByteSize(2048));
+        assert_eq!(
+            config.limits.client_output_buffer_hard_limit,
+            ByteSize(1 << 20)
+        );
+        assert_eq!(
+            config.limits.client_output_buffer_soft_limit,
+            ByteSize(2048)
+        );
         assert_eq!(config.limits.client_output_buffer_soft_seconds, 3);
         assert_eq!(
             (param("client-output-buffer-limit").get)(&config),

@@ -238,6 +238,11 @@ pub struct Engine {
     /// Where the active expirer continues in each database's expiry index.
     expiry_cursors: Mutex<Vec<Vec<u8>>>,
     watches: WatchRegistry,
+    /// Whether the background expirer runs (DEBUG SET-ACTIVE-EXPIRE turns it off so tests
+    /// can watch keys expire lazily).
+    active_expiry: AtomicBool,
+    /// Per shard (bytes, entries) as last read by `tier_report`.
+    shard_figures: Box<[(AtomicUsize, AtomicUsize)]>,
 }
 
 impl Engine {
@@ -306,6 +311,10 @@ impl Engine {
             demoter_wakeup: (Mutex::new(false), Condvar::new()),
             expiry_cursors: Mutex::new(expiry_cursors),
             watches: WatchRegistry::default(),
+            active_expiry: AtomicBool::new(true),
+            shard_figures: (0..config.hot_shards)
+                .map(|_| (AtomicUsize::new(0), AtomicUsize::new(0)))
+                .collect(),
             config,
         };
         engine.rebuild_from_cold()?;
@@ -383,6 +392,11 @@ impl Engine {
 
     pub fn clock(&self) -> &Arc<SharedClock> {
         &self.clock
+    }
+
+    /// Turns the background expirer on or off (DEBUG SET-ACTIVE-EXPIRE).
+    pub fn set_active_expiry(&self, on: bool) {
+        self.active_expiry.store(on, Ordering::Relaxed);
     }
 
     pub fn stats(&self) -> &EngineStats {
@@ -792,8 +806,11 @@ impl Engine {
                 .name("hc-expirer".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        if let Err(err) = engine.run_active_expiry_cycle() {
-                            tracing::warn!(%err, "active expiry cycle failed");
+                        // When off, expired keys go only when a command reads them.
+                        if engine.active_expiry.load(Ordering::Relaxed) {
+                            if let Err(err) = engine.run_active_expiry_cycle() {
+                                tracing::warn!(%err, "active expiry cycle failed");
+                            }
                         }
                         std::thread::sleep(Duration::from_millis(100));
                     }
@@ -831,12 +848,18 @@ impl Engine {
     }
 
     /// Figures for INFO and metrics.
+    ///
+    /// It never waits for a shard: INFO may run inside EXEC, whose transaction already
+    /// holds shards, so a busy shard is reported with the figures last read from it.
     pub fn tier_report(&self) -> TierReport {
         let (mut hot_used_bytes, mut hot_keys) = (0, 0);
-        for shard in self.shards.iter() {
-            let shard = shard.lock();
-            hot_used_bytes += shard.used_bytes();
-            hot_keys += shard.len();
+        for (shard, (last_bytes, last_keys)) in self.shards.iter().zip(self.shard_figures.iter()) {
+            if let Some(shard) = shard.try_lock() {
+                last_bytes.store(shard.used_bytes(), Ordering::Relaxed);
+                last_keys.store(shard.len(), Ordering::Relaxed);
+            }
+            hot_used_bytes += last_bytes.load(Ordering::Relaxed);
+            hot_keys += last_keys.load(Ordering::Relaxed);
         }
         let filter = self.filter.read();
         TierReport {
@@ -987,6 +1010,11 @@ impl Engine {
         why: Removal,
     ) -> EngineResult<()> {
         let Some(entry) = shard.peek(encoded) else {
+            // Every caller resolves the key just before; a miss here is an engine bug that
+            // would leave a cold copy behind, so tests must hear of it.
+            if cfg!(debug_assertions) {
+                panic!("remove_resolved called for a key that is not in the hot tier");
+            }
             return Ok(());
         };
         if let ColdCopy::Present { expire_at } = entry.cold {
@@ -1462,10 +1490,15 @@ impl Txn<'_> {
         Ok(Some(live_entry(shard, &encoded).clone()))
     }
 
+    /// Removes `key` from both tiers. It resolves again rather than trust an earlier
+    /// resolve: a step in between (another key's promotion) may have evicted it.
     fn remove_live(&mut self, db: u16, key: &[u8]) -> EngineResult<()> {
         let (engine, access) = (self.engine, self.access);
         let (encoded, shard) = self.locate(db, key)?;
-        engine.remove_resolved(access, shard, &encoded, Removal::Deleted)
+        if engine.resolve(access, shard, &encoded, engine.now_ms())? {
+            engine.remove_resolved(access, shard, &encoded, Removal::Deleted)?;
+        }
+        Ok(())
     }
 
     /// Stores a moved or copied value under `key`, which the caller made absent: a new
@@ -1602,7 +1635,12 @@ fn live_entry<'a>(shard: &'a HotShard, encoded: &[u8]) -> &'a HotEntry {
 /// The cold writes that make the cold tier hold `entry` exactly: the value, its expiry
 /// index entry, and the removal of a stale index entry. Keys entering the cold tier for the
 /// first time are added to `new_in_cold`, for the filter to learn before the write.
-fn push_demotion_ops(ops: &mut Vec<ColdOp>, new_in_cold: &mut Vec<u64>, key: &[u8], entry: &HotEntry) {
+fn push_demotion_ops(
+    ops: &mut Vec<ColdOp>,
+    new_in_cold: &mut Vec<u64>,
+    key: &[u8],
+    entry: &HotEntry,
+) {
     ops.push(ColdOp::Put {
         space: Space::Data,
         key: key.to_vec(),

@@ -150,7 +150,11 @@ fn persistence(shared: &Shared, out: &mut String) {
     let config = shared.config.read();
     line(out, "loading", 0);
     line(out, "async_loading", 0);
-    line(out, "rdb_bgsave_in_progress", 0);
+    line(
+        out,
+        "rdb_bgsave_in_progress",
+        u8::from(shared.bgsave_in_progress.load(Ordering::Relaxed)),
+    );
     line(
         out,
         "rdb_last_save_time",

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,6 +40,7 @@ pub(super) async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: Sock
         stream,
         read_buf: BytesMut::with_capacity(READ_CHUNK),
         write_buf: BytesMut::with_capacity(READ_CHUNK),
+        over_soft_limit_since: None,
     };
     connection.run().await;
     if let Some(client) = connection.client.take() {
@@ -55,6 +56,8 @@ struct Connection {
     write_buf: BytesMut,
     /// None only while a command runs on a blocking thread.
     client: Option<Box<ClientState>>,
+    /// When pending output first went over the soft limit (and has stayed over since).
+    over_soft_limit_since: Option<Instant>,
 }
 
 /// Why the connection ends.
@@ -231,25 +234,40 @@ impl Connection {
         }
     }
 
-    fn check_output_limit(&self) -> Result<(), Close> {
-        let hard = self
-            .shared
-            .config
-            .read()
-            .limits
-            .client_output_buffer_hard_limit
-            .0 as usize;
-        let handle = &self.client().handle;
-        handle
-            .output_buffer_bytes
-            .store(self.write_buf.len(), Ordering::Relaxed);
-        if hard > 0 && self.write_buf.len() > hard {
+    /// Redis's client-output-buffer-limit for normal clients: over the hard limit closes
+    /// at once; over the soft limit for longer than soft_seconds closes too.
+    fn check_output_limit(&mut self) -> Result<(), Close> {
+        let (hard, soft, soft_seconds) = {
+            let limits = &self.shared.config.read().limits;
+            (
+                limits.client_output_buffer_hard_limit.0 as usize,
+                limits.client_output_buffer_soft_limit.0 as usize,
+                limits.client_output_buffer_soft_seconds,
+            )
+        };
+        let pending = self.write_buf.len();
+        let handle = Arc::clone(&self.client().handle);
+        handle.output_buffer_bytes.store(pending, Ordering::Relaxed);
+        if hard > 0 && pending > hard {
             tracing::warn!(
                 client = handle.id,
-                bytes = self.write_buf.len(),
+                bytes = pending,
                 "closing client over the output buffer hard limit"
             );
             return Err(Close::Now);
+        }
+        if soft > 0 && pending > soft {
+            let since = *self.over_soft_limit_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_secs(soft_seconds) {
+                tracing::warn!(
+                    client = handle.id,
+                    bytes = pending,
+                    "closing client over the output buffer soft limit"
+                );
+                return Err(Close::Now);
+            }
+        } else {
+            self.over_soft_limit_since = None;
         }
         Ok(())
     }

@@ -92,7 +92,8 @@ impl Instance {
 /// and such stale values must never come back (I2).
 fn prepare_data_dir(config: &Config) -> Result<std::fs::File, String> {
     let dir = &config.storage.dir;
-    std::fs::create_dir_all(dir).map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
     let lock_path = dir.join(LOCK_FILE);
     let lock = std::fs::OpenOptions::new()
         .create(true)

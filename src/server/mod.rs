@@ -8,7 +8,7 @@ mod connection;
 mod instance;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -49,7 +49,9 @@ pub struct Shared {
     /// The port actually bound (port 0 picks one).
     pub port: u16,
     /// Unix seconds of the last successful SAVE (LASTSAVE).
-    pub last_save: AtomicU64,
+    pub last_save: Arc<AtomicU64>,
+    /// A BGSAVE thread is running.
+    pub bgsave_in_progress: Arc<AtomicBool>,
     shutdown: watch::Sender<ShutdownRequest>,
 }
 
@@ -75,7 +77,8 @@ impl Shared {
             started: Instant::now(),
             run_id,
             port,
-            last_save: AtomicU64::new(unix_seconds()),
+            last_save: Arc::new(AtomicU64::new(unix_seconds())),
+            bgsave_in_progress: Arc::new(AtomicBool::new(false)),
             shutdown,
         })
     }

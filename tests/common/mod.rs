@@ -1,7 +1,10 @@
 //! Test servers: the real server in-process on port 0, or the built binary on a free port.
 //! Each owns its temp directory; nothing depends on the working directory.
 
-#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -140,7 +143,12 @@ impl RawClient {
                 Ok(n) => out.extend_from_slice(&buf[..n]),
             }
         }
-        assert!(out.ends_with(suffix), "never got {:?}: {:?}", String::from_utf8_lossy(suffix), String::from_utf8_lossy(&out));
+        assert!(
+            out.ends_with(suffix),
+            "never got {:?}: {:?}",
+            String::from_utf8_lossy(suffix),
+            String::from_utf8_lossy(&out)
+        );
         out
     }
 
