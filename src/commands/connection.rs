@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::args::{self, is};
 use super::dispatch::unwatch_all;
-use super::table::{CommandSpec, ADMIN, FAST, LOADING, NOSCRIPT, NO_AUTH, STALE};
+use super::table::{CommandSpec, ADMIN, FAST, LOADING, NOSCRIPT, NO_AUTH, NO_KEYS, STALE};
 use super::{CommandError, CommandResult, Ctx};
 use crate::metrics::info::REDIS_COMPAT_VERSION;
 use crate::protocol::{ProtocolVersion, Reply};
@@ -14,19 +14,9 @@ const GROUP: &str = "connection";
 
 macro_rules! spec {
     ($name:literal, $arity:expr, $flags:expr, $since:literal, $summary:literal, $handler:expr) => {
-        CommandSpec {
-            name: $name,
-            arity: $arity,
-            flags: $flags,
-            first_key: 0,
-            last_key: 0,
-            step: 0,
-            group: GROUP,
-            since: $since,
-            summary: $summary,
-            handler: $handler,
-            subcommands: &[],
-        }
+        CommandSpec::new(
+            $name, $arity, $flags, NO_KEYS, GROUP, $since, $summary, $handler,
+        )
     };
 }
 

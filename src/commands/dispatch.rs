@@ -228,8 +228,11 @@ fn run(
     args: &[Bytes],
     store: &mut Store<'_>,
 ) -> Option<Reply> {
-    let name = command.full_name();
-    client.handle.touch(&name);
+    let (name, subcommand) = match command.parent {
+        Some(parent) => (parent.name, Some(command.spec.name)),
+        None => (command.spec.name, None),
+    };
+    client.handle.touch(name, subcommand);
     let started = Instant::now();
     let result = {
         let mut ctx = Ctx {
@@ -249,8 +252,8 @@ fn run(
     if failed {
         shared.stats.error_reply();
     }
-    shared.stats.record_command(&name, elapsed, failed);
-    shared.slowlog.record(shared, client, args, elapsed);
+    shared.stats.record_command(name, subcommand, elapsed, failed);
+    shared.slowlog.record(client, args, elapsed);
     Some(reply)
 }
 

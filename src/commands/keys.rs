@@ -13,19 +13,16 @@ const GROUP: &str = "generic";
 
 macro_rules! spec {
     ($name:literal, $arity:expr, $flags:expr, $first:expr, $last:expr, $step:expr, $since:literal, $summary:literal, $handler:expr) => {
-        CommandSpec {
-            name: $name,
-            arity: $arity,
-            flags: $flags,
-            first_key: $first,
-            last_key: $last,
-            step: $step,
-            group: GROUP,
-            since: $since,
-            summary: $summary,
-            handler: $handler,
-            subcommands: &[],
-        }
+        CommandSpec::new(
+            $name,
+            $arity,
+            $flags,
+            ($first, $last, $step),
+            GROUP,
+            $since,
+            $summary,
+            $handler,
+        )
     };
 }
 

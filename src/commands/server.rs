@@ -13,8 +13,8 @@ use bytes::Bytes;
 
 use super::args::{self, is};
 use super::table::{
-    self, CommandSpec, Handler, ADMIN, ALL_SHARDS, FAST, LOADING, NOSCRIPT, NO_MULTI, READONLY,
-    STALE, WRITE,
+    self, CommandSpec, Handler, ADMIN, ALL_SHARDS, FAST, LOADING, NOSCRIPT, NO_KEYS, NO_MULTI,
+    READONLY, STALE, WRITE,
 };
 use super::{CommandError, CommandResult, Ctx};
 use crate::config::params::{self, Mutability, Param};
@@ -36,19 +36,7 @@ const fn command(
     summary: &'static str,
     handler: Handler,
 ) -> CommandSpec {
-    CommandSpec {
-        name,
-        arity,
-        flags,
-        first_key: 0,
-        last_key: 0,
-        step: 0,
-        group: GROUP,
-        since,
-        summary,
-        handler,
-        subcommands: &[],
-    }
+    CommandSpec::new(name, arity, flags, NO_KEYS, GROUP, since, summary, handler)
 }
 
 /// What Redis gives every CONFIG subcommand but HELP.
@@ -589,6 +577,9 @@ fn config_set(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     if updated.slowlog.max_len != config.slowlog.max_len {
         ctx.shared.slowlog.set_max_len(updated.slowlog.max_len);
     }
+    ctx.shared
+        .slowlog
+        .set_threshold_us(updated.slowlog.log_slower_than);
     if updated.logging.level != config.logging.level {
         crate::config::apply_log_level(&updated.logging.level);
     }

@@ -19,19 +19,16 @@ const BITMAP: &str = "bitmap";
 
 macro_rules! spec {
     ($name:literal, $arity:expr, $flags:expr, $first:expr, $last:expr, $step:expr, $group:expr, $since:literal, $summary:literal, $handler:expr) => {
-        CommandSpec {
-            name: $name,
-            arity: $arity,
-            flags: $flags,
-            first_key: $first,
-            last_key: $last,
-            step: $step,
-            group: $group,
-            since: $since,
-            summary: $summary,
-            handler: $handler,
-            subcommands: &[],
-        }
+        CommandSpec::new(
+            $name,
+            $arity,
+            $flags,
+            ($first, $last, $step),
+            $group,
+            $since,
+            $summary,
+            $handler,
+        )
     };
 }
 

@@ -56,7 +56,41 @@ pub struct CommandSpec {
     pub subcommands: &'static [CommandSpec],
 }
 
+/// Key positions as (first, last, step); see [`CommandSpec::first_key`].
+pub type KeySpec = (i32, i32, i32);
+pub const NO_KEYS: KeySpec = (0, 0, 0);
+
 impl CommandSpec {
+    /// One table row without subcommands.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one argument per column of the table"
+    )]
+    pub const fn new(
+        name: &'static str,
+        arity: i32,
+        flags: u32,
+        keys: KeySpec,
+        group: &'static str,
+        since: &'static str,
+        summary: &'static str,
+        handler: Handler,
+    ) -> CommandSpec {
+        CommandSpec {
+            name,
+            arity,
+            flags,
+            first_key: keys.0,
+            last_key: keys.1,
+            step: keys.2,
+            group,
+            since,
+            summary,
+            handler,
+            subcommands: &[],
+        }
+    }
+
     pub fn has(&self, flag: u32) -> bool {
         self.flags & flag != 0
     }

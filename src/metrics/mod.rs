@@ -4,7 +4,7 @@
 pub mod info;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::commands::table;
-use crate::server::{unix_seconds, ClientState, Shared};
+use crate::server::{unix_seconds, ClientState};
 
 /// Per-command counters (INFO commandstats).
 #[derive(Default)]
@@ -22,21 +22,45 @@ pub struct CommandStat {
     pub failed_calls: AtomicU64,
 }
 
+/// A command's counters and its subcommands'.
+#[derive(Default)]
+struct CommandStats {
+    own: CommandStat,
+    subcommands: HashMap<&'static str, CommandStat>,
+}
+
 /// One counter set per command and subcommand, built once from the table so recording a
-/// call never takes a lock.
-static COMMAND_STATS: LazyLock<HashMap<String, CommandStat>> = LazyLock::new(|| {
-    let mut stats = HashMap::new();
-    for spec in table::all() {
-        stats.insert(spec.name.to_string(), CommandStat::default());
-        for sub in spec.subcommands {
-            stats.insert(
-                format!("{}|{}", spec.name, sub.name),
-                CommandStat::default(),
-            );
-        }
-    }
-    stats
+/// call never takes a lock or allocates.
+static COMMAND_STATS: LazyLock<HashMap<&'static str, CommandStats>> = LazyLock::new(|| {
+    table::all()
+        .map(|spec| {
+            let subcommands = spec
+                .subcommands
+                .iter()
+                .map(|sub| (sub.name, CommandStat::default()))
+                .collect();
+            (
+                spec.name,
+                CommandStats {
+                    own: CommandStat::default(),
+                    subcommands,
+                },
+            )
+        })
+        .collect()
 });
+
+/// Every counter set with its INFO name ("get", "config|get").
+fn each_command_stat() -> impl Iterator<Item = (String, &'static CommandStat)> {
+    COMMAND_STATS.iter().flat_map(|(name, stats)| {
+        std::iter::once((name.to_string(), &stats.own)).chain(
+            stats
+                .subcommands
+                .iter()
+                .map(move |(sub, stat)| (format!("{name}|{sub}"), stat)),
+        )
+    })
+}
 
 #[derive(Default)]
 pub struct ServerStats {
@@ -89,8 +113,19 @@ impl ServerStats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn record_command(&self, name: &str, elapsed: Duration, failed: bool) {
-        if let Some(stat) = COMMAND_STATS.get(name) {
+    pub fn record_command(
+        &self,
+        name: &str,
+        subcommand: Option<&str>,
+        elapsed: Duration,
+        failed: bool,
+    ) {
+        let stats = COMMAND_STATS.get(name);
+        let stat = match subcommand {
+            Some(sub) => stats.and_then(|stats| stats.subcommands.get(sub)),
+            None => stats.map(|stats| &stats.own),
+        };
+        if let Some(stat) = stat {
             stat.calls.fetch_add(1, Ordering::Relaxed);
             stat.usec
                 .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
@@ -102,13 +137,12 @@ impl ServerStats {
 
     /// (name, calls, usec, failed) for every command called at least once, sorted by name.
     pub fn command_stats(&self) -> Vec<(String, u64, u64, u64)> {
-        let mut out: Vec<_> = COMMAND_STATS
-            .iter()
+        let mut out: Vec<_> = each_command_stat()
             .filter_map(|(name, stat)| {
                 let calls = stat.calls.load(Ordering::Relaxed);
                 (calls > 0).then(|| {
                     (
-                        name.clone(),
+                        name,
                         calls,
                         stat.usec.load(Ordering::Relaxed),
                         stat.failed_calls.load(Ordering::Relaxed),
@@ -134,7 +168,7 @@ impl ServerStats {
         ] {
             counter.store(0, Ordering::Relaxed);
         }
-        for stat in COMMAND_STATS.values() {
+        for (_, stat) in each_command_stat() {
             stat.calls.store(0, Ordering::Relaxed);
             stat.usec.store(0, Ordering::Relaxed);
             stat.failed_calls.store(0, Ordering::Relaxed);
@@ -161,19 +195,26 @@ pub struct SlowLog {
     next_id: AtomicU64,
     entries: Mutex<VecDeque<SlowEntry>>,
     max_len: AtomicU64,
+    /// slowlog-log-slower-than in microseconds; negative = off. Read for every command.
+    threshold_us: AtomicI64,
 }
 
 impl SlowLog {
-    pub fn new(max_len: usize) -> Self {
+    pub fn new(max_len: usize, threshold_us: i64) -> Self {
         SlowLog {
             next_id: AtomicU64::new(0),
             entries: Mutex::new(VecDeque::new()),
             max_len: AtomicU64::new(max_len as u64),
+            threshold_us: AtomicI64::new(threshold_us),
         }
     }
 
-    pub fn record(&self, shared: &Shared, client: &ClientState, args: &[Bytes], elapsed: Duration) {
-        let threshold = shared.config.read().slowlog.log_slower_than;
+    pub fn set_threshold_us(&self, threshold_us: i64) {
+        self.threshold_us.store(threshold_us, Ordering::Relaxed);
+    }
+
+    pub fn record(&self, client: &ClientState, args: &[Bytes], elapsed: Duration) {
+        let threshold = self.threshold_us.load(Ordering::Relaxed);
         let micros = elapsed.as_micros() as u64;
         if threshold < 0 || micros < threshold as u64 {
             return;

@@ -27,8 +27,10 @@ pub struct ClientHandle {
     pub db: AtomicU16,
     /// 2 or 3.
     pub resp: AtomicU8,
-    pub last_command: Mutex<String>,
-    pub last_active: Mutex<Instant>,
+    /// The last command: (container or command name, subcommand name).
+    last_command: Mutex<(&'static str, Option<&'static str>)>,
+    /// Milliseconds after `created` of the last command (CLIENT LIST idle=).
+    last_active_ms: AtomicU64,
     /// -1 outside MULTI, else the number of queued commands.
     pub multi_len: AtomicU64,
     pub in_multi: AtomicBool,
@@ -56,15 +58,22 @@ impl ClientHandle {
         self.kill_notify.notified().await;
     }
 
-    pub fn touch(&self, command: &str) {
-        *self.last_command.lock() = command.to_string();
-        *self.last_active.lock() = Instant::now();
+    /// Notes the command being run (cheap: no allocation, it runs for every command).
+    pub fn touch(&self, command: &'static str, subcommand: Option<&'static str>) {
+        *self.last_command.lock() = (command, subcommand);
+        self.last_active_ms
+            .store(self.created.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
     /// One line of CLIENT LIST / CLIENT INFO, in Redis's field order.
     pub fn info_line(&self) -> String {
         let now = Instant::now();
-        let idle = now.duration_since(*self.last_active.lock()).as_secs();
+        let age_ms = now.duration_since(self.created).as_millis() as u64;
+        let idle = age_ms.saturating_sub(self.last_active_ms.load(Ordering::Relaxed)) / 1000;
+        let command = match *self.last_command.lock() {
+            (name, Some(sub)) => format!("{name}|{sub}"),
+            (name, None) => name.to_string(),
+        };
         let multi = if self.in_multi.load(Ordering::Relaxed) {
             self.multi_len.load(Ordering::Relaxed) as i64
         } else {
@@ -89,7 +98,7 @@ impl ClientHandle {
             self.query_buffer_bytes.load(Ordering::Relaxed),
             self.output_buffer_bytes.load(Ordering::Relaxed),
             self.query_buffer_bytes.load(Ordering::Relaxed) + self.output_buffer_bytes.load(Ordering::Relaxed),
-            self.last_command.lock(),
+            command,
             self.resp.load(Ordering::Relaxed),
             self.lib_name.lock().as_deref().unwrap_or(""),
             self.lib_ver.lock().as_deref().unwrap_or(""),
@@ -118,8 +127,8 @@ impl ClientRegistry {
             lib_ver: Mutex::new(None),
             db: AtomicU16::new(0),
             resp: AtomicU8::new(2),
-            last_command: Mutex::new("NULL".into()),
-            last_active: Mutex::new(now),
+            last_command: Mutex::new(("NULL", None)),
+            last_active_ms: AtomicU64::new(0),
             multi_len: AtomicU64::new(0),
             in_multi: AtomicBool::new(false),
             query_buffer_bytes: AtomicUsize::new(0),

@@ -41,6 +41,7 @@ pub(super) async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: Sock
         read_buf: BytesMut::with_capacity(READ_CHUNK),
         write_buf: BytesMut::with_capacity(READ_CHUNK),
         over_soft_limit_since: None,
+        output_limits: OutputLimits::default(),
     };
     connection.run().await;
     if let Some(client) = connection.client.take() {
@@ -58,6 +59,15 @@ struct Connection {
     client: Option<Box<ClientState>>,
     /// When pending output first went over the soft limit (and has stayed over since).
     over_soft_limit_since: Option<Instant>,
+    /// The output limits, read from the live config once per batch of commands.
+    output_limits: OutputLimits,
+}
+
+#[derive(Clone, Copy, Default)]
+struct OutputLimits {
+    hard: usize,
+    soft: usize,
+    soft_seconds: u64,
 }
 
 /// Why the connection ends.
@@ -128,6 +138,11 @@ impl Connection {
     async fn run_buffered_commands(&mut self) -> Result<(), Close> {
         let limits = {
             let config = self.shared.config.read();
+            self.output_limits = OutputLimits {
+                hard: config.limits.client_output_buffer_hard_limit.0 as usize,
+                soft: config.limits.client_output_buffer_soft_limit.0 as usize,
+                soft_seconds: config.limits.client_output_buffer_soft_seconds,
+            };
             ParserLimits {
                 max_bulk_len: config.limits.proto_max_bulk_len.0 as usize,
                 ..ParserLimits::default()
@@ -237,33 +252,20 @@ impl Connection {
     /// Redis's client-output-buffer-limit for normal clients: over the hard limit closes
     /// at once; over the soft limit for longer than soft_seconds closes too.
     fn check_output_limit(&mut self) -> Result<(), Close> {
-        let (hard, soft, soft_seconds) = {
-            let limits = &self.shared.config.read().limits;
-            (
-                limits.client_output_buffer_hard_limit.0 as usize,
-                limits.client_output_buffer_soft_limit.0 as usize,
-                limits.client_output_buffer_soft_seconds,
-            )
-        };
         let pending = self.write_buf.len();
-        let handle = Arc::clone(&self.client().handle);
-        handle.output_buffer_bytes.store(pending, Ordering::Relaxed);
+        let OutputLimits {
+            hard,
+            soft,
+            soft_seconds,
+        } = self.output_limits;
         if hard > 0 && pending > hard {
-            tracing::warn!(
-                client = handle.id,
-                bytes = pending,
-                "closing client over the output buffer hard limit"
-            );
+            tracing::warn!(client = self.client().handle.id, bytes = pending, "closing client over the output buffer hard limit");
             return Err(Close::Now);
         }
         if soft > 0 && pending > soft {
             let since = *self.over_soft_limit_since.get_or_insert_with(Instant::now);
             if since.elapsed() > Duration::from_secs(soft_seconds) {
-                tracing::warn!(
-                    client = handle.id,
-                    bytes = pending,
-                    "closing client over the output buffer soft limit"
-                );
+                tracing::warn!(client = self.client().handle.id, bytes = pending, "closing client over the output buffer soft limit");
                 return Err(Close::Now);
             }
         } else {
@@ -277,6 +279,9 @@ impl Connection {
             return Ok(());
         }
         let written = self.write_buf.len();
+        if let Some(client) = &self.client {
+            client.handle.output_buffer_bytes.store(written, Ordering::Relaxed);
+        }
         let result = self.stream.write_all(&self.write_buf).await;
         self.write_buf.clear();
         if let Some(client) = &self.client {

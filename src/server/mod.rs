@@ -66,7 +66,7 @@ impl Shared {
         let run_id: String = (0..40)
             .map(|_| char::from_digit(rand::random_range(0..16), 16).unwrap_or('0'))
             .collect();
-        let slowlog = SlowLog::new(config.slowlog.max_len);
+        let slowlog = SlowLog::new(config.slowlog.max_len, config.slowlog.log_slower_than);
         Arc::new(Shared {
             engine,
             config: RwLock::new(config),
