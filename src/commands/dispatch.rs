@@ -232,8 +232,8 @@ fn run(
         Some(parent) => (parent.name, Some(command.spec.name)),
         None => (command.spec.name, None),
     };
-    client.handle.touch(name, subcommand);
     let started = Instant::now();
+    client.handle.touch(name, subcommand, started);
     let result = {
         let mut ctx = Ctx {
             shared,
@@ -252,7 +252,9 @@ fn run(
     if failed {
         shared.stats.error_reply();
     }
-    shared.stats.record_command(name, subcommand, elapsed, failed);
+    shared
+        .stats
+        .record_command(name, subcommand, elapsed, failed);
     shared.slowlog.record(client, args, elapsed);
     Some(reply)
 }

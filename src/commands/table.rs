@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
+use foldhash::fast::RandomState;
+
 use bytes::Bytes;
 
 use super::{CommandResult, Ctx};
@@ -140,20 +142,21 @@ impl CommandSpec {
 }
 
 /// Every top-level command, by lower-case name.
-static TABLE: LazyLock<HashMap<&'static str, &'static CommandSpec>> = LazyLock::new(|| {
-    let mut table = HashMap::new();
-    for family in super::FAMILIES {
-        for spec in family.iter() {
-            assert!(
-                table.insert(spec.name, spec).is_none(),
-                "command {} registered twice",
-                spec.name
-            );
-            assert_eq!(spec.name, spec.name.to_ascii_lowercase());
+static TABLE: LazyLock<HashMap<&'static str, &'static CommandSpec, RandomState>> =
+    LazyLock::new(|| {
+        let mut table = HashMap::default();
+        for family in super::FAMILIES {
+            for spec in family.iter() {
+                assert!(
+                    table.insert(spec.name, spec).is_none(),
+                    "command {} registered twice",
+                    spec.name
+                );
+                assert_eq!(spec.name, spec.name.to_ascii_lowercase());
+            }
         }
-    }
-    table
-});
+        table
+    });
 
 /// Looks a command up by name, case-insensitively, without allocating for short names.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {

@@ -25,9 +25,13 @@ const ZSTD_LEVEL: i32 = 1;
 impl StoredValue {
     /// Stores `value`, compressing it when it is at least `compress_min_bytes` long
     /// (0 disables compression) and zstd shrinks it to 75% or less.
+    ///
+    /// Raw values are copied into an allocation of their own: a value parsed off the wire
+    /// is a slice of the connection's read buffer, and keeping that slice would keep the
+    /// whole buffer alive, far beyond what the budget accounts for (I6).
     pub fn new(value: Bytes, compress_min_bytes: usize) -> Self {
         if compress_min_bytes == 0 || value.len() < compress_min_bytes {
-            return StoredValue::Raw(value);
+            return StoredValue::Raw(Bytes::copy_from_slice(&value));
         }
         match zstd::bulk::compress(&value, ZSTD_LEVEL) {
             Ok(compressed) if compressed.len() * MIN_SAVING_DEN <= value.len() * MIN_SAVING_NUM => {
@@ -36,7 +40,7 @@ impl StoredValue {
                     compressed: Bytes::from(compressed),
                 }
             }
-            _ => StoredValue::Raw(value),
+            _ => StoredValue::Raw(Bytes::copy_from_slice(&value)),
         }
     }
 

@@ -1,12 +1,14 @@
-//! One shard of the hot tier: an LRU of entries (crate `lru`), a key-ordered index so the
-//! shard can list its keys by slot (SCAN merges it with the cold tier), a deadline index
-//! for active expiry, and byte accounting against the shard's share of the budget.
+//! One shard of the hot tier: an LRU of entries (crate `lru`), an index of keys by
+//! (database, slot) so the shard can list a slot range's keys in slot order (SCAN merges
+//! them with the cold tier), a deadline index for active expiry, and byte accounting
+//! against the shard's share of the budget.
 //!
 //! A shard never touches disk and never decides policy: the engine, holding the shard's
 //! lock, decides what to promote, demote, expire or delete, and calls in here.
 
-use std::collections::BTreeSet;
-use std::ops::Bound;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use foldhash::fast::RandomState;
 
 use bytes::Bytes;
 use lru::LruCache;
@@ -43,9 +45,19 @@ impl HotEntry {
     }
 }
 
+/// `(db << 16) | slot`: the position of a slot in the `[db][slot]` key order.
+type SlotPosition = u32;
+
+fn slot_position(encoded: &[u8]) -> SlotPosition {
+    u32::from_be_bytes([encoded[0], encoded[1], encoded[2], encoded[3]])
+}
+
 pub struct HotShard {
     entries: LruCache<Bytes, HotEntry>,
-    key_order: BTreeSet<Bytes>,
+    /// Keys by slot. Within a slot order does not matter (SCAN pages end on slot
+    /// boundaries), so a hash set per slot replaces an ordered set of whole keys, whose
+    /// inserts cost a dozen key comparisons each.
+    keys_by_slot: BTreeMap<SlotPosition, HashSet<Bytes, RandomState>>,
     deadlines: BTreeSet<(ExpireAt, Bytes)>,
     used_bytes: usize,
 }
@@ -54,7 +66,7 @@ impl Default for HotShard {
     fn default() -> Self {
         HotShard {
             entries: LruCache::unbounded(),
-            key_order: BTreeSet::new(),
+            keys_by_slot: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             used_bytes: 0,
         }
@@ -77,14 +89,32 @@ impl HotShard {
     /// Inserts or replaces (as most recently used), keeping every index and the byte count
     /// in step. Returns the previous entry.
     pub fn insert(&mut self, key: Bytes, entry: HotEntry) -> Option<HotEntry> {
-        let previous = self.remove(&key).map(|(_, old)| old);
-        self.used_bytes += HotEntry::charge(&key, &entry);
-        if entry.expire_at != NO_EXPIRY {
-            self.deadlines.insert((entry.expire_at, key.clone()));
+        let new_charge = HotEntry::charge(&key, &entry);
+        let new_deadline = entry.expire_at;
+        if let Some(slot) = self.entries.get_mut(&key[..]) {
+            // Overwrite in place: the key stays where it is in every index.
+            let previous = std::mem::replace(slot, entry);
+            self.used_bytes = self.used_bytes + new_charge - HotEntry::charge(&key, &previous);
+            if previous.expire_at != new_deadline {
+                if previous.expire_at != NO_EXPIRY {
+                    self.deadlines.remove(&(previous.expire_at, key.clone()));
+                }
+                if new_deadline != NO_EXPIRY {
+                    self.deadlines.insert((new_deadline, key));
+                }
+            }
+            return Some(previous);
         }
-        self.key_order.insert(key.clone());
+        self.used_bytes += new_charge;
+        if new_deadline != NO_EXPIRY {
+            self.deadlines.insert((new_deadline, key.clone()));
+        }
+        self.keys_by_slot
+            .entry(slot_position(&key))
+            .or_default()
+            .insert(key.clone());
         self.entries.put(key, entry);
-        previous
+        None
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<(Bytes, HotEntry)> {
@@ -102,7 +132,13 @@ impl HotShard {
 
     fn forget(&mut self, key: &Bytes, entry: &HotEntry) {
         self.used_bytes -= HotEntry::charge(key, entry);
-        self.key_order.remove(key);
+        let position = slot_position(key);
+        if let Some(keys) = self.keys_by_slot.get_mut(&position) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.keys_by_slot.remove(&position);
+            }
+        }
         if entry.expire_at != NO_EXPIRY {
             self.deadlines.remove(&(entry.expire_at, key.clone()));
         }
@@ -116,15 +152,31 @@ impl HotShard {
         }
     }
 
-    /// Keys with `from <= key < to` in key order, at most `limit`.
-    pub fn keys_in_range(&self, from: &[u8], to: &[u8], limit: usize) -> Vec<Bytes> {
+    /// Keys of database `db` in slots `from_slot..to_slot`, in slot order (any order within
+    /// a slot). Stops after the slot in which `limit` keys were reached, so the result holds
+    /// whole slots only.
+    pub fn keys_in_slots(&self, db: u16, from_slot: u32, to_slot: u32, limit: usize) -> Vec<Bytes> {
+        let base = u32::from(db) << 16;
+        let (from, to) = (base + from_slot.min(1 << 16), base + to_slot.min(1 << 16));
+        let mut out = Vec::new();
         if from >= to {
-            return Vec::new();
+            return out;
         }
-        self.key_order
-            .range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
-            .take(limit)
-            .cloned()
+        for keys in self.keys_by_slot.range(from..to).map(|(_, keys)| keys) {
+            out.extend(keys.iter().cloned());
+            if out.len() >= limit {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Every key of databases `from_db..to_db`.
+    pub fn keys_in_databases(&self, from_db: u16, to_db: u16) -> Vec<Bytes> {
+        let (from, to) = (u32::from(from_db) << 16, u32::from(to_db) << 16);
+        self.keys_by_slot
+            .range(from..to)
+            .flat_map(|(_, keys)| keys.iter().cloned())
             .collect()
     }
 
@@ -164,6 +216,14 @@ impl HotShard {
 mod tests {
     use super::*;
 
+    /// An encoded key `[db][slot][name]` with a chosen slot.
+    fn key(db: u16, slot: u16, name: &str) -> Bytes {
+        let mut out = db.to_be_bytes().to_vec();
+        out.extend_from_slice(&slot.to_be_bytes());
+        out.extend_from_slice(name.as_bytes());
+        Bytes::from(out)
+    }
+
     fn entry(value: &'static [u8], expire_at: ExpireAt) -> HotEntry {
         HotEntry {
             value: StoredValue::Raw(Bytes::from_static(value)),
@@ -177,39 +237,53 @@ mod tests {
     #[test]
     fn accounting_and_indexes_follow_every_change() {
         let mut shard = HotShard::default();
-        shard.insert(Bytes::from_static(b"b"), entry(b"12345", 0));
-        shard.insert(Bytes::from_static(b"a"), entry(b"1", 50));
-        assert_eq!(shard.used_bytes(), 1 + 5 + 1 + 1 + 2 * ENTRY_OVERHEAD_BYTES);
+        let (a, b) = (key(0, 7, "a"), key(0, 9, "b"));
+        shard.insert(b.clone(), entry(b"12345", 0));
+        shard.insert(a.clone(), entry(b"1", 50));
+        assert_eq!(shard.used_bytes(), 2 * 5 + 5 + 1 + 2 * ENTRY_OVERHEAD_BYTES);
         assert_eq!(
-            shard.keys_in_range(b"a", b"z", 10),
-            vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]
+            shard.keys_in_slots(0, 0, 16384, 10),
+            vec![a.clone(), b.clone()]
         );
+        assert_eq!(shard.keys_in_slots(0, 8, 16384, 10), vec![b.clone()]);
+        assert_eq!(shard.keys_in_slots(0, 0, 16384, 1), vec![a.clone()]);
+        assert!(shard.keys_in_slots(1, 0, 16384, 10).is_empty());
+        assert_eq!(shard.keys_in_databases(0, 1).len(), 2);
         assert_eq!(shard.expired_keys(49, 10), Vec::<Bytes>::new());
-        assert_eq!(shard.expired_keys(50, 10), vec![Bytes::from_static(b"a")]);
+        assert_eq!(shard.expired_keys(50, 10), vec![a.clone()]);
 
-        // Replacing drops the old deadline and charge.
-        shard.insert(Bytes::from_static(b"a"), entry(b"xyz", 0));
+        // Replacing in place drops the old deadline and charge and keeps one index entry.
+        shard.insert(a.clone(), entry(b"xyz", 0));
         assert_eq!(shard.expired_keys(u64::MAX, 10), Vec::<Bytes>::new());
-        assert_eq!(shard.used_bytes(), 1 + 5 + 1 + 3 + 2 * ENTRY_OVERHEAD_BYTES);
+        assert_eq!(shard.used_bytes(), 2 * 5 + 5 + 3 + 2 * ENTRY_OVERHEAD_BYTES);
+        assert_eq!(shard.keys_in_slots(0, 0, 16384, 10).len(), 2);
+        shard.insert(a.clone(), entry(b"xyz", 70));
+        assert_eq!(shard.expired_keys(u64::MAX, 10), vec![a.clone()]);
 
         // "b" is least recently used now.
-        let (key, _) = shard.pop_lru().unwrap();
-        assert_eq!(key, Bytes::from_static(b"b"));
-        shard.remove(b"a");
+        let (popped, _) = shard.pop_lru().unwrap();
+        assert_eq!(popped, b);
+        shard.remove(&a);
         assert_eq!(shard.used_bytes(), 0);
         assert!(shard.is_empty());
-        assert!(shard.keys_in_range(b"", b"\xff", 10).is_empty());
+        assert!(shard.keys_in_slots(0, 0, 16384, 10).is_empty());
+        assert!(shard.expired_keys(u64::MAX, 10).is_empty());
     }
 
     #[test]
     fn get_refreshes_recency_but_peek_does_not() {
         let mut shard = HotShard::default();
-        shard.insert(Bytes::from_static(b"old"), entry(b"1", 0));
-        shard.insert(Bytes::from_static(b"new"), entry(b"2", 0));
-        shard.peek(b"old");
-        assert_eq!(shard.pop_lru().unwrap().0, Bytes::from_static(b"old"));
-        shard.insert(Bytes::from_static(b"old"), entry(b"1", 0));
-        shard.get(b"new", 0);
-        assert_eq!(shard.pop_lru().unwrap().0, Bytes::from_static(b"old"));
+        let (old, new) = (key(0, 1, "old"), key(0, 1, "new"));
+        shard.insert(old.clone(), entry(b"1", 0));
+        shard.insert(new.clone(), entry(b"2", 0));
+        shard.peek(&old);
+        assert_eq!(shard.pop_lru().unwrap().0, old);
+        shard.insert(old.clone(), entry(b"1", 0));
+        shard.get(&new, 0);
+        assert_eq!(shard.pop_lru().unwrap().0, old);
+        // An overwrite counts as a use too.
+        shard.insert(old.clone(), entry(b"1", 0));
+        shard.insert(new.clone(), entry(b"3", 0));
+        assert_eq!(shard.pop_lru().unwrap().0, old);
     }
 }

@@ -22,7 +22,7 @@ pub mod stats;
 pub mod watch;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -37,7 +37,7 @@ use entry::{decode_cold_value, encode_cold_value, ColdValue, CorruptValue, Expir
 use entry::{is_expired, NO_EXPIRY};
 use filter::{hash_key, CuckooFilter, FilterConfig, InsertOutcome};
 use hot::{ColdCopy, HotEntry, HotShard};
-use stats::{EngineStats, StatsSnapshot};
+use stats::{Counter, EngineStats, StatsSnapshot};
 use watch::{WatchFlag, WatchRegistry};
 
 pub use entry::ExpireAt as Deadline;
@@ -231,13 +231,16 @@ pub struct Engine {
     cold: Box<dyn ColdStore>,
     filter: RwLock<CuckooFilter>,
     /// Exact live key count per database (DBSIZE), changed on every existence change.
-    key_counts: Box<[AtomicI64]>,
+    key_counts: Box<[Counter]>,
     stats: EngineStats,
     clock: Arc<SharedClock>,
     demoter_wakeup: (Mutex<bool>, Condvar),
     /// Where the active expirer continues in each database's expiry index.
     expiry_cursors: Mutex<Vec<Vec<u8>>>,
     watches: WatchRegistry,
+    /// False while the filter is empty and not bypassed: every key is then known absent
+    /// from the cold tier without taking the filter's lock.
+    filter_may_say_maybe: AtomicBool,
     /// Whether the background expirer runs (DEBUG SET-ACTIVE-EXPIRE turns it off so tests
     /// can watch keys expire lazily).
     active_expiry: AtomicBool,
@@ -297,7 +300,7 @@ impl Engine {
         let shards = (0..config.hot_shards)
             .map(|_| Mutex::new(HotShard::default()))
             .collect();
-        let key_counts = (0..config.databases).map(|_| AtomicI64::new(0)).collect();
+        let key_counts = (0..config.databases).map(|_| Counter::default()).collect();
         let expiry_cursors = (0..config.databases).map(db_prefix).collect();
         let engine = Engine {
             shard_limit: AtomicUsize::new(0),
@@ -311,6 +314,7 @@ impl Engine {
             demoter_wakeup: (Mutex::new(false), Condvar::new()),
             expiry_cursors: Mutex::new(expiry_cursors),
             watches: WatchRegistry::default(),
+            filter_may_say_maybe: AtomicBool::new(true),
             active_expiry: AtomicBool::new(true),
             shard_figures: (0..config.hot_shards)
                 .map(|_| (AtomicUsize::new(0), AtomicUsize::new(0)))
@@ -318,6 +322,7 @@ impl Engine {
             config,
         };
         engine.rebuild_from_cold()?;
+        engine.note_filter_state(&engine.filter.read());
         engine.recompute_shard_limit();
         Ok(engine)
     }
@@ -509,7 +514,7 @@ impl Engine {
             .key_counts
             .get(usize::from(db))
             .ok_or(EngineError::DbIndexOutOfRange)?;
-        Ok(count.load(Ordering::Relaxed).max(0) as u64)
+        Ok(count.get().max(0) as u64)
     }
 
     /// One SCAN step (locks one shard at a time; see [`Engine::scan_page`]).
@@ -626,7 +631,7 @@ impl Engine {
             end = end.min(u32::from(cold::slot_of(&probe[count - 1].0)) + 1);
         }
         each_shard(&mut |shard| {
-            let keys = shard.keys_in_range(&from, &cold::slot_start(db, end), count);
+            let keys = shard.keys_in_slots(db, start, end, count);
             if keys.len() >= count {
                 end = end.min(u32::from(cold::slot_of(&keys[count - 1])) + 1);
             }
@@ -637,7 +642,7 @@ impl Engine {
         let now = self.now_ms();
         let mut candidates: BTreeMap<Bytes, bool> = BTreeMap::new();
         each_shard(&mut |shard| {
-            for key in shard.keys_in_range(&from, &to, usize::MAX) {
+            for key in shard.keys_in_slots(db, start, end, usize::MAX) {
                 let live = shard
                     .peek(&key)
                     .is_some_and(|entry| !is_expired(entry.expire_at, now));
@@ -685,7 +690,7 @@ impl Engine {
     /// One active-expiry cycle: removes hot entries whose deadline passed, then walks each
     /// database's cold expiry index up to now. Returns how many keys expired.
     pub fn run_active_expiry_cycle(&self) -> EngineResult<usize> {
-        let before = self.stats.expired_keys.load(Ordering::Relaxed);
+        let before = self.stats.expired_keys.get();
         let now = self.now_ms();
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
@@ -696,7 +701,7 @@ impl Engine {
         for db in 0..self.databases() {
             self.expire_cold_index(db, now)?;
         }
-        Ok((self.stats.expired_keys.load(Ordering::Relaxed) - before) as usize)
+        Ok((self.stats.expired_keys.get() - before) as usize)
     }
 
     /// Walks one step of `db`'s expiry index. An index entry `(t, key)` is acted on only if
@@ -745,7 +750,7 @@ impl Engine {
             if expires {
                 self.forget_in_filter(&[hash_key(&data_key)]);
                 self.count_key(db, -1);
-                EngineStats::bump(&self.stats.expired_keys);
+                self.stats.expired_keys.add(1);
             }
             drop(shard);
         }
@@ -938,7 +943,7 @@ impl Engine {
     }
 
     fn count_key(&self, db: u16, delta: i64) {
-        self.key_counts[usize::from(db)].fetch_add(delta, Ordering::Relaxed);
+        self.key_counts[usize::from(db)].add(delta);
     }
 
     /// Brings the key into normal form: afterwards it is either a live hot entry (returns
@@ -959,22 +964,24 @@ impl Engine {
             return Ok(false);
         }
         let hash = hash_key(encoded);
-        if !self.filter.read().may_contain(hash) {
-            EngineStats::bump(&self.stats.filter_short_circuits);
+        let cold_may_hold_it = self.filter_may_say_maybe.load(Ordering::Acquire)
+            && self.filter.read().may_contain(hash);
+        if !cold_may_hold_it {
+            self.stats.filter_short_circuits.add(1);
             return Ok(false);
         }
         if access == Access::HotOnly {
             return Err(EngineError::WouldBlock);
         }
         let Some(raw) = self.cold.get(encoded)? else {
-            EngineStats::bump(&self.stats.cold_misses);
-            EngineStats::bump(&self.stats.filter_false_positives);
+            self.stats.cold_misses.add(1);
+            self.stats.filter_false_positives.add(1);
             return Ok(false);
         };
         let dead_deadline = match decode_cold_value(&raw)? {
             ColdValue::Live { value, expire_at } if !is_expired(expire_at, now) => {
-                EngineStats::bump(&self.stats.cold_hits);
-                EngineStats::bump(&self.stats.promotions);
+                self.stats.cold_hits.add(1);
+                self.stats.promotions.add(1);
                 let entry = HotEntry {
                     value,
                     expire_at,
@@ -990,13 +997,13 @@ impl Engine {
             // once it finds the value gone.
             ColdValue::ExpiredMarker => NO_EXPIRY,
         };
-        EngineStats::bump(&self.stats.cold_misses);
+        self.stats.cold_misses.add(1);
         let mut ops = Vec::new();
         push_cold_delete(&mut ops, encoded, dead_deadline);
         self.cold.write(ops)?;
         self.forget_in_filter(&[hash]);
         self.count_key(cold::db_of(encoded), -1);
-        EngineStats::bump(&self.stats.expired_keys);
+        self.stats.expired_keys.add(1);
         Ok(false)
     }
 
@@ -1030,7 +1037,7 @@ impl Engine {
         self.count_key(cold::db_of(encoded), -1);
         self.watches.touch(encoded);
         if why == Removal::Expired {
-            EngineStats::bump(&self.stats.expired_keys);
+            self.stats.expired_keys.add(1);
         }
         Ok(())
     }
@@ -1040,6 +1047,17 @@ impl Engine {
         for hash in hashes {
             filter.remove(*hash);
         }
+        self.note_filter_state(&filter);
+    }
+
+    /// Publishes whether the filter can answer "maybe" at all, so lookups skip its lock
+    /// while it is empty (no key has reached the cold tier). Called with the write lock
+    /// held, after every change, so it is never stale in the unsafe direction: it turns
+    /// true before the cold write that follows an insert.
+    fn note_filter_state(&self, filter: &CuckooFilter) {
+        let may_say_maybe = !filter.is_empty() || filter.is_bypassed();
+        self.filter_may_say_maybe
+            .store(may_say_maybe, Ordering::Release);
     }
 
     /// With `HotOnly`, refuses a write to a shard already well over its limit, so the
@@ -1097,7 +1115,7 @@ impl Engine {
                     continue;
                 }
                 if !entry.dirty {
-                    EngineStats::bump(&self.stats.evictions);
+                    self.stats.evictions.add(1);
                     continue;
                 }
                 push_demotion_ops(&mut ops, &mut new_in_cold, &key, &entry);
@@ -1113,14 +1131,14 @@ impl Engine {
                 }
             }
             let demotions = demoted.len() as u64;
-            self.stats.demotions.fetch_add(demotions, Ordering::Relaxed);
-            self.stats.evictions.fetch_add(demotions, Ordering::Relaxed);
+            self.stats.demotions.add(demotions as i64);
+            self.stats.evictions.add(demotions as i64);
             for (key, entry) in expired {
                 if matches!(entry.cold, ColdCopy::Present { .. }) {
                     self.forget_in_filter(&[hash_key(&key)]);
                 }
                 self.count_key(cold::db_of(&key), -1);
-                EngineStats::bump(&self.stats.expired_keys);
+                self.stats.expired_keys.add(1);
             }
             if shard.is_empty() {
                 break;
@@ -1142,11 +1160,10 @@ impl Engine {
                 match filter.insert(*hash) {
                     InsertOutcome::Inserted => {}
                     InsertOutcome::Grew => grew = true,
-                    InsertOutcome::Bypassed => {
-                        EngineStats::bump(&self.stats.filter_bypassed_inserts)
-                    }
+                    InsertOutcome::Bypassed => self.stats.filter_bypassed_inserts.add(1),
                 }
             }
+            self.note_filter_state(&filter);
         }
         if grew {
             self.recompute_shard_limit();
@@ -1207,11 +1224,11 @@ impl Txn<'_> {
         let now = engine.now_ms();
         if let Some(entry) = shard.get(&encoded, seconds(now)) {
             if !is_expired(entry.expire_at, now) {
-                EngineStats::bump(&engine.stats.hot_hits);
+                engine.stats.hot_hits.add(1);
                 return Ok(Some(entry.value.to_bytes()));
             }
         }
-        EngineStats::bump(&engine.stats.hot_misses);
+        engine.stats.hot_misses.add(1);
         let found = engine.resolve(access, shard, &encoded, now)?;
         let value = found.then(|| live_entry(shard, &encoded).value.to_bytes());
         engine.settle(access, shard);
@@ -1270,10 +1287,15 @@ impl Txn<'_> {
         engine.check_room(access, shard)?;
         let now = engine.now_ms();
         let exists = engine.resolve(access, shard, &encoded, now)?;
-        let current = exists.then(|| live_entry(shard, &encoded).clone());
-        let previous = match (&current, options.return_previous) {
-            (Some(entry), true) => Some(entry.value.to_bytes()),
-            _ => None,
+        // Only what the new entry inherits; cloning the whole entry would cost a refcount
+        // upgrade (an allocation) on every overwrite.
+        let current = exists.then(|| {
+            let entry = live_entry(shard, &encoded);
+            (entry.expire_at, entry.cold)
+        });
+        let previous = match options.return_previous && exists {
+            true => Some(live_entry(shard, &encoded).value.to_bytes()),
+            false => None,
         };
         let allowed = match options.condition {
             SetCondition::Always => true,
@@ -1288,7 +1310,7 @@ impl Txn<'_> {
         }
         let expire_at = match options.expiry {
             SetExpiry::Clear => NO_EXPIRY,
-            SetExpiry::Keep => current.as_ref().map_or(NO_EXPIRY, |entry| entry.expire_at),
+            SetExpiry::Keep => current.map_or(NO_EXPIRY, |(expire_at, _)| expire_at),
             SetExpiry::At(at) if at <= now => {
                 // A deadline already past: the write happens and the key is gone at once.
                 if exists {
@@ -1305,7 +1327,7 @@ impl Txn<'_> {
             value: StoredValue::new(value, engine.config.compress_min_bytes),
             expire_at,
             dirty: true,
-            cold: current.map_or(ColdCopy::Absent, |entry| entry.cold),
+            cold: current.map_or(ColdCopy::Absent, |(_, cold)| cold),
             last_access_s: seconds(now),
         };
         engine.store(shard, encoded, entry, !exists);
@@ -1526,7 +1548,10 @@ impl Txn<'_> {
         self.flush_databases(0..self.engine.databases())?;
         // No key is left in the cold tier, so every fingerprint can go (FLUSHDB cannot do
         // this: the filter does not know which database a fingerprint belongs to).
-        self.engine.filter.write().clear();
+        let mut filter = self.engine.filter.write();
+        filter.clear();
+        self.engine.note_filter_state(&filter);
+        drop(filter);
         self.engine.recompute_shard_limit();
         Ok(())
     }
@@ -1555,12 +1580,12 @@ impl Txn<'_> {
         ])?;
         for index in all {
             let shard = self.guards.shard(index)?;
-            for key in shard.keys_in_range(&from, &to, usize::MAX) {
+            for key in shard.keys_in_databases(dbs.start, dbs.end) {
                 shard.remove(&key);
             }
         }
         for db in dbs {
-            engine.key_counts[usize::from(db)].store(0, Ordering::Relaxed);
+            engine.key_counts[usize::from(db)].reset();
         }
         engine.watches.touch_prefix_range(&from, &to);
         Ok(())

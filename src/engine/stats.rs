@@ -1,13 +1,60 @@
-//! Engine counters, read by INFO `# Tiers` and the Prometheus endpoint (one source for both).
+//! Engine counters, read by INFO `# Tiers` and the Prometheus endpoint (one source for both),
+//! and [`Counter`], the striped counter every per-command statistic uses.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+
+/// Stripes per counter: more than the worker threads a typical machine runs.
+const STRIPES: usize = 16;
+
+/// One stripe on its own cache line, so threads bumping different stripes never contend.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Stripe(AtomicI64);
+
+/// A counter that many threads bump without sharing a cache line: each thread adds to its
+/// own stripe and readers sum them. The sum is exact; only reads are slower.
+#[derive(Debug, Default)]
+pub struct Counter {
+    stripes: [Stripe; STRIPES],
+}
+
+fn stripe_of_this_thread() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    }
+    STRIPE.with(|stripe| *stripe)
+}
+
+impl Counter {
+    pub fn add(&self, delta: i64) {
+        self.stripes[stripe_of_this_thread()]
+            .0
+            .fetch_add(delta, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> i64 {
+        self.stripes
+            .iter()
+            .map(|stripe| stripe.0.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Sets the total to zero (racing adds may survive; fine for statistics and for key
+    /// counts, which are only reset with every shard held).
+    pub fn reset(&self) {
+        for stripe in &self.stripes {
+            stripe.0.store(0, Ordering::Relaxed);
+        }
+    }
+}
 
 macro_rules! engine_counters {
     ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
-        /// Monotonic engine counters; relaxed atomics, since they are statistics, not state.
+        /// Monotonic engine counters.
         #[derive(Debug, Default)]
         pub struct EngineStats {
-            $($(#[$doc])* pub $name: AtomicU64,)*
+            $($(#[$doc])* pub $name: Counter,)*
         }
 
         /// A point-in-time copy of [`EngineStats`].
@@ -18,12 +65,12 @@ macro_rules! engine_counters {
 
         impl EngineStats {
             pub fn snapshot(&self) -> StatsSnapshot {
-                StatsSnapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
+                StatsSnapshot { $($name: self.$name.get().max(0) as u64,)* }
             }
 
             /// CONFIG RESETSTAT.
             pub fn reset(&self) {
-                $(self.$name.store(0, Ordering::Relaxed);)*
+                $(self.$name.reset();)*
             }
         }
     };
@@ -52,10 +99,4 @@ engine_counters! {
     expired_keys,
     /// Filter insertions that could not be stored (filter in bypass mode).
     filter_bypassed_inserts,
-}
-
-impl EngineStats {
-    pub fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
 }

@@ -170,7 +170,7 @@ fn persistence(shared: &Shared, out: &mut String) {
 fn stats(shared: &Shared, out: &mut String) {
     let stats = &shared.stats;
     let engine = shared.engine.stats().snapshot();
-    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    let load = |counter: &crate::engine::stats::Counter| counter.get();
     line(
         out,
         "total_connections_received",

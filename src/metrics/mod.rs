@@ -9,46 +9,49 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::Bytes;
+use foldhash::fast::RandomState;
 use parking_lot::Mutex;
 
 use crate::commands::table;
+use crate::engine::stats::Counter;
 use crate::server::{unix_seconds, ClientState};
 
 /// Per-command counters (INFO commandstats).
 #[derive(Default)]
 pub struct CommandStat {
-    pub calls: AtomicU64,
-    pub usec: AtomicU64,
-    pub failed_calls: AtomicU64,
+    pub calls: Counter,
+    pub usec: Counter,
+    pub failed_calls: Counter,
 }
 
 /// A command's counters and its subcommands'.
 #[derive(Default)]
 struct CommandStats {
     own: CommandStat,
-    subcommands: HashMap<&'static str, CommandStat>,
+    subcommands: HashMap<&'static str, CommandStat, RandomState>,
 }
 
 /// One counter set per command and subcommand, built once from the table so recording a
 /// call never takes a lock or allocates.
-static COMMAND_STATS: LazyLock<HashMap<&'static str, CommandStats>> = LazyLock::new(|| {
-    table::all()
-        .map(|spec| {
-            let subcommands = spec
-                .subcommands
-                .iter()
-                .map(|sub| (sub.name, CommandStat::default()))
-                .collect();
-            (
-                spec.name,
-                CommandStats {
-                    own: CommandStat::default(),
-                    subcommands,
-                },
-            )
-        })
-        .collect()
-});
+static COMMAND_STATS: LazyLock<HashMap<&'static str, CommandStats, RandomState>> =
+    LazyLock::new(|| {
+        table::all()
+            .map(|spec| {
+                let subcommands = spec
+                    .subcommands
+                    .iter()
+                    .map(|sub| (sub.name, CommandStat::default()))
+                    .collect();
+                (
+                    spec.name,
+                    CommandStats {
+                        own: CommandStat::default(),
+                        subcommands,
+                    },
+                )
+            })
+            .collect()
+    });
 
 /// Every counter set with its INFO name ("get", "config|get").
 fn each_command_stat() -> impl Iterator<Item = (String, &'static CommandStat)> {
@@ -62,55 +65,51 @@ fn each_command_stat() -> impl Iterator<Item = (String, &'static CommandStat)> {
     })
 }
 
+/// Server-wide counters (INFO stats). Striped: every command bumps several of them.
 #[derive(Default)]
 pub struct ServerStats {
-    pub total_connections_received: AtomicU64,
-    pub rejected_connections: AtomicU64,
-    pub total_commands_processed: AtomicU64,
-    pub total_net_input_bytes: AtomicU64,
-    pub total_net_output_bytes: AtomicU64,
-    pub total_error_replies: AtomicU64,
-    pub keyspace_hits: AtomicU64,
-    pub keyspace_misses: AtomicU64,
+    pub total_connections_received: Counter,
+    pub rejected_connections: Counter,
+    pub total_commands_processed: Counter,
+    pub total_net_input_bytes: Counter,
+    pub total_net_output_bytes: Counter,
+    pub total_error_replies: Counter,
+    pub keyspace_hits: Counter,
+    pub keyspace_misses: Counter,
 }
 
 impl ServerStats {
     pub fn connection_received(&self) {
-        self.total_connections_received
-            .fetch_add(1, Ordering::Relaxed);
+        self.total_connections_received.add(1);
     }
 
     pub fn connection_rejected(&self) {
-        self.rejected_connections.fetch_add(1, Ordering::Relaxed);
+        self.rejected_connections.add(1);
     }
 
     pub fn command_received(&self) {
-        self.total_commands_processed
-            .fetch_add(1, Ordering::Relaxed);
+        self.total_commands_processed.add(1);
     }
 
     pub fn net_input(&self, bytes: usize) {
-        self.total_net_input_bytes
-            .fetch_add(bytes as u64, Ordering::Relaxed);
+        self.total_net_input_bytes.add(bytes as i64);
     }
 
     pub fn net_output(&self, bytes: usize) {
-        self.total_net_output_bytes
-            .fetch_add(bytes as u64, Ordering::Relaxed);
+        self.total_net_output_bytes.add(bytes as i64);
     }
 
     pub fn error_reply(&self) {
-        self.total_error_replies.fetch_add(1, Ordering::Relaxed);
+        self.total_error_replies.add(1);
     }
 
     /// A read found (`true`) or missed a key (INFO keyspace_hits / keyspace_misses).
     pub fn keyspace_lookup(&self, hit: bool) {
-        let counter = if hit {
-            &self.keyspace_hits
+        if hit {
+            self.keyspace_hits.add(1);
         } else {
-            &self.keyspace_misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+            self.keyspace_misses.add(1);
+        }
     }
 
     pub fn record_command(
@@ -126,11 +125,10 @@ impl ServerStats {
             None => stats.map(|stats| &stats.own),
         };
         if let Some(stat) = stat {
-            stat.calls.fetch_add(1, Ordering::Relaxed);
-            stat.usec
-                .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+            stat.calls.add(1);
+            stat.usec.add(elapsed.as_micros() as i64);
             if failed {
-                stat.failed_calls.fetch_add(1, Ordering::Relaxed);
+                stat.failed_calls.add(1);
             }
         }
     }
@@ -139,13 +137,13 @@ impl ServerStats {
     pub fn command_stats(&self) -> Vec<(String, u64, u64, u64)> {
         let mut out: Vec<_> = each_command_stat()
             .filter_map(|(name, stat)| {
-                let calls = stat.calls.load(Ordering::Relaxed);
+                let calls = stat.calls.get() as u64;
                 (calls > 0).then(|| {
                     (
                         name,
                         calls,
-                        stat.usec.load(Ordering::Relaxed),
-                        stat.failed_calls.load(Ordering::Relaxed),
+                        stat.usec.get() as u64,
+                        stat.failed_calls.get() as u64,
                     )
                 })
             })
@@ -166,12 +164,12 @@ impl ServerStats {
             &self.keyspace_hits,
             &self.keyspace_misses,
         ] {
-            counter.store(0, Ordering::Relaxed);
+            counter.reset();
         }
         for (_, stat) in each_command_stat() {
-            stat.calls.store(0, Ordering::Relaxed);
-            stat.usec.store(0, Ordering::Relaxed);
-            stat.failed_calls.store(0, Ordering::Relaxed);
+            stat.calls.reset();
+            stat.usec.reset();
+            stat.failed_calls.reset();
         }
     }
 }

@@ -59,10 +59,10 @@ impl ClientHandle {
     }
 
     /// Notes the command being run (cheap: no allocation, it runs for every command).
-    pub fn touch(&self, command: &'static str, subcommand: Option<&'static str>) {
+    pub fn touch(&self, command: &'static str, subcommand: Option<&'static str>, at: Instant) {
         *self.last_command.lock() = (command, subcommand);
-        self.last_active_ms
-            .store(self.created.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let age = at.saturating_duration_since(self.created).as_millis() as u64;
+        self.last_active_ms.store(age, Ordering::Relaxed);
     }
 
     /// One line of CLIENT LIST / CLIENT INFO, in Redis's field order.

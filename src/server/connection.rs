@@ -259,13 +259,21 @@ impl Connection {
             soft_seconds,
         } = self.output_limits;
         if hard > 0 && pending > hard {
-            tracing::warn!(client = self.client().handle.id, bytes = pending, "closing client over the output buffer hard limit");
+            tracing::warn!(
+                client = self.client().handle.id,
+                bytes = pending,
+                "closing client over the output buffer hard limit"
+            );
             return Err(Close::Now);
         }
         if soft > 0 && pending > soft {
             let since = *self.over_soft_limit_since.get_or_insert_with(Instant::now);
             if since.elapsed() > Duration::from_secs(soft_seconds) {
-                tracing::warn!(client = self.client().handle.id, bytes = pending, "closing client over the output buffer soft limit");
+                tracing::warn!(
+                    client = self.client().handle.id,
+                    bytes = pending,
+                    "closing client over the output buffer soft limit"
+                );
                 return Err(Close::Now);
             }
         } else {
@@ -280,7 +288,10 @@ impl Connection {
         }
         let written = self.write_buf.len();
         if let Some(client) = &self.client {
-            client.handle.output_buffer_bytes.store(written, Ordering::Relaxed);
+            client
+                .handle
+                .output_buffer_bytes
+                .store(written, Ordering::Relaxed);
         }
         let result = self.stream.write_all(&self.write_buf).await;
         self.write_buf.clear();
