@@ -4,12 +4,17 @@
 # Redis runs with persistence off; HyperCache with the WAL off (pure cache). Both on
 # loopback, one after the other. Prints each throughput and the ratio HyperCache / Redis.
 #
-#   tools/bench/compare.sh            # N = 1,000,000 (the documented run)
-#   REQUESTS=200000 tools/bench/compare.sh
+# Each cell is the median of ROUNDS runs (default 3), Redis and HyperCache alternating, since
+# on a 2-core machine the benchmark client shares the CPU with the server and single runs
+# vary by 10-20%.
+#
+#   tools/bench/compare.sh            # N = 1,000,000, 3 rounds (the documented run)
+#   REQUESTS=200000 ROUNDS=1 tools/bench/compare.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 REQUESTS="${REQUESTS:-1000000}"
+ROUNDS="${ROUNDS:-3}"
 CLIENTS="${CLIENTS:-50}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hypercache/target}"
 bash tools/setup.sh
@@ -50,13 +55,18 @@ wait_for "$REDIS_PORT"
     >"$WORK/hypercache.log" 2>&1 &
 wait_for "$HC_PORT"
 
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
 printf "%-10s %-4s %14s %14s %8s\n" "pipeline" "op" "redis rps" "hypercache rps" "ratio"
 for pipeline in 1 16; do
-    read -r redis_set redis_get < <(measure "$REDIS_PORT" "$pipeline")
-    read -r hc_set hc_get < <(measure "$HC_PORT" "$pipeline")
-    for op in SET GET; do
-        if [[ $op == SET ]]; then r=$redis_set; h=$hc_set; else r=$redis_get; h=$hc_get; fi
+    : >"$WORK/redis.set"; : >"$WORK/redis.get"; : >"$WORK/hc.set"; : >"$WORK/hc.get"
+    for _ in $(seq 1 "$ROUNDS"); do
+        read -r s g < <(measure "$REDIS_PORT" "$pipeline"); echo "$s" >>"$WORK/redis.set"; echo "$g" >>"$WORK/redis.get"
+        read -r s g < <(measure "$HC_PORT" "$pipeline"); echo "$s" >>"$WORK/hc.set"; echo "$g" >>"$WORK/hc.get"
+    done
+    for op in set get; do
+        r=$(median <"$WORK/redis.$op"); h=$(median <"$WORK/hc.$op")
         ratio=$(awk -v h="$h" -v r="$r" 'BEGIN { printf "%.2f", h / r }')
-        printf "%-10s %-4s %14s %14s %8s\n" "-P $pipeline" "$op" "$r" "$h" "$ratio"
+        printf "%-10s %-4s %14s %14s %8s\n" "-P $pipeline" "${op^^}" "$r" "$h" "$ratio"
     done
 done
