@@ -44,6 +44,25 @@ fn engine(dir: &std::path::Path, hot_max: Option<u64>) -> Engine {
 
 /// A cheap deterministic key sequence so the benches do not measure an RNG.
 struct Keys(u64);
+
+/// Keys formatted up front, so the benches time lookups rather than `format!`.
+struct KeyTable {
+    present: Vec<Vec<u8>>,
+    absent: Vec<Vec<u8>>,
+    absent_encoded: Vec<Vec<u8>>,
+}
+
+impl KeyTable {
+    fn new() -> Self {
+        let absent: Vec<Vec<u8>> = (KEYS..2 * KEYS).map(key).collect();
+        KeyTable {
+            present: (0..KEYS).map(key).collect(),
+            absent_encoded: absent.iter().map(|k| encode_key(0, k)).collect(),
+            absent,
+        }
+    }
+}
+
 impl Keys {
     fn next(&mut self) -> u64 {
         self.0 = self
@@ -89,50 +108,53 @@ fn benches(c: &mut Criterion) {
         filter.insert(hash_key(&encode_key(0, &key(i))));
     }
 
+    let table = KeyTable::new();
+    let value = value();
     let mut group = c.benchmark_group("engine");
     let mut keys = Keys(1);
+    let mut next = move || keys.next() as usize;
     group.bench_function("hot_get", |b| {
-        b.iter(|| hot.get(Access::HotOnly, 0, &key(keys.next())).unwrap())
+        b.iter(|| hot.get(Access::HotOnly, 0, &table.present[next()]).unwrap())
     });
     group.bench_function("mutex_hashmap_get (reference)", |b| {
-        b.iter(|| reference.lock().get(&key(keys.next())).cloned())
+        b.iter(|| reference.lock().get(&table.present[next()]).cloned())
     });
     group.bench_function("hot_set", |b| {
         b.iter(|| {
+            let options = SetOptions::default();
             hot.set(
                 Access::HotOnly,
                 0,
-                &key(keys.next()),
-                value(),
-                SetOptions::default(),
+                &table.present[next()],
+                value.clone(),
+                options,
             )
             .unwrap()
         })
     });
     group.bench_function("cold_get", |b| {
-        b.iter(|| cold.get(Access::MayBlock, 0, &key(keys.next())).unwrap())
+        b.iter(|| {
+            cold.get(Access::MayBlock, 0, &table.present[next()])
+                .unwrap()
+        })
     });
     group.bench_function("filter_may_contain", |b| {
-        b.iter(|| filter.may_contain(hash_key(&encode_key(0, &key(keys.next() + KEYS)))))
+        b.iter(|| filter.may_contain(hash_key(&table.absent_encoded[next()])))
     });
     group.bench_function("absent_get_with_filter", |b| {
         b.iter(|| {
-            cold.get(Access::MayBlock, 0, &key(keys.next() + KEYS))
+            cold.get(Access::MayBlock, 0, &table.absent[next()])
                 .unwrap()
         })
     });
     group.bench_function("absent_get_rocksdb_only", |b| {
-        b.iter(|| {
-            raw_rocks
-                .get(&encode_key(0, &key(keys.next() + KEYS)))
-                .unwrap()
-        })
+        b.iter(|| raw_rocks.get(&table.absent_encoded[next()]).unwrap())
     });
     group.finish();
 
     // `cargo test --all-targets` runs benches once in test mode; ratios only under `cargo bench`.
     if std::env::args().any(|arg| arg == "--bench") {
-        print_ratios(&hot, &reference, &cold, &raw_rocks);
+        print_ratios(&hot, &reference, &cold, &raw_rocks, &table);
     }
 }
 
@@ -155,19 +177,26 @@ fn print_ratios(
     reference: &Mutex<HashMap<Vec<u8>, Bytes>>,
     cold: &Engine,
     raw_rocks: &RocksCold,
+    table: &KeyTable,
 ) {
     let budget = Duration::from_secs(2);
     let hot_get = ns_per_op(budget, |i| {
-        black_box(hot.get(Access::HotOnly, 0, &key(i)).unwrap());
+        black_box(
+            hot.get(Access::HotOnly, 0, &table.present[i as usize])
+                .unwrap(),
+        );
     });
     let map_get = ns_per_op(budget, |i| {
-        black_box(reference.lock().get(&key(i)).cloned());
+        black_box(reference.lock().get(&table.present[i as usize]).cloned());
     });
     let with_filter = ns_per_op(budget, |i| {
-        black_box(cold.get(Access::MayBlock, 0, &key(i + KEYS)).unwrap());
+        black_box(
+            cold.get(Access::MayBlock, 0, &table.absent[i as usize])
+                .unwrap(),
+        );
     });
     let rocks_only = ns_per_op(budget, |i| {
-        black_box(raw_rocks.get(&encode_key(0, &key(i + KEYS))).unwrap());
+        black_box(raw_rocks.get(&table.absent_encoded[i as usize]).unwrap());
     });
     println!();
     println!("ratios (same run)                          ns/op     ratio   target");

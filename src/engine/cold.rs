@@ -32,6 +32,43 @@ pub fn encode_key(db: u16, user_key: &[u8]) -> Vec<u8> {
     out
 }
 
+/// An encoded key built on the stack when it is short: read paths (every GET) encode a key
+/// only to look it up, and a heap allocation would cost as much as the lookup.
+pub enum EncodedKey {
+    Inline {
+        bytes: [u8; INLINE_KEY_BYTES],
+        len: usize,
+    },
+    Heap(Vec<u8>),
+}
+
+const INLINE_KEY_BYTES: usize = 96;
+
+impl EncodedKey {
+    pub fn new(db: u16, user_key: &[u8]) -> Self {
+        let len = KEY_PREFIX_LEN + user_key.len();
+        if len > INLINE_KEY_BYTES {
+            return EncodedKey::Heap(encode_key(db, user_key));
+        }
+        let mut bytes = [0u8; INLINE_KEY_BYTES];
+        bytes[..DB_LEN].copy_from_slice(&db.to_be_bytes());
+        bytes[DB_LEN..KEY_PREFIX_LEN].copy_from_slice(&key_slot(user_key).to_be_bytes());
+        bytes[KEY_PREFIX_LEN..len].copy_from_slice(user_key);
+        EncodedKey::Inline { bytes, len }
+    }
+}
+
+impl std::ops::Deref for EncodedKey {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            EncodedKey::Inline { bytes, len } => &bytes[..*len],
+            EncodedKey::Heap(bytes) => bytes,
+        }
+    }
+}
+
 /// The first encoded key of `slot` in `db` (inclusive bound). `slot` may be `SLOT_COUNT`,
 /// which gives the end of the database.
 pub fn slot_start(db: u16, slot: u32) -> Vec<u8> {
@@ -526,6 +563,18 @@ impl ColdStore for RocksCold {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stack_and_heap_encodings_match_encode_key() {
+        for key in [
+            &b"k"[..],
+            &[b'x'; 92][..],
+            &[b'y'; 93][..],
+            &[b'z'; 500][..],
+        ] {
+            assert_eq!(&*EncodedKey::new(7, key), &encode_key(7, key)[..]);
+        }
+    }
 
     #[test]
     fn encoded_keys_sort_by_db_then_slot_then_key() {

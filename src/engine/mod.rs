@@ -19,6 +19,7 @@ pub mod glob;
 pub mod hot;
 pub mod slot;
 pub mod stats;
+pub mod wal;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -963,6 +964,17 @@ impl Engine {
             self.remove_resolved(access, shard, encoded, Removal::Expired)?;
             return Ok(false);
         }
+        self.load_from_cold(access, shard, encoded, now)
+    }
+
+    /// The cold half of `resolve`, for a key known not to be in the hot tier.
+    fn load_from_cold(
+        &self,
+        access: Access,
+        shard: &mut HotShard,
+        encoded: &[u8],
+        now: u64,
+    ) -> EngineResult<bool> {
         let hash = hash_key(encoded);
         let cold_may_hold_it = self.filter_may_say_maybe.load(Ordering::Acquire)
             && self.filter.read().may_contain(hash);
@@ -1218,18 +1230,36 @@ impl Txn<'_> {
         Ok((encoded, self.guards.shard(index)?))
     }
 
+    /// As `locate`, with the key encoded on the stack when short (read paths).
+    fn locate_for_read(
+        &mut self,
+        db: u16,
+        key: &[u8],
+    ) -> EngineResult<(cold::EncodedKey, &mut HotShard)> {
+        self.engine.check_db(db)?;
+        let encoded = cold::EncodedKey::new(db, key);
+        let index = self.engine.shard_index(&encoded);
+        Ok((encoded, self.guards.shard(index)?))
+    }
+
     pub fn get(&mut self, db: u16, key: &[u8]) -> EngineResult<Option<Bytes>> {
         let (engine, access) = (self.engine, self.access);
-        let (encoded, shard) = self.locate(db, key)?;
+        let (encoded, shard) = self.locate_for_read(db, key)?;
         let now = engine.now_ms();
-        if let Some(entry) = shard.get(&encoded, seconds(now)) {
-            if !is_expired(entry.expire_at, now) {
+        let in_hot = match shard.get(&encoded, seconds(now)) {
+            Some(entry) if !is_expired(entry.expire_at, now) => {
                 engine.stats.hot_hits.add(1);
                 return Ok(Some(entry.value.to_bytes()));
             }
-        }
+            Some(_) => true,
+            None => false,
+        };
         engine.stats.hot_misses.add(1);
-        let found = engine.resolve(access, shard, &encoded, now)?;
+        let found = if in_hot {
+            engine.resolve(access, shard, &encoded, now)?
+        } else {
+            engine.load_from_cold(access, shard, &encoded, now)?
+        };
         let value = found.then(|| live_entry(shard, &encoded).value.to_bytes());
         engine.settle(access, shard);
         Ok(value)
@@ -1238,7 +1268,7 @@ impl Txn<'_> {
     /// Value length and layout without copying the value (STRLEN, OBJECT, MEMORY USAGE).
     pub fn inspect(&mut self, db: u16, key: &[u8]) -> EngineResult<Option<KeyInfo>> {
         let (engine, access) = (self.engine, self.access);
-        let (encoded, shard) = self.locate(db, key)?;
+        let (encoded, shard) = self.locate_for_read(db, key)?;
         if !engine.resolve(access, shard, &encoded, engine.now_ms())? {
             return Ok(None);
         }
@@ -1255,7 +1285,7 @@ impl Txn<'_> {
 
     pub fn exists(&mut self, db: u16, key: &[u8]) -> EngineResult<bool> {
         let (engine, access) = (self.engine, self.access);
-        let (encoded, shard) = self.locate(db, key)?;
+        let (encoded, shard) = self.locate_for_read(db, key)?;
         let found = engine.resolve(access, shard, &encoded, engine.now_ms())?;
         engine.settle(access, shard);
         Ok(found)
@@ -1263,7 +1293,7 @@ impl Txn<'_> {
 
     pub fn ttl(&mut self, db: u16, key: &[u8]) -> EngineResult<KeyTtl> {
         let (engine, access) = (self.engine, self.access);
-        let (encoded, shard) = self.locate(db, key)?;
+        let (encoded, shard) = self.locate_for_read(db, key)?;
         if !engine.resolve(access, shard, &encoded, engine.now_ms())? {
             return Ok(KeyTtl::Missing);
         }
