@@ -184,10 +184,18 @@ fn a_thousand_idle_connections_do_not_block_a_working_client() {
         .unwrap();
     let value: String = redis::cmd("GET").arg("busy").query(&mut client).unwrap();
     assert_eq!(value, "yes");
-    let info: String = redis::cmd("INFO")
-        .arg("clients")
-        .query(&mut client)
-        .unwrap();
+    // Connections are registered as the server accepts them: wait until all 1001 are in.
+    let mut info = String::new();
+    for _ in 0..100 {
+        info = redis::cmd("INFO")
+            .arg("clients")
+            .query(&mut client)
+            .unwrap();
+        if info.contains("connected_clients:1001") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert!(info.contains("connected_clients:1001"), "{info}");
     drop(idle);
 }
@@ -195,11 +203,31 @@ fn a_thousand_idle_connections_do_not_block_a_working_client() {
 #[test]
 fn maxclients_refuses_with_an_error_and_serves_the_rest() {
     let server = TestServer::start_with(|config| config.server.maxclients = 3);
-    let held: Vec<_> = (0..3).map(|_| server.raw()).collect();
+    let held: Vec<_> = (0..3)
+        .map(|_| {
+            let mut client = server.raw();
+            // A reply proves the server has registered this client.
+            client.roundtrip(b"PING\r\n", b"+PONG\r\n");
+            client
+        })
+        .collect();
     let mut extra = server.raw();
     let reply = extra.read_exact_reply(36);
     assert_eq!(reply, b"-ERR max number of clients reached\r\n");
     drop(held);
+    // Room again once the others left.
+    let mut later = server.raw();
+    let mut answered = false;
+    for _ in 0..50 {
+        later.send(b"PING\r\n");
+        if later.read_exact_reply(7) == b"+PONG\r\n" {
+            answered = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        later = server.raw();
+    }
+    assert!(answered, "the server never had room again");
 }
 
 #[test]

@@ -114,7 +114,18 @@ pub struct ClientRegistry {
 }
 
 impl ClientRegistry {
-    pub fn register(&self, addr: SocketAddr, local_addr: SocketAddr) -> Arc<ClientHandle> {
+    /// Registers a new client, or returns None when `maxclients` are already connected
+    /// (checked and inserted under one lock, so concurrent accepts cannot overshoot).
+    pub fn register(
+        &self,
+        addr: SocketAddr,
+        local_addr: SocketAddr,
+        maxclients: usize,
+    ) -> Option<Arc<ClientHandle>> {
+        let mut clients = self.clients.lock();
+        if clients.len() >= maxclients {
+            return None;
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let now = Instant::now();
         let handle = Arc::new(ClientHandle {
@@ -136,8 +147,8 @@ impl ClientRegistry {
             killed: AtomicBool::new(false),
             kill_notify: Notify::new(),
         });
-        self.clients.lock().insert(id, Arc::clone(&handle));
-        handle
+        clients.insert(id, Arc::clone(&handle));
+        Some(handle)
     }
 
     pub fn unregister(&self, id: u64) {

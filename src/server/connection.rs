@@ -24,14 +24,13 @@ pub(super) async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: Sock
     // Replies go out as soon as a batch is done; Nagle would hold small ones back.
     let _ = stream.set_nodelay(true);
     let maxclients = shared.config.read().server.maxclients;
-    if shared.clients.connected() >= maxclients {
+    let Some(handle) = shared.clients.register(addr, local_addr, maxclients) else {
         shared.stats.connection_rejected();
         let _ = stream
             .write_all(b"-ERR max number of clients reached\r\n")
             .await;
         return;
-    }
-    let handle = shared.clients.register(addr, local_addr);
+    };
     let id = handle.id;
     let authenticated = shared.config.read().security.requirepass.is_none();
     let mut connection = Connection {
