@@ -5,7 +5,7 @@ use bytes::Bytes;
 use super::args::{self, is};
 use super::dispatch::unwatch_all;
 use super::table::{CommandSpec, ADMIN, FAST, LOADING, NOSCRIPT, NO_AUTH, NO_KEYS, STALE};
-use super::{CommandError, CommandResult, Ctx};
+use super::{help_reply, CommandError, CommandResult, Ctx};
 use crate::metrics::info::REDIS_COMPAT_VERSION;
 use crate::protocol::{ProtocolVersion, Reply};
 use crate::server::ReplyMode;
@@ -545,7 +545,6 @@ fn client_flag_ok(_ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
 
 fn client_help(_ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
     let lines = [
-        "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
         "GETNAME",
         "    Return the name of the current connection.",
         "ID",
@@ -564,13 +563,6 @@ fn client_help(_ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
         "    Assign the name <name> to the current connection.",
         "SETINFO <LIB-NAME|LIB-VER> <value>",
         "    Set client library name or version.",
-        "HELP",
-        "    Print this help.",
     ];
-    Ok(Reply::Array(
-        lines
-            .iter()
-            .map(|line| Reply::Simple((*line).into()))
-            .collect(),
-    ))
+    Ok(help_reply("CLIENT", &lines))
 }

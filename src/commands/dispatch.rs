@@ -126,30 +126,18 @@ pub fn plan(shared: &Shared, client: &mut ClientState, args: &[Bytes]) -> Plan {
     Plan::Run(resolved)
 }
 
-/// Runs a command on the async worker; `None` = it must move to a blocking thread.
-pub fn run_hot(
+/// Runs a command straight against the engine: on the async worker with `HotOnly`, where
+/// `None` means it must move to a blocking thread, or there with `MayBlock`.
+pub fn run_direct(
     shared: &Shared,
     client: &mut ClientState,
     command: Resolved,
     args: &[Bytes],
+    access: Access,
 ) -> Option<Reply> {
     let mut store = Store::Direct {
         engine: &shared.engine,
-        access: Access::HotOnly,
-    };
-    run(shared, client, command, args, &mut store)
-}
-
-/// Runs a command where blocking is fine.
-pub fn run_blocking(
-    shared: &Shared,
-    client: &mut ClientState,
-    command: Resolved,
-    args: &[Bytes],
-) -> Option<Reply> {
-    let mut store = Store::Direct {
-        engine: &shared.engine,
-        access: Access::MayBlock,
+        access,
     };
     run(shared, client, command, args, &mut store)
 }

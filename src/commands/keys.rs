@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::args::{self, is};
 use super::table::{CommandSpec, ALL_SHARDS, FAST, READONLY, WRITE};
-use super::{CommandError, CommandResult, Ctx};
+use super::{help_reply, CommandError, CommandResult, Ctx};
 use crate::engine::{ExpireCondition, KeyTtl, RenameOutcome, DEFAULT_SCAN_COUNT};
 use crate::protocol::Reply;
 
@@ -346,7 +346,6 @@ fn object_refcount(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
 
 fn object_help(_ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
     let lines = [
-        "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
         "ENCODING <key>",
         "    Return the kind of internal representation used in order to store the value",
         "    associated with a <key>.",
@@ -359,13 +358,6 @@ fn object_help(_ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
         "REFCOUNT <key>",
         "    Return the number of references of the value associated with the specified",
         "    <key>.",
-        "HELP",
-        "    Print this help.",
     ];
-    Ok(Reply::Array(
-        lines
-            .iter()
-            .map(|line| Reply::Simple((*line).into()))
-            .collect(),
-    ))
+    Ok(help_reply("OBJECT", &lines))
 }

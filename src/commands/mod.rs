@@ -68,6 +68,17 @@ impl From<EngineError> for CommandError {
 
 pub type CommandResult = Result<Reply, CommandError>;
 
+/// Redis's `addReplyHelp`: a usage line, the subcommand lines, and HELP itself.
+pub(crate) fn help_reply(command: &str, lines: &[&str]) -> Reply {
+    let mut reply = vec![Reply::Simple(format!(
+        "{command} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
+    ))];
+    reply.extend(lines.iter().map(|line| Reply::Simple((*line).to_string())));
+    reply.push(Reply::Simple("HELP".into()));
+    reply.push(Reply::Simple("    Prints this help.".into()));
+    Reply::Array(reply)
+}
+
 /// What a handler works with.
 pub struct Ctx<'a, 'e> {
     pub shared: &'a Shared,

@@ -16,7 +16,7 @@ use super::table::{
     self, CommandSpec, Handler, ADMIN, ALL_SHARDS, FAST, LOADING, NOSCRIPT, NO_KEYS, NO_MULTI,
     READONLY, STALE, WRITE,
 };
-use super::{CommandError, CommandResult, Ctx};
+use super::{help_reply, CommandError, CommandResult, Ctx};
 use crate::config::params::{self, Mutability, Param};
 use crate::config::Config;
 use crate::engine::glob::glob_match;
@@ -310,17 +310,6 @@ pub const COMMANDS: &[CommandSpec] = &[
 ];
 
 // ----- shared helpers --------------------------------------------------------------------
-
-/// Redis's `addReplyHelp`: a usage line, the subcommand lines, and HELP itself.
-fn help_reply(command: &str, lines: &[&str]) -> Reply {
-    let mut reply = vec![Reply::Simple(format!(
-        "{command} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
-    ))];
-    reply.extend(lines.iter().map(|line| Reply::Simple((*line).to_string())));
-    reply.push(Reply::Simple("HELP".into()));
-    reply.push(Reply::Simple("    Prints this help.".into()));
-    Reply::Array(reply)
-}
 
 /// Redis's `addReplySubcommandSyntaxError`, for commands that check their own arguments.
 fn subcommand_syntax_error(command: &str, subcommand: &Bytes) -> CommandError {

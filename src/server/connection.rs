@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 
 use super::{ClientState, ReplyMode, Shared};
 use crate::commands::dispatch::{self, Plan};
+use crate::engine::Access;
 use crate::protocol::{parse_command, write_reply, ParserLimits, Reply};
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -185,12 +186,24 @@ impl Connection {
                 reply
             }
             Plan::Run(command) => {
-                match dispatch::run_hot(&self.shared, &mut client, command, &args) {
+                match dispatch::run_direct(
+                    &self.shared,
+                    &mut client,
+                    command,
+                    &args,
+                    Access::HotOnly,
+                ) {
                     Some(reply) => Some(reply),
                     None => {
                         let (back, reply) = self
                             .on_blocking_thread(client, args, move |shared, client, args| {
-                                dispatch::run_blocking(shared, client, command, args)
+                                dispatch::run_direct(
+                                    shared,
+                                    client,
+                                    command,
+                                    args,
+                                    Access::MayBlock,
+                                )
                             })
                             .await;
                         client = back;
