@@ -8,9 +8,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use foldhash::fast::RandomState;
+use std::sync::Arc;
 
-use bytes::Bytes;
+use foldhash::fast::RandomState;
 use lru::LruCache;
 
 use super::entry::{ExpireAt, StoredValue, NO_EXPIRY};
@@ -45,6 +45,10 @@ impl HotEntry {
     }
 }
 
+/// An encoded key as the hot tier holds it: one allocation (count and bytes together),
+/// shared by the LRU, the slot index and the deadline index without further allocations.
+pub type HotKey = Arc<[u8]>;
+
 /// `(db << 16) | slot`: the position of a slot in the `[db][slot]` key order.
 type SlotPosition = u32;
 
@@ -53,12 +57,12 @@ fn slot_position(encoded: &[u8]) -> SlotPosition {
 }
 
 pub struct HotShard {
-    entries: LruCache<Bytes, HotEntry>,
+    entries: LruCache<HotKey, HotEntry>,
     /// Keys by slot. Within a slot order does not matter (SCAN pages end on slot
     /// boundaries), so a hash set per slot replaces an ordered set of whole keys, whose
     /// inserts cost a dozen key comparisons each.
-    keys_by_slot: BTreeMap<SlotPosition, HashSet<Bytes, RandomState>>,
-    deadlines: BTreeSet<(ExpireAt, Bytes)>,
+    keys_by_slot: BTreeMap<SlotPosition, HashSet<HotKey, RandomState>>,
+    deadlines: BTreeSet<(ExpireAt, HotKey)>,
     used_bytes: usize,
 }
 
@@ -88,7 +92,7 @@ impl HotShard {
 
     /// Inserts or replaces (as most recently used), keeping every index and the byte count
     /// in step. Returns the previous entry.
-    pub fn insert(&mut self, key: Bytes, entry: HotEntry) -> Option<HotEntry> {
+    pub fn insert(&mut self, key: HotKey, entry: HotEntry) -> Option<HotEntry> {
         let new_charge = HotEntry::charge(&key, &entry);
         let new_deadline = entry.expire_at;
         if let Some(slot) = self.entries.get_mut(&key[..]) {
@@ -117,20 +121,20 @@ impl HotShard {
         None
     }
 
-    pub fn remove(&mut self, key: &[u8]) -> Option<(Bytes, HotEntry)> {
+    pub fn remove(&mut self, key: &[u8]) -> Option<(HotKey, HotEntry)> {
         let (key, entry) = self.entries.pop_entry(key)?;
         self.forget(&key, &entry);
         Some((key, entry))
     }
 
     /// Removes the least recently used entry.
-    pub fn pop_lru(&mut self) -> Option<(Bytes, HotEntry)> {
+    pub fn pop_lru(&mut self) -> Option<(HotKey, HotEntry)> {
         let (key, entry) = self.entries.pop_lru()?;
         self.forget(&key, &entry);
         Some((key, entry))
     }
 
-    fn forget(&mut self, key: &Bytes, entry: &HotEntry) {
+    fn forget(&mut self, key: &HotKey, entry: &HotEntry) {
         self.used_bytes -= HotEntry::charge(key, entry);
         let position = slot_position(key);
         if let Some(keys) = self.keys_by_slot.get_mut(&position) {
@@ -155,7 +159,13 @@ impl HotShard {
     /// Keys of database `db` in slots `from_slot..to_slot`, in slot order (any order within
     /// a slot). Stops after the slot in which `limit` keys were reached, so the result holds
     /// whole slots only.
-    pub fn keys_in_slots(&self, db: u16, from_slot: u32, to_slot: u32, limit: usize) -> Vec<Bytes> {
+    pub fn keys_in_slots(
+        &self,
+        db: u16,
+        from_slot: u32,
+        to_slot: u32,
+        limit: usize,
+    ) -> Vec<HotKey> {
         let base = u32::from(db) << 16;
         let (from, to) = (base + from_slot.min(1 << 16), base + to_slot.min(1 << 16));
         let mut out = Vec::new();
@@ -172,7 +182,7 @@ impl HotShard {
     }
 
     /// Every key of databases `from_db..to_db`.
-    pub fn keys_in_databases(&self, from_db: u16, to_db: u16) -> Vec<Bytes> {
+    pub fn keys_in_databases(&self, from_db: u16, to_db: u16) -> Vec<HotKey> {
         let (from, to) = (u32::from(from_db) << 16, u32::from(to_db) << 16);
         self.keys_by_slot
             .range(from..to)
@@ -181,7 +191,7 @@ impl HotShard {
     }
 
     /// Up to `limit` keys whose deadline is at or before `now_ms`, earliest first.
-    pub fn expired_keys(&self, now_ms: u64, limit: usize) -> Vec<Bytes> {
+    pub fn expired_keys(&self, now_ms: u64, limit: usize) -> Vec<HotKey> {
         self.deadlines
             .iter()
             .take_while(|(deadline, _)| *deadline <= now_ms)
@@ -191,7 +201,7 @@ impl HotShard {
     }
 
     /// Every dirty entry's key, for a checkpoint flush.
-    pub fn dirty_keys(&self) -> Vec<Bytes> {
+    pub fn dirty_keys(&self) -> Vec<HotKey> {
         self.entries
             .iter()
             .filter(|(_, entry)| entry.dirty)
@@ -215,13 +225,14 @@ impl HotShard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     /// An encoded key `[db][slot][name]` with a chosen slot.
-    fn key(db: u16, slot: u16, name: &str) -> Bytes {
+    fn key(db: u16, slot: u16, name: &str) -> HotKey {
         let mut out = db.to_be_bytes().to_vec();
         out.extend_from_slice(&slot.to_be_bytes());
         out.extend_from_slice(name.as_bytes());
-        Bytes::from(out)
+        HotKey::from(out)
     }
 
     fn entry(value: &'static [u8], expire_at: ExpireAt) -> HotEntry {
@@ -249,12 +260,12 @@ mod tests {
         assert_eq!(shard.keys_in_slots(0, 0, 16384, 1), vec![a.clone()]);
         assert!(shard.keys_in_slots(1, 0, 16384, 10).is_empty());
         assert_eq!(shard.keys_in_databases(0, 1).len(), 2);
-        assert_eq!(shard.expired_keys(49, 10), Vec::<Bytes>::new());
+        assert_eq!(shard.expired_keys(49, 10), Vec::<HotKey>::new());
         assert_eq!(shard.expired_keys(50, 10), vec![a.clone()]);
 
         // Replacing in place drops the old deadline and charge and keeps one index entry.
         shard.insert(a.clone(), entry(b"xyz", 0));
-        assert_eq!(shard.expired_keys(u64::MAX, 10), Vec::<Bytes>::new());
+        assert_eq!(shard.expired_keys(u64::MAX, 10), Vec::<HotKey>::new());
         assert_eq!(shard.used_bytes(), 2 * 5 + 5 + 3 + 2 * ENTRY_OVERHEAD_BYTES);
         assert_eq!(shard.keys_in_slots(0, 0, 16384, 10).len(), 2);
         shard.insert(a.clone(), entry(b"xyz", 70));

@@ -37,7 +37,7 @@ use cold::{ColdError, ColdOp, ColdStore, MemCold, RocksCold, RocksSizing, Shared
 use entry::{decode_cold_value, encode_cold_value, ColdValue, CorruptValue, ExpireAt, StoredValue};
 use entry::{is_expired, NO_EXPIRY};
 use filter::{hash_key, CuckooFilter, FilterConfig, InsertOutcome};
-use hot::{ColdCopy, HotEntry, HotShard};
+use hot::{ColdCopy, HotEntry, HotKey, HotShard};
 use stats::{Counter, EngineStats, StatsSnapshot};
 use watch::{WatchFlag, WatchRegistry};
 
@@ -647,7 +647,7 @@ impl Engine {
                 let live = shard
                     .peek(&key)
                     .is_some_and(|entry| !is_expired(entry.expire_at, now));
-                candidates.insert(key, live);
+                candidates.insert(Bytes::copy_from_slice(&key), live);
             }
         });
         for (key, value) in self.cold.range(Space::Data, &from, &to, usize::MAX)? {
@@ -940,7 +940,7 @@ impl Engine {
             self.count_key(cold::db_of(&encoded), 1);
         }
         self.watches.touch(&encoded);
-        shard.insert(Bytes::from(encoded), entry);
+        shard.insert(HotKey::from(encoded), entry);
     }
 
     fn count_key(&self, db: u16, delta: i64) {
@@ -1001,7 +1001,7 @@ impl Engine {
                     cold: ColdCopy::Present { expire_at },
                     last_access_s: seconds(now),
                 };
-                shard.insert(Bytes::copy_from_slice(encoded), entry);
+                shard.insert(HotKey::from(encoded), entry);
                 return Ok(true);
             }
             ColdValue::Live { expire_at, .. } => expire_at,
