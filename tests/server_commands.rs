@@ -454,3 +454,131 @@ fn data_far_larger_than_the_hot_tier_stays_correct_over_resp() {
     let unique: std::collections::HashSet<_> = scanned.into_iter().collect();
     assert_eq!(unique.len(), 5000);
 }
+
+#[test]
+fn info_config_slowlog_and_command_answer_from_live_state() {
+    let server = TestServer::start();
+    let mut con = server.client();
+    let _: () = con.set("k", "v").unwrap();
+
+    let default = cmd_string(&mut con, &["INFO"]);
+    for section in [
+        "# Server",
+        "# Clients",
+        "# Memory",
+        "# Persistence",
+        "# Stats",
+        "# Tiers",
+        "# Keyspace",
+    ] {
+        assert!(default.contains(section), "INFO lacks {section}");
+    }
+    assert!(!default.contains("# Commandstats"));
+    let everything = cmd_string(&mut con, &["INFO", "everything"]);
+    assert!(everything.contains("cmdstat_set:calls=1,"), "{everything}");
+    assert!(everything.contains("db0:keys=1"));
+    let tiers = cmd_string(&mut con, &["INFO", "tiers"]);
+    for field in [
+        "hot_hits",
+        "hot_misses",
+        "cold_hits",
+        "cold_misses",
+        "filter_short_circuits",
+        "filter_false_positives",
+        "promotions",
+        "demotions",
+        "evictions",
+        "hot_used_bytes",
+        "hot_keys",
+        "cold_keys_estimate",
+        "cold_disk_bytes",
+        "filter_used_bytes",
+        "filter_load_factor",
+    ] {
+        assert!(
+            tiers.contains(&format!("\r\n{field}:")),
+            "INFO tiers lacks {field}"
+        );
+    }
+    let memory = cmd_string(&mut con, &["INFO", "memory"]);
+    for field in [
+        "used_memory",
+        "used_memory_rss",
+        "maxmemory",
+        "budget_hot_bytes",
+        "budget_cold_cache_bytes",
+        "budget_filter_bytes",
+        "budget_clients_bytes",
+    ] {
+        assert!(
+            memory.contains(&format!("\r\n{field}:")),
+            "INFO memory lacks {field}"
+        );
+    }
+    assert!(memory.contains("\r\nmaxmemory:67108864\r\n"), "{memory}");
+
+    // CONFIG GET * lists every parameter, and CONFIG SET takes every value back.
+    let Value::Array(all) = cmd(&mut con, &["CONFIG", "GET", "*"]).unwrap() else {
+        panic!()
+    };
+    assert!(all.len() >= 40, "only {} entries", all.len());
+    let pairs: Vec<String> = all
+        .into_iter()
+        .map(|value| match value {
+            Value::BulkString(bytes) => String::from_utf8(bytes).unwrap(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let mut set = vec!["CONFIG", "SET"];
+    set.extend(pairs.iter().map(String::as_str));
+    assert_eq!(cmd(&mut con, &set).unwrap(), Value::Okay);
+    assert_eq!(
+        cmd(&mut con, &["CONFIG", "SET", "timeout", "30"]).unwrap(),
+        Value::Okay
+    );
+    assert_eq!(
+        cmd(&mut con, &["CONFIG", "GET", "timeout"]).unwrap(),
+        Value::Array(vec![
+            Value::BulkString(b"timeout".to_vec()),
+            Value::BulkString(b"30".to_vec())
+        ])
+    );
+    assert_eq!(
+        error_text(cmd(&mut con, &["CONFIG", "SET", "port", "1"])),
+        "ERR CONFIG SET failed (possibly related to argument 'port') - can't set immutable config"
+    );
+
+    // Every command is slower than 0 µs.
+    assert_eq!(
+        cmd(&mut con, &["CONFIG", "SET", "slowlog-log-slower-than", "0"]).unwrap(),
+        Value::Okay
+    );
+    let _: () = con.set("slow", "1").unwrap();
+    let Value::Int(len) = cmd(&mut con, &["SLOWLOG", "LEN"]).unwrap() else {
+        panic!()
+    };
+    assert!(len >= 1);
+    assert_eq!(cmd(&mut con, &["SLOWLOG", "RESET"]).unwrap(), Value::Okay);
+
+    let Value::Int(count) = cmd(&mut con, &["COMMAND", "COUNT"]).unwrap() else {
+        panic!()
+    };
+    assert!(count >= 70, "{count}");
+    let Value::Array(info) = cmd(&mut con, &["COMMAND", "INFO", "get", "nosuch"]).unwrap() else {
+        panic!()
+    };
+    assert_eq!(info[1], Value::Nil);
+    let Value::Array(get) = &info[0] else {
+        panic!("{info:?}")
+    };
+    assert_eq!(get[0], Value::BulkString(b"get".to_vec()));
+    assert_eq!(get[1], Value::Int(2));
+    assert_eq!(
+        cmd(&mut con, &["MEMORY", "USAGE", "nosuch"]).unwrap(),
+        Value::Nil
+    );
+    let Value::Int(usage) = cmd(&mut con, &["MEMORY", "USAGE", "k"]).unwrap() else {
+        panic!()
+    };
+    assert!(usage > 0);
+}
