@@ -65,17 +65,12 @@ const MAX_HOLES: u64 = 1 << 20;
 /// Read size while searching for the next valid record after damage.
 const RESYNC_WINDOW: usize = 64 << 10;
 
-/// When the writer fsyncs (`persistence.sync`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncPolicy {
-    /// fsync as soon as anything is unsynced; one fsync covers every record buffered meanwhile.
-    Always,
-    /// Write within milliseconds of an append, fsync once per second.
-    Everysec,
-    /// Write within milliseconds of an append, fsync only on [`Wal::sync`] / [`Wal::close`]
-    /// (or when someone calls [`Wal::wait_durable`]).
-    No,
-}
+/// When the writer fsyncs: the configuration's `persistence.sync`. `Always` fsyncs as soon
+/// as anything is unsynced (one fsync covers every record buffered meanwhile); `Everysec`
+/// writes within milliseconds of an append and fsyncs once per second; `No` writes promptly
+/// and fsyncs only on [`Wal::sync`] / [`Wal::close`] (or when someone calls
+/// [`Wal::wait_durable`]).
+pub use crate::config::SyncPolicy;
 
 #[derive(Debug, Clone)]
 pub struct WalOptions {
