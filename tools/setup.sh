@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the system packages the build and the tests need on a fresh Debian machine:
-# libclang-dev/clang (bindgen for RocksDB's bindings) and redis-tools/redis-server (the
-# reference clients and server the compatibility tests and benchmarks drive).
+# Installs what the build and the tests need on a fresh Debian machine: libclang-dev/clang
+# (bindgen for RocksDB's bindings), redis-tools/redis-server (the reference clients and
+# server the compatibility tests and benchmarks drive), and redis-py from PyPI (another
+# client the compatibility tests drive).
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
@@ -27,4 +28,9 @@ if ((${#missing[@]} > 0)); then
     if command -v systemctl >/dev/null 2>&1; then
         "${sudo_cmd[@]}" systemctl disable --now redis-server >/dev/null 2>&1 || true
     fi
+fi
+
+if ! python3 -c "import redis" >/dev/null 2>&1; then
+    echo "setup: installing redis-py" >&2
+    python3 -m pip install --quiet --disable-pip-version-check redis
 fi
