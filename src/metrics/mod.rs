@@ -5,7 +5,6 @@ pub mod info;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,42 +30,29 @@ struct CommandStats {
     subcommands: HashMap<&'static str, CommandStat, RandomState>,
 }
 
-/// One counter set per command and subcommand, built once from the table so recording a
-/// call never takes a lock or allocates.
-static COMMAND_STATS: LazyLock<HashMap<&'static str, CommandStats, RandomState>> =
-    LazyLock::new(|| {
-        table::all()
-            .map(|spec| {
-                let subcommands = spec
-                    .subcommands
-                    .iter()
-                    .map(|sub| (sub.name, CommandStat::default()))
-                    .collect();
-                (
-                    spec.name,
-                    CommandStats {
-                        own: CommandStat::default(),
-                        subcommands,
-                    },
-                )
-            })
-            .collect()
-    });
+/// One counter set per command and subcommand, built from the table when a server starts,
+/// so recording a call never takes a lock or allocates.
+type CommandStatsTable = HashMap<&'static str, CommandStats, RandomState>;
 
-/// Every counter set with its INFO name ("get", "config|get").
-fn each_command_stat() -> impl Iterator<Item = (String, &'static CommandStat)> {
-    COMMAND_STATS.iter().flat_map(|(name, stats)| {
-        std::iter::once((name.to_string(), &stats.own)).chain(
-            stats
+fn command_stats_table() -> CommandStatsTable {
+    table::all()
+        .map(|spec| {
+            let subcommands = spec
                 .subcommands
                 .iter()
-                .map(move |(sub, stat)| (format!("{name}|{sub}"), stat)),
-        )
-    })
+                .map(|sub| (sub.name, CommandStat::default()))
+                .collect();
+            (
+                spec.name,
+                CommandStats {
+                    own: CommandStat::default(),
+                    subcommands,
+                },
+            )
+        })
+        .collect()
 }
 
-/// Server-wide counters (INFO stats). Striped: every command bumps several of them.
-#[derive(Default)]
 pub struct ServerStats {
     pub total_connections_received: Counter,
     pub rejected_connections: Counter,
@@ -76,9 +62,38 @@ pub struct ServerStats {
     pub total_error_replies: Counter,
     pub keyspace_hits: Counter,
     pub keyspace_misses: Counter,
+    commands: CommandStatsTable,
+}
+
+impl Default for ServerStats {
+    fn default() -> Self {
+        ServerStats {
+            total_connections_received: Counter::default(),
+            rejected_connections: Counter::default(),
+            total_commands_processed: Counter::default(),
+            total_net_input_bytes: Counter::default(),
+            total_net_output_bytes: Counter::default(),
+            total_error_replies: Counter::default(),
+            keyspace_hits: Counter::default(),
+            keyspace_misses: Counter::default(),
+            commands: command_stats_table(),
+        }
+    }
 }
 
 impl ServerStats {
+    /// Every counter set with its INFO name ("get", "config|get").
+    fn each_command_stat(&self) -> impl Iterator<Item = (String, &CommandStat)> {
+        self.commands.iter().flat_map(|(name, stats)| {
+            std::iter::once((name.to_string(), &stats.own)).chain(
+                stats
+                    .subcommands
+                    .iter()
+                    .map(move |(sub, stat)| (format!("{name}|{sub}"), stat)),
+            )
+        })
+    }
+
     pub fn connection_received(&self) {
         self.total_connections_received.add(1);
     }
@@ -119,7 +134,7 @@ impl ServerStats {
         elapsed: Duration,
         failed: bool,
     ) {
-        let stats = COMMAND_STATS.get(name);
+        let stats = self.commands.get(name);
         let stat = match subcommand {
             Some(sub) => stats.and_then(|stats| stats.subcommands.get(sub)),
             None => stats.map(|stats| &stats.own),
@@ -135,7 +150,8 @@ impl ServerStats {
 
     /// (name, calls, usec, failed) for every command called at least once, sorted by name.
     pub fn command_stats(&self) -> Vec<(String, u64, u64, u64)> {
-        let mut out: Vec<_> = each_command_stat()
+        let mut out: Vec<_> = self
+            .each_command_stat()
             .filter_map(|(name, stat)| {
                 let calls = stat.calls.get() as u64;
                 (calls > 0).then(|| {
@@ -166,7 +182,7 @@ impl ServerStats {
         ] {
             counter.reset();
         }
-        for (_, stat) in each_command_stat() {
+        for (_, stat) in self.each_command_stat() {
             stat.calls.reset();
             stat.usec.reset();
             stat.failed_calls.reset();
