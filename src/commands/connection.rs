@@ -394,23 +394,21 @@ fn client_list(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
             }
         }
     }
-    Ok(verbatim(ctx, text))
+    Ok(verbatim(text))
 }
 
 fn client_info(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
     let mut text = ctx.client.handle.info_line();
     text.push('\n');
-    Ok(verbatim(ctx, text))
+    Ok(verbatim(text))
 }
 
-/// Bulk in RESP2, verbatim text in RESP3 (as Redis replies to CLIENT LIST and INFO).
-fn verbatim(ctx: &Ctx<'_, '_>, text: String) -> Reply {
-    match ctx.client.protocol {
-        ProtocolVersion::Resp2 => Reply::bulk(text),
-        ProtocolVersion::Resp3 => Reply::Verbatim {
-            format: *b"txt",
-            text: Bytes::from(text),
-        },
+/// Verbatim text; the encoder sends it as a bulk string to RESP2 clients (as Redis replies
+/// to CLIENT LIST and CLIENT INFO).
+fn verbatim(text: String) -> Reply {
+    Reply::Verbatim {
+        format: *b"txt",
+        text: Bytes::from(text),
     }
 }
 

@@ -23,10 +23,7 @@ pub struct Resolved {
 impl Resolved {
     /// "get", or "config|get" for a subcommand (the name COMMAND and INFO use).
     pub fn full_name(&self) -> String {
-        match self.parent {
-            Some(parent) => format!("{}|{}", parent.name, self.spec.name),
-            None => self.spec.name.to_string(),
-        }
+        self.spec.full_name(self.parent)
     }
 
     fn flags(&self) -> u32 {

@@ -290,15 +290,11 @@ impl Store<'_> {
 
     /// KEYS: every live key matching `pattern`.
     pub fn keys(&mut self, db: u16, pattern: &[u8]) -> Result<Vec<Bytes>, EngineError> {
-        let mut cursor = 0;
-        let mut out = Vec::new();
-        loop {
-            let page = self.scan(db, cursor, Some(pattern), 1024)?;
-            out.extend(page.keys);
-            if page.cursor == 0 {
-                return Ok(out);
-            }
-            cursor = page.cursor;
+        match self {
+            Store::Direct { engine, access } => engine.keys(*access, db, pattern),
+            Store::Txn(txn) => crate::engine::scan_to_end(|cursor| {
+                txn.scan(db, cursor, Some(pattern), crate::engine::KEYS_SCAN_COUNT)
+            }),
         }
     }
 

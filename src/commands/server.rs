@@ -878,14 +878,6 @@ fn command_help(_ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
     Ok(help_reply("COMMAND", COMMAND_HELP))
 }
 
-/// "get", or "config|get" for a subcommand.
-fn full_name(spec: &CommandSpec, parent: Option<&CommandSpec>) -> String {
-    match parent {
-        Some(parent) => format!("{}|{}", parent.name, spec.name),
-        None => spec.name.to_string(),
-    }
-}
-
 /// Top-level commands by name, so replies do not depend on hash order.
 fn sorted_commands() -> Vec<&'static CommandSpec> {
     let mut specs: Vec<_> = table::all().collect();
@@ -973,7 +965,7 @@ fn info_entry(spec: &CommandSpec, parent: Option<&CommandSpec>) -> Reply {
         )
     };
     Reply::Array(vec![
-        Reply::bulk(full_name(spec, parent)),
+        Reply::bulk(spec.full_name(parent)),
         Reply::Integer(i64::from(spec.arity)),
         simple_set(spec.flag_names()),
         Reply::Integer(i64::from(spec.first_key)),
@@ -997,7 +989,7 @@ fn docs_entry(spec: &CommandSpec) -> Reply {
         let subcommands = spec
             .subcommands
             .iter()
-            .map(|sub| (Reply::bulk(full_name(sub, Some(spec))), docs_entry(sub)))
+            .map(|sub| (Reply::bulk(sub.full_name(Some(spec))), docs_entry(sub)))
             .collect();
         fields.push((Reply::bulk("subcommands"), Reply::Map(subcommands)));
     }
@@ -1047,7 +1039,7 @@ fn command_docs(_ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
             .iter()
             .filter_map(|name| {
                 let (spec, parent) = find_command(name)?;
-                Some((Reply::bulk(full_name(spec, parent)), docs_entry(spec)))
+                Some((Reply::bulk(spec.full_name(parent)), docs_entry(spec)))
             })
             .collect()
     };
@@ -1090,7 +1082,7 @@ fn command_list(_ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
         let commands = std::iter::once((spec, None))
             .chain(spec.subcommands.iter().map(|sub| (sub, Some(spec))));
         for (command, parent) in commands {
-            let name = full_name(command, parent);
+            let name = command.full_name(parent);
             if keep(command, &name) {
                 names.push(Reply::bulk(name));
             }

@@ -93,6 +93,15 @@ impl CommandSpec {
         }
     }
 
+    /// "get", or "config|get" for a subcommand of `parent` (the name COMMAND, INFO,
+    /// CLIENT LIST and error messages use).
+    pub fn full_name(&self, parent: Option<&CommandSpec>) -> String {
+        match parent {
+            Some(parent) => format!("{}|{}", parent.name, self.name),
+            None => self.name.to_string(),
+        }
+    }
+
     pub fn has(&self, flag: u32) -> bool {
         self.flags & flag != 0
     }

@@ -336,16 +336,8 @@ impl Engine {
     /// or a read reclaims them, which decrements the count exactly once.
     fn rebuild_from_cold(&self) -> EngineResult<()> {
         let mut hashes = Vec::new();
-        let mut from = Vec::new();
-        let end = db_prefix(self.databases());
-        loop {
-            let page = self.cold.range(Space::Data, &from, &end, 4096)?;
-            let Some((last, _)) = page.last() else {
-                break;
-            };
-            from = last.clone();
-            from.push(0);
-            for (key, _) in &page {
+        self.for_each_cold_page(|page| {
+            for (key, _) in page {
                 if key.len() >= cold::KEY_PREFIX_LEN {
                     self.count_key(cold::db_of(key), 1);
                     hashes.push(hash_key(key));
@@ -353,31 +345,39 @@ impl Engine {
             }
             self.learn_in_filter(&hashes);
             hashes.clear();
+        })
+    }
+
+    /// Calls `visit` with every page of the cold tier's data for the user databases, in
+    /// key order, without holding more than one page in memory.
+    fn for_each_cold_page(&self, mut visit: impl FnMut(&cold::Entries)) -> EngineResult<()> {
+        let mut from = Vec::new();
+        let end = db_prefix(self.databases());
+        loop {
+            let page = self.cold.range(Space::Data, &from, &end, 4096)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            from = last.clone();
+            from.push(0);
+            visit(&page);
         }
-        Ok(())
     }
 
     /// Checks that every key in the cold tier passes the filter (I4). Returns
     /// (cold keys seen, keys the filter would wrongly call absent).
     pub fn check_filter_covers_cold(&self) -> EngineResult<(u64, u64)> {
         let (mut seen, mut missing) = (0, 0);
-        let mut from = Vec::new();
-        let end = db_prefix(self.databases());
-        loop {
-            let page = self.cold.range(Space::Data, &from, &end, 4096)?;
-            let Some((last, _)) = page.last() else {
-                return Ok((seen, missing));
-            };
-            from = last.clone();
-            from.push(0);
+        self.for_each_cold_page(|page| {
             let filter = self.filter.read();
-            for (key, _) in &page {
+            for (key, _) in page {
                 seen += 1;
                 if !filter.may_contain(hash_key(key)) {
                     missing += 1;
                 }
             }
-        }
+        })?;
+        Ok((seen, missing))
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -539,16 +539,7 @@ impl Engine {
 
     /// KEYS: every live key of `db` matching `pattern`.
     pub fn keys(&self, access: Access, db: u16, pattern: &[u8]) -> EngineResult<Vec<Bytes>> {
-        let mut cursor = 0;
-        let mut out = Vec::new();
-        loop {
-            let page = self.scan(access, db, cursor, Some(pattern), 1024)?;
-            out.extend(page.keys);
-            if page.cursor == 0 {
-                return Ok(out);
-            }
-            cursor = page.cursor;
-        }
+        scan_to_end(|cursor| self.scan(access, db, cursor, Some(pattern), KEYS_SCAN_COUNT))
     }
 
     /// A transaction over the shards of `keys` (locked in ascending order; always
@@ -1731,6 +1722,26 @@ fn push_cold_delete(ops: &mut Vec<ColdOp>, encoded: &[u8], expire_at: ExpireAt) 
             space: Space::Expiry,
             key: cold::expiry_index_key(encoded, expire_at),
         });
+    }
+}
+
+/// Keys read per SCAN step when KEYS walks a whole database.
+pub const KEYS_SCAN_COUNT: usize = 1024;
+
+/// Runs SCAN steps from cursor 0 until the cursor comes back to 0, collecting every key
+/// (KEYS, through the engine or through a transaction).
+pub fn scan_to_end(
+    mut step: impl FnMut(u64) -> EngineResult<ScanPage>,
+) -> EngineResult<Vec<Bytes>> {
+    let mut cursor = 0;
+    let mut out = Vec::new();
+    loop {
+        let page = step(cursor)?;
+        out.extend(page.keys);
+        if page.cursor == 0 {
+            return Ok(out);
+        }
+        cursor = page.cursor;
     }
 }
 
