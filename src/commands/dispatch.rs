@@ -101,6 +101,15 @@ pub fn plan(shared: &Shared, client: &mut ClientState, args: &[Bytes]) -> Plan {
         shared.stats.error_reply();
         return Plan::Reply(Reply::error("NOAUTH Authentication required."));
     }
+    if flags & table::WRITE != 0 {
+        if let Some(failure) = shared.engine.wal_failure() {
+            // Redis's answer when its AOF cannot be written.
+            shared.stats.error_reply();
+            return Plan::Reply(Reply::Error(format!(
+                "MISCONF Errors writing to the AOF file: {failure}"
+            )));
+        }
+    }
     if client.multi.is_some() {
         let name = resolved.spec.name;
         let controls = resolved.parent.is_none()

@@ -20,7 +20,7 @@ use super::{help_reply, CommandError, CommandResult, Ctx};
 use crate::config::params::{self, Mutability, Param};
 use crate::config::Config;
 use crate::engine::glob::glob_match;
-use crate::engine::Access;
+use crate::engine::{Access, CheckpointReason};
 use crate::metrics::info;
 use crate::protocol::Reply;
 use crate::server::ReplyMode;
@@ -364,17 +364,15 @@ fn flushall(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     Ok(Reply::ok())
 }
 
-/// There is no RDB file to write. A save will mean a checkpoint of the cold tier (every
-/// dirty hot entry written to it), which the engine does not offer yet; until it does the
-/// data is as durable as the engine already makes it, and SAVE records the time only.
-/// SAVE: writes every dirty hot entry to the cold tier and syncs it (there is no RDB file:
-/// the cold tier is the snapshot).
+/// SAVE: a checkpoint (DESIGN §4): every dirty hot entry written to the cold tier, the
+/// checkpoint record synced, WAL segments it covers deleted. There is no RDB file: the cold
+/// tier is the snapshot.
 fn save(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
     if ctx.store.access() == Access::HotOnly {
         return Err(CommandError::WouldBlock);
     }
     ctx.engine()
-        .flush_dirty_to_cold()
+        .checkpoint(CheckpointReason::Requested)
         .map_err(|err| CommandError::err(format!("saving failed: {err}")))?;
     ctx.shared.note_saved();
     Ok(Reply::ok())
@@ -399,13 +397,17 @@ fn bgsave(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let spawned = std::thread::Builder::new()
         .name("hc-bgsave".into())
         .spawn(move || {
-            match engine.flush_dirty_to_cold() {
-                Ok(entries) => {
+            match engine.checkpoint(CheckpointReason::Requested) {
+                Ok(checkpoint) => {
                     last_save.store(
                         crate::server::unix_seconds(),
                         std::sync::atomic::Ordering::Relaxed,
                     );
-                    tracing::info!(entries, "background save done");
+                    tracing::info!(
+                        entries = checkpoint.entries_written,
+                        lsn = checkpoint.lsn,
+                        "background save done"
+                    );
                 }
                 Err(err) => tracing::warn!(%err, "background save failed"),
             }
@@ -420,11 +422,14 @@ fn bgsave(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     Ok(Reply::Simple("Background saving started".into()))
 }
 
+/// The last successful save: SAVE, BGSAVE or a periodic checkpoint (else the start time).
 fn lastsave(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
+    let checkpoint_seconds = ctx.engine().persistence_report().last_checkpoint.unix_ms / 1000;
     let seconds = ctx
         .shared
         .last_save
-        .load(std::sync::atomic::Ordering::Relaxed);
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .max(checkpoint_seconds);
     Ok(Reply::Integer(i64::try_from(seconds).unwrap_or(i64::MAX)))
 }
 

@@ -196,6 +196,9 @@ pub trait ColdStore: Send + Sync {
     fn memory_bytes(&self) -> usize;
     /// Number of data entries, an estimate.
     fn estimate_keys(&self) -> u64;
+    /// Writes a consistent copy of the store into the new directory `path` (hard links where
+    /// the file system allows): a backup the store can be reopened from.
+    fn create_checkpoint(&self, path: &Path) -> Result<(), ColdError>;
 }
 
 /// The clock the compaction filter reads, shared with the engine so tests can move time.
@@ -361,6 +364,12 @@ impl ColdStore for MemCold {
 
     fn estimate_keys(&self) -> u64 {
         self.data.read().len() as u64
+    }
+
+    fn create_checkpoint(&self, _path: &Path) -> Result<(), ColdError> {
+        Err(ColdError(
+            "the in-memory cold tier cannot be checkpointed".into(),
+        ))
     }
 }
 
@@ -557,6 +566,12 @@ impl ColdStore for RocksCold {
             .ok()
             .flatten()
             .unwrap_or(0)
+    }
+
+    fn create_checkpoint(&self, path: &Path) -> Result<(), ColdError> {
+        self.db.flush_wal(true)?;
+        rocksdb::checkpoint::Checkpoint::new(&self.db)?.create_checkpoint(path)?;
+        Ok(())
     }
 }
 

@@ -117,6 +117,22 @@ impl std::fmt::Display for CorruptValue {
 impl std::error::Error for CorruptValue {}
 
 pub fn encode_cold_value(value: &StoredValue, expire_at: ExpireAt) -> Vec<u8> {
+    let mut out = Vec::with_capacity(cold_value_len(value));
+    write_cold_value(&mut out, value, expire_at);
+    out
+}
+
+/// Length of `encode_cold_value`'s output.
+pub fn cold_value_len(value: &StoredValue) -> usize {
+    match value {
+        StoredValue::Raw(bytes) => HEADER_LEN + bytes.len(),
+        StoredValue::Zstd { compressed, .. } => HEADER_LEN + 4 + compressed.len(),
+    }
+}
+
+/// Appends the cold encoding of a value to `out` (the cold tier's values and the WAL's SET
+/// records share it, so a replayed value decodes exactly as a cold one).
+pub fn write_cold_value(out: &mut Vec<u8>, value: &StoredValue, expire_at: ExpireAt) {
     let (flags, payload, raw_len) = match value {
         StoredValue::Raw(bytes) => (0, bytes, None),
         StoredValue::Zstd {
@@ -124,7 +140,6 @@ pub fn encode_cold_value(value: &StoredValue, expire_at: ExpireAt) -> Vec<u8> {
             raw_len,
         } => (FLAG_ZSTD, compressed, Some(*raw_len)),
     };
-    let mut out = Vec::with_capacity(HEADER_LEN + 4 + payload.len());
     out.push(flags);
     out.extend_from_slice(&expire_at.to_be_bytes());
     if let Some(raw_len) = raw_len {
@@ -132,7 +147,6 @@ pub fn encode_cold_value(value: &StoredValue, expire_at: ExpireAt) -> Vec<u8> {
         out.extend_from_slice(&(raw_len as u32).to_be_bytes());
     }
     out.extend_from_slice(payload);
-    out
 }
 
 pub fn decode_cold_value(bytes: &[u8]) -> Result<ColdValue, CorruptValue> {

@@ -17,14 +17,17 @@ pub mod entry;
 pub mod filter;
 pub mod glob;
 pub mod hot;
+pub mod mutation;
 pub mod slot;
 pub mod stats;
 pub mod wal;
 pub mod watch;
 
+mod durability;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -38,8 +41,14 @@ use entry::{decode_cold_value, encode_cold_value, ColdValue, CorruptValue, Expir
 use entry::{is_expired, NO_EXPIRY};
 use filter::{hash_key, CuckooFilter, FilterConfig, InsertOutcome};
 use hot::{ColdCopy, HotEntry, HotKey, HotShard};
+use mutation::MutationBatch;
 use stats::{Counter, EngineStats, StatsSnapshot};
 use watch::{WatchFlag, WatchRegistry};
+
+pub use durability::{
+    list_checkpoints, CheckpointInfo, CheckpointReason, Durability, PersistenceReport,
+    StartupReport,
+};
 
 pub use entry::ExpireAt as Deadline;
 
@@ -68,6 +77,8 @@ pub enum EngineError {
     /// A transaction touched a key whose shard it did not lock (a bug in the caller's key
     /// list, reported instead of deadlocking or panicking).
     NotLocked,
+    /// The write-ahead log failed (or refuses to open); the message names the file.
+    Wal(String),
 }
 
 impl std::fmt::Display for EngineError {
@@ -82,6 +93,7 @@ impl std::fmt::Display for EngineError {
             EngineError::NotLocked => {
                 write!(f, "internal error: key outside the transaction's shards")
             }
+            EngineError::Wal(err) => write!(f, "{err}"),
         }
     }
 }
@@ -91,6 +103,12 @@ impl std::error::Error for EngineError {}
 impl From<ColdError> for EngineError {
     fn from(err: ColdError) -> Self {
         EngineError::Cold(err)
+    }
+}
+
+impl From<wal::WalError> for EngineError {
+    fn from(err: wal::WalError) -> Self {
+        EngineError::Wal(err.to_string())
     }
 }
 
@@ -247,6 +265,11 @@ pub struct Engine {
     active_expiry: AtomicBool,
     /// Per shard (bytes, entries) as last read by `tier_report`.
     shard_figures: Box<[(AtomicUsize, AtomicUsize)]>,
+    /// The write-ahead log, attached once recovery has replayed it (never during replay,
+    /// so replayed mutations are not logged again).
+    wal: OnceLock<Arc<wal::Wal>>,
+    /// Checkpoint policy, WAL settings, and what checkpoints and startup did.
+    durability: durability::State,
 }
 
 impl Engine {
@@ -257,10 +280,18 @@ impl Engine {
 
     /// As [`Engine::open`], reading time from `clock` (tests freeze and move it).
     pub fn open_with_clock(config: EngineConfig, clock: Arc<SharedClock>) -> EngineResult<Engine> {
+        let cold = Self::open_cold_tier(&config, &clock)?;
+        Self::with_cold_store(config, cold, clock)
+    }
+
+    fn open_cold_tier(
+        config: &EngineConfig,
+        clock: &Arc<SharedClock>,
+    ) -> EngineResult<Box<dyn ColdStore>> {
         config.validate().map_err(EngineError::Config)?;
         let budget = MemoryBudget::new(config.maxmemory.0, &config.memory_split)
             .map_err(EngineError::Config)?;
-        let cold: Box<dyn ColdStore> = match config.cold_backend {
+        Ok(match config.cold_backend {
             ColdBackend::Memory => Box::new(MemCold::new(clock.clone())),
             ColdBackend::Rocksdb => {
                 let path = config.dir.join("cold");
@@ -273,14 +304,25 @@ impl Engine {
                 };
                 Box::new(RocksCold::open(&path, &sizing, clock.clone())?)
             }
-        };
-        Self::with_cold_store(config, cold, clock)
+        })
     }
 
     /// Opens the engine over a cold store the caller built (tests inject failing or
     /// in-memory stores this way). Key counts and the filter are rebuilt from what the cold
     /// tier holds.
     pub fn with_cold_store(
+        config: EngineConfig,
+        cold: Box<dyn ColdStore>,
+        clock: Arc<SharedClock>,
+    ) -> EngineResult<Engine> {
+        let engine = Self::with_cold_store_unscanned(config, cold, clock)?;
+        engine.rebuild_from_cold()?;
+        engine.note_filter_state(&engine.filter.read());
+        engine.recompute_shard_limit();
+        Ok(engine)
+    }
+
+    fn with_cold_store_unscanned(
         config: EngineConfig,
         cold: Box<dyn ColdStore>,
         clock: Arc<SharedClock>,
@@ -320,11 +362,23 @@ impl Engine {
             shard_figures: (0..config.hot_shards)
                 .map(|_| (AtomicUsize::new(0), AtomicUsize::new(0)))
                 .collect(),
+            wal: OnceLock::new(),
+            durability: durability::State::new(Durability::default()),
             config,
         };
-        engine.rebuild_from_cold()?;
-        engine.note_filter_state(&engine.filter.read());
-        engine.recompute_shard_limit();
+        Ok(engine)
+    }
+
+    /// Builds the engine without looking at the cold tier's contents yet (recovery decides
+    /// between loading the saved filter and counts, and rebuilding them).
+    fn assemble(
+        config: EngineConfig,
+        cold: Box<dyn ColdStore>,
+        clock: Arc<SharedClock>,
+        durability: Durability,
+    ) -> EngineResult<Engine> {
+        let mut engine = Self::with_cold_store_unscanned(config, cold, clock)?;
+        engine.durability = durability::State::new(durability);
         Ok(engine)
     }
 
@@ -547,21 +601,17 @@ impl Engine {
     /// databases (COPY ... DB, MOVE) can share one transaction.
     pub fn transaction_for_keys(&self, keys: &[&[u8]]) -> Txn<'_> {
         let indexes: Vec<usize> = keys.iter().map(|key| self.shard_of_user_key(key)).collect();
-        Txn {
-            engine: self,
-            access: Access::MayBlock,
-            guards: Guards::Many(self.lock_many(&indexes)),
-        }
+        Txn::new(
+            self,
+            Access::MayBlock,
+            Guards::Many(self.lock_many(&indexes)),
+        )
     }
 
     /// A transaction over every shard (FLUSHALL, KEYS inside EXEC, ...).
     pub fn transaction_all(&self) -> Txn<'_> {
         let all: Vec<usize> = (0..self.shards.len()).collect();
-        Txn {
-            engine: self,
-            access: Access::MayBlock,
-            guards: Guards::Many(self.lock_many(&all)),
-        }
+        Txn::new(self, Access::MayBlock, Guards::Many(self.lock_many(&all)))
     }
 
     /// WATCH: `flag` is set when the key next changes in any way.
@@ -580,11 +630,7 @@ impl Engine {
         self.check_db(db)?;
         let index = self.shard_of_user_key(key);
         let guard = self.lock_index(access, index)?;
-        Ok(Txn {
-            engine: self,
-            access,
-            guards: Guards::One(index, guard),
-        })
+        Ok(Txn::new(self, access, Guards::One(index, guard)))
     }
 
     /// One SCAN step over `db`. The cursor is a slot position in the `[db][slot][key]` order
@@ -814,10 +860,21 @@ impl Engine {
                 })
                 .expect("spawn expirer thread")
         };
+        let mut threads = vec![demoter, expirer];
+        if self.logging() {
+            let engine = Arc::clone(self);
+            let stop = Arc::clone(&stop);
+            threads.push(
+                std::thread::Builder::new()
+                    .name("hc-checkpointer".into())
+                    .spawn(move || engine.checkpointer_loop(&stop))
+                    .expect("spawn checkpointer thread"),
+            );
+        }
         BackgroundTasks {
             stop,
             engine: Arc::clone(self),
-            threads: vec![demoter, expirer],
+            threads,
         }
     }
 
@@ -834,6 +891,19 @@ impl Engine {
             if let Err(err) = self.demote_over_budget_shards() {
                 tracing::warn!(%err, "demotion failed; entries stay in the hot tier");
                 std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// Runs periodic checkpoints (by time and by WAL size) while the WAL is on.
+    fn checkpointer_loop(&self, stop: &AtomicBool) {
+        let mut last_run = std::time::Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+            if self.checkpoint_due(last_run) {
+                // A failure is logged by `checkpoint`; the next interval tries again.
+                let _ = self.checkpoint(CheckpointReason::Periodic);
+                last_run = std::time::Instant::now();
             }
         }
     }
@@ -926,7 +996,17 @@ impl Engine {
 
     /// Writes an entry into the hot tier: the one place a key's value changes (the WAL
     /// append belongs here), which also tells watchers and counts new keys.
-    fn store(&self, shard: &mut HotShard, encoded: Vec<u8>, entry: HotEntry, is_new_key: bool) {
+    fn store(
+        &self,
+        shard: &mut HotShard,
+        log: &mut MutationBatch,
+        encoded: Vec<u8>,
+        entry: HotEntry,
+        is_new_key: bool,
+    ) {
+        if self.logging() {
+            log.put(&encoded, &entry.value, entry.expire_at);
+        }
         if is_new_key {
             self.count_key(cold::db_of(&encoded), 1);
         }
@@ -1041,6 +1121,21 @@ impl Engine {
         self.watches.touch(encoded);
         if why == Removal::Expired {
             self.stats.expired_keys.add(1);
+        }
+        Ok(())
+    }
+
+    /// DEL and every other removal a command asks for: `remove_resolved`, logged.
+    fn delete_resolved(
+        &self,
+        access: Access,
+        shard: &mut HotShard,
+        log: &mut MutationBatch,
+        encoded: &[u8],
+    ) -> EngineResult<()> {
+        self.remove_resolved(access, shard, encoded, Removal::Deleted)?;
+        if self.logging() {
+            log.del(encoded);
         }
         Ok(())
     }
@@ -1211,14 +1306,36 @@ pub struct Txn<'e> {
     engine: &'e Engine,
     access: Access,
     guards: Guards<'e>,
+    /// This transaction's changes, appended to the WAL as one record when it ends, while
+    /// its shards are still held (so the log orders every key's changes as they happened).
+    log: MutationBatch,
 }
 
-impl Txn<'_> {
-    /// Encodes the key and finds its (held) shard.
-    fn locate(&mut self, db: u16, key: &[u8]) -> EngineResult<(Vec<u8>, &mut HotShard)> {
+impl Drop for Txn<'_> {
+    fn drop(&mut self) {
+        self.engine.append_to_wal(&mut self.log);
+    }
+}
+
+impl<'e> Txn<'e> {
+    fn new(engine: &'e Engine, access: Access, guards: Guards<'e>) -> Self {
+        Txn {
+            engine,
+            access,
+            guards,
+            log: MutationBatch::default(),
+        }
+    }
+
+    /// Encodes the key and finds its (held) shard, and the log its changes go to.
+    fn locate(
+        &mut self,
+        db: u16,
+        key: &[u8],
+    ) -> EngineResult<(Vec<u8>, &mut HotShard, &mut MutationBatch)> {
         let encoded = self.engine.encode(db, key)?;
         let index = self.engine.shard_index(&encoded);
-        Ok((encoded, self.guards.shard(index)?))
+        Ok((encoded, self.guards.shard(index)?, &mut self.log))
     }
 
     /// As `locate`, with the key encoded on the stack when short (read paths).
@@ -1304,7 +1421,7 @@ impl Txn<'_> {
         options: SetOptions,
     ) -> EngineResult<SetOutcome> {
         let (engine, access) = (self.engine, self.access);
-        let (encoded, shard) = self.locate(db, key)?;
+        let (encoded, shard, log) = self.locate(db, key)?;
         engine.check_room(access, shard)?;
         let now = engine.now_ms();
         let exists = engine.resolve(access, shard, &encoded, now)?;
@@ -1335,7 +1452,7 @@ impl Txn<'_> {
             SetExpiry::At(at) if at <= now => {
                 // A deadline already past: the write happens and the key is gone at once.
                 if exists {
-                    engine.remove_resolved(access, shard, &encoded, Removal::Deleted)?;
+                    engine.delete_resolved(access, shard, log, &encoded)?;
                 }
                 return Ok(SetOutcome {
                     written: true,
@@ -1351,7 +1468,7 @@ impl Txn<'_> {
             cold: current.map_or(ColdCopy::Absent, |(_, cold)| cold),
             last_access_s: seconds(now),
         };
-        engine.store(shard, encoded, entry, !exists);
+        engine.store(shard, log, encoded, entry, !exists);
         engine.settle(access, shard);
         Ok(SetOutcome {
             written: true,
@@ -1362,11 +1479,11 @@ impl Txn<'_> {
     /// DEL / UNLINK of one key; true if it existed.
     pub fn delete(&mut self, db: u16, key: &[u8]) -> EngineResult<bool> {
         let (engine, access) = (self.engine, self.access);
-        let (encoded, shard) = self.locate(db, key)?;
+        let (encoded, shard, log) = self.locate(db, key)?;
         if !engine.resolve(access, shard, &encoded, engine.now_ms())? {
             return Ok(false);
         }
-        engine.remove_resolved(access, shard, &encoded, Removal::Deleted)?;
+        engine.delete_resolved(access, shard, log, &encoded)?;
         Ok(true)
     }
 
@@ -1380,7 +1497,7 @@ impl Txn<'_> {
         condition: ExpireCondition,
     ) -> EngineResult<bool> {
         let (engine, access) = (self.engine, self.access);
-        let (encoded, shard) = self.locate(db, key)?;
+        let (encoded, shard, log) = self.locate(db, key)?;
         let now = engine.now_ms();
         if !engine.resolve(access, shard, &encoded, now)? {
             return Ok(false);
@@ -1398,19 +1515,19 @@ impl Txn<'_> {
             return Ok(false);
         }
         if at <= now {
-            engine.remove_resolved(access, shard, &encoded, Removal::Deleted)?;
+            engine.delete_resolved(access, shard, log, &encoded)?;
             return Ok(true);
         }
         entry.expire_at = at;
         entry.dirty = true;
-        engine.store(shard, encoded, entry, false);
+        engine.store(shard, log, encoded, entry, false);
         Ok(true)
     }
 
     /// PERSIST; true if a deadline was removed.
     pub fn persist(&mut self, db: u16, key: &[u8]) -> EngineResult<bool> {
         let (engine, access) = (self.engine, self.access);
-        let (encoded, shard) = self.locate(db, key)?;
+        let (encoded, shard, log) = self.locate(db, key)?;
         if !engine.resolve(access, shard, &encoded, engine.now_ms())? {
             return Ok(false);
         }
@@ -1420,7 +1537,7 @@ impl Txn<'_> {
         }
         entry.expire_at = NO_EXPIRY;
         entry.dirty = true;
-        engine.store(shard, encoded, entry, false);
+        engine.store(shard, log, encoded, entry, false);
         Ok(true)
     }
 
@@ -1437,7 +1554,7 @@ impl Txn<'_> {
         E: From<EngineError>,
     {
         let (engine, access) = (self.engine, self.access);
-        let (encoded, shard) = self.locate(db, key)?;
+        let (encoded, shard, log) = self.locate(db, key)?;
         engine.check_room(access, shard)?;
         let exists = engine.resolve(access, shard, &encoded, engine.now_ms())?;
         let current = exists.then(|| live_entry(shard, &encoded).clone());
@@ -1450,7 +1567,7 @@ impl Txn<'_> {
                 cold: current.map_or(ColdCopy::Absent, |entry| entry.cold),
                 last_access_s: seconds(engine.now_ms()),
             };
-            engine.store(shard, encoded, entry, !exists);
+            engine.store(shard, log, encoded, entry, !exists);
             engine.settle(access, shard);
         }
         Ok(reply)
@@ -1526,7 +1643,7 @@ impl Txn<'_> {
     /// The live entry of `key` (cloned), resolving it first.
     fn peek_live(&mut self, db: u16, key: &[u8]) -> EngineResult<Option<HotEntry>> {
         let (engine, access) = (self.engine, self.access);
-        let (encoded, shard) = self.locate(db, key)?;
+        let (encoded, shard, _) = self.locate(db, key)?;
         if !engine.resolve(access, shard, &encoded, engine.now_ms())? {
             return Ok(None);
         }
@@ -1537,9 +1654,9 @@ impl Txn<'_> {
     /// resolve: a step in between (another key's promotion) may have evicted it.
     fn remove_live(&mut self, db: u16, key: &[u8]) -> EngineResult<()> {
         let (engine, access) = (self.engine, self.access);
-        let (encoded, shard) = self.locate(db, key)?;
+        let (encoded, shard, log) = self.locate(db, key)?;
         if engine.resolve(access, shard, &encoded, engine.now_ms())? {
-            engine.remove_resolved(access, shard, &encoded, Removal::Deleted)?;
+            engine.delete_resolved(access, shard, log, &encoded)?;
         }
         Ok(())
     }
@@ -1548,13 +1665,13 @@ impl Txn<'_> {
     /// key, with no cold copy of its own.
     fn put_moved(&mut self, db: u16, key: &[u8], entry: HotEntry) -> EngineResult<()> {
         let (engine, access) = (self.engine, self.access);
-        let (encoded, shard) = self.locate(db, key)?;
+        let (encoded, shard, log) = self.locate(db, key)?;
         let entry = HotEntry {
             dirty: true,
             cold: ColdCopy::Absent,
             ..entry
         };
-        engine.store(shard, encoded, entry, true);
+        engine.store(shard, log, encoded, entry, true);
         engine.settle(access, shard);
         Ok(())
     }
@@ -1604,6 +1721,9 @@ impl Txn<'_> {
             for key in shard.keys_in_databases(dbs.start, dbs.end) {
                 shard.remove(&key);
             }
+        }
+        if engine.logging() {
+            self.log.flush(dbs.start, dbs.end);
         }
         for db in dbs {
             engine.key_counts[usize::from(db)].reset();

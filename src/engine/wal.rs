@@ -78,6 +78,9 @@ pub struct WalOptions {
     /// gets a segment of its own.
     pub segment_bytes: u64,
     pub sync: SyncPolicy,
+    /// The LSN a log with no records starts at (the engine passes its checkpoint LSN + 1, so
+    /// a log emptied by checkpoints, or deleted, never reuses numbers a checkpoint covers).
+    pub first_lsn: Lsn,
 }
 
 impl Default for WalOptions {
@@ -86,6 +89,7 @@ impl Default for WalOptions {
         WalOptions {
             segment_bytes: 64 << 20,
             sync: SyncPolicy::Everysec,
+            first_lsn: 1,
         }
     }
 }
@@ -355,7 +359,7 @@ impl Wal {
             .max();
         let next_lsn = match last_record {
             Some(last) => last + 1,
-            None => newest_empty.unwrap_or(1),
+            None => newest_empty.unwrap_or(1).max(options.first_lsn),
         };
         for seg in segments.iter().filter(|s| s.len == 0) {
             fs::remove_file(&seg.path).map_err(io_at(&seg.path))?;
@@ -1779,6 +1783,7 @@ mod tests {
         WalOptions {
             segment_bytes,
             sync,
+            first_lsn: 1,
         }
     }
 

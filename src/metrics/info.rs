@@ -146,8 +146,13 @@ fn memory(shared: &Shared, out: &mut String) {
     line(out, "used_memory_filter", report.filter_used_bytes);
 }
 
+/// Redis's persistence fields where they have a meaning here (the cold tier is the snapshot,
+/// a checkpoint is a save), then the WAL and checkpoint figures.
 fn persistence(shared: &Shared, out: &mut String) {
+    let report = shared.engine.persistence_report();
     let config = shared.config.read();
+    let checkpoint = &report.last_checkpoint;
+    // Serving starts only after recovery, so nothing is ever loading while INFO can answer.
     line(out, "loading", 0);
     line(out, "async_loading", 0);
     line(
@@ -158,13 +163,62 @@ fn persistence(shared: &Shared, out: &mut String) {
     line(
         out,
         "rdb_last_save_time",
-        shared.last_save.load(Ordering::Relaxed),
+        shared
+            .last_save
+            .load(Ordering::Relaxed)
+            .max(checkpoint.unix_ms / 1000),
     );
+    let status = if report.wal_failure.is_some() {
+        "err"
+    } else {
+        "ok"
+    };
     line(out, "rdb_last_bgsave_status", "ok");
     line(out, "aof_enabled", u8::from(config.persistence.wal));
     line(out, "aof_rewrite_in_progress", 0);
-    line(out, "wal_enabled", u8::from(config.persistence.wal));
+    line(out, "aof_last_write_status", status);
+    line(out, "wal_enabled", u8::from(report.wal_enabled));
     line(out, "wal_sync", config.persistence.sync.as_str());
+    line(out, "wal_last_lsn", report.wal_last_lsn);
+    line(out, "wal_durable_lsn", report.wal_durable_lsn);
+    line(
+        out,
+        "wal_fsync_lag_records",
+        report.wal_last_lsn.saturating_sub(report.wal_durable_lsn),
+    );
+    line(out, "wal_bytes", report.wal_disk_bytes);
+    line(out, "wal_fsyncs", report.wal_fsyncs);
+    line(
+        out,
+        "checkpoint_in_progress",
+        u8::from(report.checkpoint_in_progress),
+    );
+    line(out, "checkpoints_completed", report.checkpoints_completed);
+    line(out, "last_checkpoint_time", checkpoint.unix_ms / 1000);
+    line(out, "last_checkpoint_lsn", checkpoint.lsn);
+    line(
+        out,
+        "last_checkpoint_seconds",
+        format!("{:.3}", checkpoint.seconds),
+    );
+    line(out, "last_checkpoint_entries", checkpoint.entries_written);
+    let startup = &report.startup;
+    line(
+        out,
+        "startup_state",
+        if startup.loaded_saved_state {
+            "loaded"
+        } else {
+            "rebuilt"
+        },
+    );
+    line(out, "startup_replayed_records", startup.replayed_records);
+    line(
+        out,
+        "startup_replay_seconds",
+        format!("{:.3}", startup.replay_seconds),
+    );
+    line(out, "startup_seconds", format!("{:.3}", startup.seconds));
 }
 
 fn stats(shared: &Shared, out: &mut String) {

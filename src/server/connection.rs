@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 
 use super::{ClientState, ReplyMode, Shared};
 use crate::commands::dispatch::{self, Plan};
+use crate::config::SyncPolicy;
 use crate::engine::Access;
 use crate::protocol::{parse_command, write_reply, ParserLimits, Reply};
 
@@ -294,10 +295,42 @@ impl Connection {
         Ok(())
     }
 
+    /// With `sync: always`, replies leave only once the WAL is fsynced past every record
+    /// appended so far, which covers every write this batch made (I5): one fsync acknowledges
+    /// every client waiting behind it (group commit). Reads wait too, so no client ever sees
+    /// a value a crash could take back. If the WAL failed, the connection closes instead of
+    /// acknowledging writes that are not durable.
+    async fn wait_until_durable(&self) -> Result<(), Close> {
+        let engine = &self.shared.engine;
+        let Some(wal) = engine.wal() else {
+            return Ok(());
+        };
+        if engine.sync_policy() != Some(SyncPolicy::Always) {
+            return Ok(());
+        }
+        let target = wal.last_lsn();
+        if wal.durable_lsn() >= target {
+            return Ok(());
+        }
+        let mut durable = wal.subscribe_durable();
+        let reached = durable.wait_for(|lsn| *lsn >= target).await.is_ok();
+        match reached {
+            true => Ok(()),
+            false => {
+                tracing::error!(
+                    client = self.client().handle.id,
+                    "the WAL stopped before these writes were durable; closing the client unacknowledged"
+                );
+                Err(Close::Now)
+            }
+        }
+    }
+
     async fn flush(&mut self) -> Result<(), Close> {
         if self.write_buf.is_empty() {
             return Ok(());
         }
+        self.wait_until_durable().await?;
         let written = self.write_buf.len();
         if let Some(client) = &self.client {
             client

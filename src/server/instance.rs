@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 
 use super::{run, Shared, ShutdownRequest};
 use crate::config::Config;
-use crate::engine::{BackgroundTasks, Engine};
+use crate::engine::{BackgroundTasks, CheckpointReason, Durability, Engine};
 
 /// Present while a server uses the directory; left behind by a crash.
 const RUNNING_MARKER: &str = "hypercache.running";
@@ -26,13 +26,15 @@ pub struct Instance {
 
 impl Instance {
     pub async fn open(config: Config, config_file: Option<PathBuf>) -> Result<Instance, String> {
-        let dir_lock = prepare_data_dir(&config)?;
+        let (dir_lock, clean_start) = prepare_data_dir(&config)?;
         let started = std::time::Instant::now();
         let engine_config = config.storage.clone();
-        let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config))
-            .await
-            .map_err(|err| format!("engine startup panicked: {err}"))?
-            .map_err(|err| format!("cannot open the data directory: {err}"))?;
+        let durability = durability_settings(&config, clean_start);
+        let engine =
+            tokio::task::spawn_blocking(move || Engine::open_durable(engine_config, durability))
+                .await
+                .map_err(|err| format!("engine startup panicked: {err}"))?
+                .map_err(|err| format!("cannot open the data directory: {err}"))?;
         let engine = Arc::new(engine);
         let background = engine.start_background_tasks();
         tracing::info!(
@@ -87,10 +89,25 @@ impl Instance {
     }
 }
 
-/// Takes the directory lock and, after an unclean stop without the WAL, discards the cold
-/// tier: it may hold values older than writes that were acknowledged but only in memory,
-/// and such stale values must never come back (I2).
-fn prepare_data_dir(config: &Config) -> Result<std::fs::File, String> {
+/// The engine's durability settings from the configuration's `persistence` section.
+fn durability_settings(config: &Config, clean_start: bool) -> Durability {
+    let persistence = &config.persistence;
+    Durability {
+        wal: persistence.wal,
+        sync: persistence.sync,
+        wal_segment_bytes: persistence.wal_segment_bytes.0,
+        checkpoint_interval: std::time::Duration::from_secs(persistence.checkpoint_interval_secs),
+        checkpoint_wal_bytes: persistence.checkpoint_wal_bytes.0,
+        retain_checkpoints: persistence.retain_checkpoints as usize,
+        clean_start,
+    }
+}
+
+/// Takes the directory lock and tells whether the previous run stopped cleanly. After an
+/// unclean stop without the WAL it discards the cold tier: it may hold values older than
+/// writes that were acknowledged but only in memory, and such stale values must never come
+/// back (I2). With the WAL, recovery replays the log over it instead.
+fn prepare_data_dir(config: &Config) -> Result<(std::fs::File, bool), String> {
     let dir = &config.storage.dir;
     std::fs::create_dir_all(dir)
         .map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
@@ -104,7 +121,8 @@ fn prepare_data_dir(config: &Config) -> Result<std::fs::File, String> {
     lock.try_lock()
         .map_err(|_| format!("{} is in use by another hypercache process", dir.display()))?;
     let marker = dir.join(RUNNING_MARKER);
-    if marker.exists() && !config.persistence.wal {
+    let clean_start = !marker.exists();
+    if !clean_start && !config.persistence.wal {
         let cold = dir.join("cold");
         tracing::warn!(
             dir = %dir.display(),
@@ -117,25 +135,39 @@ fn prepare_data_dir(config: &Config) -> Result<std::fs::File, String> {
     }
     std::fs::write(&marker, std::process::id().to_string())
         .map_err(|err| format!("cannot write {}: {err}", marker.display()))?;
-    Ok(lock)
+    Ok((lock, clean_start))
 }
 
-/// Writes every dirty hot entry to the cold tier (so the next start is warm) and clears
-/// the running marker. With NOSAVE the marker stays, so the next start discards the cold
-/// tier rather than serve values older than the writes that were lost.
+/// Runs the final checkpoint (every dirty hot entry into the cold tier, with the filter and
+/// key counts, so the next start is warm and quick), closes the WAL and clears the running
+/// marker. With NOSAVE and no WAL the marker stays, so the next start discards the cold tier
+/// rather than serve values older than the writes that were lost; with the WAL, NOSAVE only
+/// skips the checkpoint (the log holds every write) and the next start replays it.
 fn shut_down_engine(engine: &Engine, dir: &Path, save: bool) -> Result<(), String> {
     if !save {
-        tracing::warn!("shutting down without saving: the next start begins empty");
+        engine
+            .close_wal()
+            .map_err(|err| format!("closing the WAL failed: {err}"))?;
+        match engine.wal() {
+            Some(_) => {
+                tracing::warn!("shutting down without a checkpoint: the next start replays the WAL")
+            }
+            None => tracing::warn!("shutting down without saving: the next start begins empty"),
+        }
         return Ok(());
     }
     let started = std::time::Instant::now();
-    let written = engine
-        .flush_dirty_to_cold()
+    let checkpoint = engine
+        .checkpoint(CheckpointReason::Shutdown)
         .map_err(|err| format!("saving on shutdown failed: {err}"))?;
+    engine
+        .close_wal()
+        .map_err(|err| format!("closing the WAL failed: {err}"))?;
     std::fs::remove_file(dir.join(RUNNING_MARKER))
         .map_err(|err| format!("cannot remove the running marker: {err}"))?;
     tracing::info!(
-        entries = written,
+        entries = checkpoint.entries_written,
+        lsn = checkpoint.lsn,
         seconds = started.elapsed().as_secs_f64(),
         "saved; ready to exit"
     );
