@@ -207,30 +207,81 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The binary under test: `$HYPERCACHE_BIN` when set (say, a release build), else the one
+/// cargo built for this test run.
+pub fn binary_path() -> std::path::PathBuf {
+    match std::env::var_os("HYPERCACHE_BIN") {
+        Some(path) if !path.is_empty() => path.into(),
+        _ => env!("CARGO_BIN_EXE_hypercache").into(),
+    }
+}
+
 impl BinaryServer {
     pub fn start(dir: &Path, extra: &[&str]) -> BinaryServer {
+        Self::start_with_env(dir, extra, &[], None)
+    }
+
+    /// Like [`BinaryServer::start`] with extra environment variables; the server's stderr
+    /// is appended to `stderr_log` when given (else discarded). Panics, quoting the end of
+    /// that log, if the process exits before it answers PING.
+    ///
+    /// The server refuses unknown `HYPERCACHE_*` variables, so none is inherited from the
+    /// test's environment (test knobs like `HYPERCACHE_BIN` live there) except
+    /// `HYPERCACHE_LOG`: the server sees exactly `env`.
+    pub fn start_with_env(
+        dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        stderr_log: Option<&Path>,
+    ) -> BinaryServer {
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_hypercache"))
+        let stderr = match stderr_log {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap(),
+            ),
+            None => Stdio::null(),
+        };
+        let mut command = Command::new(binary_path());
+        for (name, _) in std::env::vars_os() {
+            let text = name.to_string_lossy();
+            if text.starts_with("HYPERCACHE_") && text != "HYPERCACHE_LOG" {
+                command.env_remove(&name);
+            }
+        }
+        let child = command
             .args(["--port", &port.to_string(), "--dir"])
             .arg(dir)
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
-        let server = BinaryServer {
+        let mut server = BinaryServer {
             child,
             port,
             dir: dir.to_path_buf(),
         };
-        server.wait_ready();
+        server.wait_ready(stderr_log);
         server
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self, stderr_log: Option<&Path>) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let log = stderr_log
+                    .and_then(|path| std::fs::read_to_string(path).ok())
+                    .unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+                panic!("hypercache binary exited before serving ({status}); stderr ends:\n{tail}");
+            }
             if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
                 if stream.write_all(b"PING\r\n").is_ok() {
@@ -257,6 +308,16 @@ impl BinaryServer {
         // SAFETY: kill(2) with a pid we spawned; no memory is touched.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().unwrap()
+    }
+
+    /// Sends SIGKILL (no chance to flush or sync anything) and waits for the exit status.
+    pub fn kill9(mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) with a pid we spawned and have not yet waited for; no memory is
+        // touched.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGKILL);
         }
         self.child.wait().unwrap()
     }
