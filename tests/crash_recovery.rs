@@ -129,6 +129,21 @@ fn appendfsync_always_with_most_data_in_the_cold_tier() {
 }
 
 #[test]
+fn appendfsync_everysec_with_most_data_in_the_cold_tier() {
+    // Demotions and cold deletes happen within the second an fsync may be pending: they must
+    // still wait for the WAL, or a crash would keep a later write and lose an earlier one.
+    run(&Scenario {
+        name: "everysec, hot tier 256kb",
+        appendfsync: "everysec",
+        env: &[("HYPERCACHE_STORAGE__HOT_MAX_BYTES", "256kb")],
+        value_pad: 2048,
+        kill_after_ms: 300..3000,
+        bgsave_before_kill: false,
+        loss_window: Some(EVERYSEC_WINDOW),
+    });
+}
+
+#[test]
 fn appendfsync_always_with_kills_during_checkpoints() {
     run(&Scenario {
         name: "always, checkpoint every second + BGSAVE",

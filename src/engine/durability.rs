@@ -415,6 +415,7 @@ impl Engine {
                         dirty: true,
                         cold,
                         last_access_s: seconds(now),
+                        lsn: 0,
                     };
                     self.store(&mut shard, &mut discard, key.to_vec(), entry, !exists);
                     self.settle(Access::MayBlock, &mut shard);
@@ -455,16 +456,19 @@ impl Engine {
 
     /// Appends a finished transaction's mutations as one WAL record. Called with the
     /// transaction's shards held. A failure is kept and refuses later writes.
-    pub(super) fn append_to_wal(&self, log: &mut MutationBatch) {
+    pub(super) fn append_to_wal(&self, log: &mut MutationBatch) -> Option<Lsn> {
         if log.is_empty() {
-            return;
+            return None;
         }
-        if let Some(wal) = self.wal.get() {
-            if let Err(err) = wal.append(log.as_bytes()) {
+        let appended = match self.wal.get()?.append(log.as_bytes()) {
+            Ok(lsn) => Some(lsn),
+            Err(err) => {
                 self.note_wal_failure(&err.to_string());
+                None
             }
-        }
+        };
         log.clear();
+        appended
     }
 
     fn note_wal_failure(&self, message: &str) {

@@ -6,7 +6,7 @@
 //! A shard never touches disk and never decides policy: the engine, holding the shard's
 //! lock, decides what to promote, demote, expire or delete, and calls in here.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use std::sync::Arc;
 
@@ -37,7 +37,28 @@ pub struct HotEntry {
     pub cold: ColdCopy,
     /// Unix seconds of the last read or write (OBJECT IDLETIME).
     pub last_access_s: u32,
+    /// The WAL record of the entry's last change (0 = none needed: replayed or loaded from
+    /// the cold tier; [`PENDING_LSN`] = its transaction has not appended its record yet).
+    /// The entry may reach the cold tier only once the WAL is durable up to here (I5).
+    pub lsn: u64,
 }
+
+/// The LSN of a change whose transaction is still running: its record is appended, and the
+/// LSN stamped, when the transaction ends.
+pub const PENDING_LSN: u64 = u64::MAX;
+
+/// A key removed from the hot tier whose cold copy must go too, but only once the WAL holds
+/// the removal durably: deleting the cold copy earlier would let a crash lose a value whose
+/// removal was never acknowledged. Until then the key reads as absent (I1, I2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tombstone {
+    /// Expiry of the cold copy (for its expiry index entry).
+    pub expire_at: ExpireAt,
+    pub lsn: u64,
+}
+
+/// Bytes charged per tombstone on top of its key.
+const TOMBSTONE_OVERHEAD_BYTES: usize = 64;
 
 impl HotEntry {
     fn charge(key: &[u8], entry: &HotEntry) -> usize {
@@ -63,6 +84,10 @@ pub struct HotShard {
     /// inserts cost a dozen key comparisons each.
     keys_by_slot: BTreeMap<SlotPosition, HashSet<HotKey, RandomState>>,
     deadlines: BTreeSet<(ExpireAt, HotKey)>,
+    /// Removed keys whose cold copies are still to be deleted (only with the WAL on).
+    tombstones: HashMap<HotKey, Tombstone, RandomState>,
+    /// Keys changed by the running transaction, whose LSN it stamps when it ends.
+    pending: Vec<HotKey>,
     used_bytes: usize,
 }
 
@@ -72,6 +97,8 @@ impl Default for HotShard {
             entries: LruCache::unbounded(),
             keys_by_slot: BTreeMap::new(),
             deadlines: BTreeSet::new(),
+            tombstones: HashMap::default(),
+            pending: Vec::new(),
             used_bytes: 0,
         }
     }
@@ -213,6 +240,107 @@ impl HotShard {
         self.used_bytes
     }
 
+    /// Remembers that `key` was removed while its cold copy still exists.
+    pub fn add_tombstone(&mut self, key: HotKey, tombstone: Tombstone) {
+        if tombstone.lsn == PENDING_LSN {
+            self.pending.push(key.clone());
+        }
+        let charge = key.len() + TOMBSTONE_OVERHEAD_BYTES;
+        if self.tombstones.insert(key, tombstone).is_none() {
+            self.used_bytes += charge;
+        }
+    }
+
+    pub fn has_tombstone(&self, key: &[u8]) -> bool {
+        !self.tombstones.is_empty() && self.tombstones.contains_key(key)
+    }
+
+    pub fn has_tombstones(&self) -> bool {
+        !self.tombstones.is_empty()
+    }
+
+    /// Removes `key`'s tombstone (a new value now owns the cold copy).
+    pub fn take_tombstone(&mut self, key: &[u8]) -> Option<Tombstone> {
+        if self.tombstones.is_empty() {
+            return None;
+        }
+        let (key, tombstone) = self.tombstones.remove_entry(key)?;
+        self.used_bytes -= key.len() + TOMBSTONE_OVERHEAD_BYTES;
+        Some(tombstone)
+    }
+
+    /// Removes and returns the tombstones whose removal is durable (LSN <= `durable`).
+    pub fn take_due_tombstones(&mut self, durable: u64) -> Vec<(HotKey, Tombstone)> {
+        let due: Vec<HotKey> = self
+            .tombstones
+            .iter()
+            .filter(|(_, tombstone)| tombstone.lsn <= durable)
+            .map(|(key, _)| key.clone())
+            .collect();
+        due.into_iter()
+            .filter_map(|key| Some((key.clone(), self.take_tombstone(&key)?)))
+            .collect()
+    }
+
+    /// The highest LSN among tombstones whose transaction has ended.
+    pub fn max_tombstone_lsn(&self) -> u64 {
+        self.tombstones
+            .values()
+            .map(|tombstone| tombstone.lsn)
+            .filter(|lsn| *lsn != PENDING_LSN)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Tombstoned keys of `db` in slots `from_slot..to_slot` (SCAN must not list their cold
+    /// copies).
+    pub fn tombstones_in_slots(&self, db: u16, from_slot: u32, to_slot: u32) -> Vec<HotKey> {
+        let base = u32::from(db) << 16;
+        let (from, to) = (base + from_slot.min(1 << 16), base + to_slot.min(1 << 16));
+        self.tombstones
+            .keys()
+            .filter(|key| (from..to).contains(&slot_position(key)))
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets the tombstones of databases `from_db..to_db` (a flush deletes their cold
+    /// copies wholesale).
+    pub fn drop_tombstones_in_databases(&mut self, from_db: u16, to_db: u16) {
+        let (from, to) = (u32::from(from_db) << 16, u32::from(to_db) << 16);
+        let doomed: Vec<HotKey> = self
+            .tombstones
+            .keys()
+            .filter(|key| (from..to).contains(&slot_position(key)))
+            .cloned()
+            .collect();
+        for key in doomed {
+            self.take_tombstone(&key);
+        }
+    }
+
+    /// Notes that the running transaction changed `key`'s entry (its LSN is pending).
+    pub fn note_pending(&mut self, key: HotKey) {
+        self.pending.push(key);
+    }
+
+    /// The running transaction appended its record as `lsn`: stamps every entry and
+    /// tombstone it changed in this shard.
+    pub fn stamp_pending(&mut self, lsn: u64) {
+        for key in std::mem::take(&mut self.pending) {
+            if let Some(entry) = self.entries.peek_mut(&key[..]) {
+                if entry.lsn == PENDING_LSN {
+                    entry.lsn = lsn;
+                }
+            }
+            if let Some(tombstone) = self.tombstones.get_mut(&key[..]) {
+                if tombstone.lsn == PENDING_LSN {
+                    tombstone.lsn = lsn;
+                }
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -242,6 +370,7 @@ mod tests {
             dirty: true,
             cold: ColdCopy::Absent,
             last_access_s: 0,
+            lsn: 0,
         }
     }
 

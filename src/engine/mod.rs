@@ -40,7 +40,7 @@ use cold::{ColdError, ColdOp, ColdStore, MemCold, RocksCold, RocksSizing, Shared
 use entry::{decode_cold_value, encode_cold_value, ColdValue, CorruptValue, ExpireAt, StoredValue};
 use entry::{is_expired, NO_EXPIRY};
 use filter::{hash_key, CuckooFilter, FilterConfig, InsertOutcome};
-use hot::{ColdCopy, HotEntry, HotKey, HotShard};
+use hot::{ColdCopy, HotEntry, HotKey, HotShard, Tombstone, PENDING_LSN};
 use mutation::MutationBatch;
 use stats::{Counter, EngineStats, StatsSnapshot};
 use watch::{WatchFlag, WatchRegistry};
@@ -686,6 +686,10 @@ impl Engine {
                     .is_some_and(|entry| !is_expired(entry.expire_at, now));
                 candidates.insert(Bytes::copy_from_slice(&key), live);
             }
+            // Removed keys whose cold copies are not deleted yet.
+            for key in shard.tombstones_in_slots(db, start, end) {
+                candidates.insert(Bytes::copy_from_slice(&key), false);
+            }
         });
         for (key, value) in self.cold.range(Space::Data, &from, &to, usize::MAX)? {
             let key = Bytes::from(key);
@@ -718,6 +722,7 @@ impl Engine {
         let limit = self.shard_limit.load(Ordering::Relaxed);
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
+            self.apply_tombstones(&mut shard, false)?;
             if shard.used_bytes() > limit {
                 self.demote_until(&mut shard, limit)?;
             }
@@ -764,7 +769,7 @@ impl Engine {
                 continue;
             };
             let shard = self.shards[self.shard_index(&data_key)].lock();
-            if shard.peek(&data_key).is_some() {
+            if shard.peek(&data_key).is_some() || shard.has_tombstone(&data_key) {
                 continue;
             }
             let expires = match self.cold.get(&data_key)? {
@@ -803,10 +808,19 @@ impl Engine {
         let mut written = 0;
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
+            // Nothing reaches the cold tier before its WAL record is durable (I5). With this
+            // shard held, every change in it belongs to an ended transaction, so one sync
+            // covers them all.
+            if let Some(wal) = self.wal.get() {
+                if wal.durable_lsn() < wal.last_lsn() {
+                    wal.sync()?;
+                }
+            }
             // Dead entries leave as removals, taking any cold copy with them (I2).
             for key in shard.expired_keys(self.now_ms(), usize::MAX) {
                 self.remove_resolved(Access::MayBlock, &mut shard, &key, Removal::Expired)?;
             }
+            self.apply_tombstones(&mut shard, false)?;
             for chunk in shard.dirty_keys().chunks(DEMOTION_BATCH_ENTRIES) {
                 let mut ops = Vec::new();
                 let mut new_in_cold = Vec::new();
@@ -1001,17 +1015,32 @@ impl Engine {
         shard: &mut HotShard,
         log: &mut MutationBatch,
         encoded: Vec<u8>,
-        entry: HotEntry,
+        mut entry: HotEntry,
         is_new_key: bool,
     ) {
-        if self.logging() {
+        let logging = self.logging();
+        if logging {
             log.put(&encoded, &entry.value, entry.expire_at);
+            entry.lsn = PENDING_LSN;
+            // A removed key written again: the new entry takes over the cold copy its
+            // tombstone was waiting to delete (demotion overwrites it, removal deletes it).
+            if let Some(tombstone) = shard.take_tombstone(&encoded) {
+                if entry.cold == ColdCopy::Absent {
+                    entry.cold = ColdCopy::Present {
+                        expire_at: tombstone.expire_at,
+                    };
+                }
+            }
         }
         if is_new_key {
             self.count_key(cold::db_of(&encoded), 1);
         }
         self.watches.touch(&encoded);
-        shard.insert(HotKey::from(encoded), entry);
+        let key = HotKey::from(encoded);
+        if logging {
+            shard.note_pending(key.clone());
+        }
+        shard.insert(key, entry);
     }
 
     fn count_key(&self, db: u16, delta: i64) {
@@ -1046,6 +1075,10 @@ impl Engine {
         encoded: &[u8],
         now: u64,
     ) -> EngineResult<bool> {
+        if shard.has_tombstone(encoded) {
+            // Removed; its cold copy waits for the WAL before it is deleted.
+            return Ok(false);
+        }
         let hash = hash_key(encoded);
         let cold_may_hold_it = self.filter_may_say_maybe.load(Ordering::Acquire)
             && self.filter.read().may_contain(hash);
@@ -1071,6 +1104,7 @@ impl Engine {
                     dirty: false,
                     cold: ColdCopy::Present { expire_at },
                     last_access_s: seconds(now),
+                    lsn: 0,
                 };
                 shard.insert(HotKey::from(encoded), entry);
                 return Ok(true);
@@ -1107,16 +1141,33 @@ impl Engine {
             }
             return Ok(());
         };
-        if let ColdCopy::Present { expire_at } = entry.cold {
-            if access == Access::HotOnly {
-                return Err(EngineError::WouldBlock);
+        let entry_lsn = entry.lsn;
+        match entry.cold {
+            ColdCopy::Present { expire_at } if self.logging() => {
+                // The cold copy goes once the WAL holds this removal (and the entry's last
+                // change) durably; until then the tombstone makes the key read as absent.
+                let lsn = match why {
+                    Removal::Deleted => PENDING_LSN,
+                    Removal::Expired => entry_lsn,
+                };
+                if let Some((key, _)) = shard.remove(encoded) {
+                    shard.add_tombstone(key, Tombstone { expire_at, lsn });
+                }
             }
-            let mut ops = Vec::new();
-            push_cold_delete(&mut ops, encoded, expire_at);
-            self.cold.write(ops)?;
-            self.forget_in_filter(&[hash_key(encoded)]);
+            ColdCopy::Present { expire_at } => {
+                if access == Access::HotOnly {
+                    return Err(EngineError::WouldBlock);
+                }
+                let mut ops = Vec::new();
+                push_cold_delete(&mut ops, encoded, expire_at);
+                self.cold.write(ops)?;
+                self.forget_in_filter(&[hash_key(encoded)]);
+                shard.remove(encoded);
+            }
+            ColdCopy::Absent => {
+                shard.remove(encoded);
+            }
         }
-        shard.remove(encoded);
         self.count_key(cold::db_of(encoded), -1);
         self.watches.touch(encoded);
         if why == Removal::Expired {
@@ -1136,6 +1187,52 @@ impl Engine {
         self.remove_resolved(access, shard, encoded, Removal::Deleted)?;
         if self.logging() {
             log.del(encoded);
+        }
+        Ok(())
+    }
+
+    /// Deletes the cold copies of removed keys once the WAL holds their removal durably.
+    /// With `wait`, first waits for the WAL to cover every tombstone whose transaction has
+    /// ended (a blocking fsync wait: background and blocking threads only).
+    fn apply_tombstones(&self, shard: &mut HotShard, wait: bool) -> EngineResult<()> {
+        if !shard.has_tombstones() {
+            return Ok(());
+        }
+        let Some(wal) = self.wal.get() else {
+            return Ok(());
+        };
+        if wait {
+            let newest = shard.max_tombstone_lsn();
+            if newest > wal.durable_lsn() {
+                wal.wait_durable(newest)?;
+            }
+        }
+        let due = shard.take_due_tombstones(wal.durable_lsn());
+        if due.is_empty() {
+            return Ok(());
+        }
+        let mut ops = Vec::new();
+        for (key, tombstone) in &due {
+            push_cold_delete(&mut ops, key, tombstone.expire_at);
+        }
+        if let Err(err) = self.cold.write(ops) {
+            for (key, tombstone) in due {
+                shard.add_tombstone(key, tombstone);
+            }
+            return Err(err.into());
+        }
+        let hashes: Vec<u64> = due.iter().map(|(key, _)| hash_key(key)).collect();
+        self.forget_in_filter(&hashes);
+        Ok(())
+    }
+
+    /// Waits until the WAL is durable up to `lsn` (no-op without the WAL): a cold write that
+    /// carries a change must never be on disk before the change's WAL record (I5).
+    fn wait_wal_durable(&self, lsn: u64) -> EngineResult<()> {
+        if let Some(wal) = self.wal.get() {
+            if lsn > wal.durable_lsn() {
+                wal.wait_durable(lsn)?;
+            }
         }
         Ok(())
     }
@@ -1195,16 +1292,29 @@ impl Engine {
     /// tier holds its current value (I3), and the filter learns a key before the cold tier
     /// does (I4).
     fn demote_until(&self, shard: &mut HotShard, target: usize) -> EngineResult<()> {
-        while shard.used_bytes() > target {
+        self.apply_tombstones(shard, false)?;
+        let mut blocked = false;
+        while shard.used_bytes() > target && !blocked {
             let now = self.now_ms();
             let mut ops = Vec::new();
             let mut demoted = Vec::new();
             let mut expired = Vec::new();
             let mut new_in_cold = Vec::new();
+            let mut newest_lsn = 0;
             while shard.used_bytes() > target && demoted.len() < DEMOTION_BATCH_ENTRIES {
                 let Some((key, entry)) = shard.pop_lru() else {
                     break;
                 };
+                if entry.lsn == PENDING_LSN {
+                    // Changed by the transaction running now, whose WAL record does not
+                    // exist yet: it stays hot until that transaction ends.
+                    shard.insert(key, entry);
+                    blocked = true;
+                    break;
+                }
+                if entry.dirty || entry.cold != ColdCopy::Absent {
+                    newest_lsn = newest_lsn.max(entry.lsn);
+                }
                 if is_expired(entry.expire_at, now) {
                     if let ColdCopy::Present { expire_at } = entry.cold {
                         push_cold_delete(&mut ops, &key, expire_at);
@@ -1221,11 +1331,14 @@ impl Engine {
             }
             self.learn_in_filter(&new_in_cold);
             if !ops.is_empty() {
-                if let Err(err) = self.cold.write(ops) {
+                let written = self
+                    .wait_wal_durable(newest_lsn)
+                    .and_then(|()| Ok(self.cold.write(ops)?));
+                if let Err(err) = written {
                     for (key, entry) in demoted.into_iter().chain(expired) {
                         shard.insert(key, entry);
                     }
-                    return Err(err.into());
+                    return Err(err);
                 }
             }
             let demotions = demoted.len() as u64;
@@ -1241,6 +1354,9 @@ impl Engine {
             if shard.is_empty() {
                 break;
             }
+        }
+        if shard.used_bytes() > target {
+            self.apply_tombstones(shard, true)?;
         }
         Ok(())
     }
@@ -1286,6 +1402,13 @@ enum Guards<'a> {
 }
 
 impl Guards<'_> {
+    fn for_each(&mut self, mut visit: impl FnMut(&mut HotShard)) {
+        match self {
+            Guards::One(_, guard) => visit(guard),
+            Guards::Many(guards) => guards.iter_mut().for_each(|(_, guard)| visit(guard)),
+        }
+    }
+
     fn shard(&mut self, index: usize) -> EngineResult<&mut HotShard> {
         match self {
             Guards::One(held, guard) if *held == index => Ok(guard),
@@ -1313,7 +1436,9 @@ pub struct Txn<'e> {
 
 impl Drop for Txn<'_> {
     fn drop(&mut self) {
-        self.engine.append_to_wal(&mut self.log);
+        if let Some(lsn) = self.engine.append_to_wal(&mut self.log) {
+            self.guards.for_each(|shard| shard.stamp_pending(lsn));
+        }
     }
 }
 
@@ -1467,6 +1592,7 @@ impl<'e> Txn<'e> {
             dirty: true,
             cold: current.map_or(ColdCopy::Absent, |(_, cold)| cold),
             last_access_s: seconds(now),
+            lsn: 0,
         };
         engine.store(shard, log, encoded, entry, !exists);
         engine.settle(access, shard);
@@ -1566,6 +1692,7 @@ impl<'e> Txn<'e> {
                 dirty: true,
                 cold: current.map_or(ColdCopy::Absent, |entry| entry.cold),
                 last_access_s: seconds(engine.now_ms()),
+                lsn: 0,
             };
             engine.store(shard, log, encoded, entry, !exists);
             engine.settle(access, shard);
@@ -1704,6 +1831,16 @@ impl<'e> Txn<'e> {
             self.guards.shard(*index)?;
         }
         let (from, to) = (db_prefix(dbs.start), db_prefix(dbs.end));
+        if engine.logging() {
+            // The range delete below cannot wait for the transaction's end like other cold
+            // writes (tombstones would be one per cold key): the flush's record is appended
+            // and made durable first, ending the transaction's record here.
+            self.log.flush(dbs.start, dbs.end);
+            if let Some(lsn) = engine.append_to_wal(&mut self.log) {
+                self.guards.for_each(|shard| shard.stamp_pending(lsn));
+                engine.wait_wal_durable(lsn)?;
+            }
+        }
         engine.cold.write(vec![
             ColdOp::DeleteRange {
                 space: Space::Data,
@@ -1722,8 +1859,10 @@ impl<'e> Txn<'e> {
                 shard.remove(&key);
             }
         }
-        if engine.logging() {
-            self.log.flush(dbs.start, dbs.end);
+        for index in 0..engine.shards.len() {
+            self.guards
+                .shard(index)?
+                .drop_tombstones_in_databases(dbs.start, dbs.end);
         }
         for db in dbs {
             engine.key_counts[usize::from(db)].reset();

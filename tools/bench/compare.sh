@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Throughput of HyperCache against Debian's redis-server, measured the same way in one run:
 #   redis-benchmark -t set,get -n N -r N -d 100 -c 50 at -P 1 and -P 16
-# Redis runs with persistence off; HyperCache with the WAL off (pure cache). Both on
-# loopback, one after the other. Prints each throughput and the ratio HyperCache / Redis.
+# By default Redis runs with persistence off and HyperCache with the WAL off (pure cache).
+# FSYNC=everysec|always runs both durable instead: Redis with `appendonly yes appendfsync
+# FSYNC`, HyperCache with `--appendonly yes --appendfsync FSYNC`. Both on loopback, one after
+# the other. Prints each throughput and the ratio HyperCache / Redis.
 #
 # Each cell is the median of ROUNDS runs (default 3), Redis and HyperCache alternating, since
 # on a 2-core machine the benchmark client shares the CPU with the server and single runs
@@ -10,12 +12,21 @@
 #
 #   tools/bench/compare.sh            # N = 1,000,000, 3 rounds (the documented run)
 #   REQUESTS=200000 ROUNDS=1 tools/bench/compare.sh
+#   FSYNC=everysec tools/bench/compare.sh   # durable: both append-only, fsync every second
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 REQUESTS="${REQUESTS:-1000000}"
 ROUNDS="${ROUNDS:-3}"
 CLIENTS="${CLIENTS:-50}"
+FSYNC="${FSYNC:-off}"
+case "$FSYNC" in
+    off) REDIS_PERSIST=(--appendonly no); HC_PERSIST=(--appendonly no) ;;
+    everysec|always|no)
+        REDIS_PERSIST=(--appendonly yes --appendfsync "$FSYNC")
+        HC_PERSIST=(--appendonly yes --appendfsync "$FSYNC") ;;
+    *) echo "FSYNC must be off, everysec, always or no" >&2; exit 2 ;;
+esac
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hypercache/target}"
 bash tools/setup.sh
 cargo build --release --bin hypercache >&2
@@ -48,10 +59,11 @@ measure() {
         | tr '\r' '\n' | awk '/^SET:/ {set=$2} /^GET:/ {get=$2} END {print set, get}'
 }
 
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+echo "persistence: $FSYNC" >&2
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' "${REDIS_PERSIST[@]}" \
     --dir "$WORK" --daemonize yes --logfile "$WORK/redis.log"
 wait_for "$REDIS_PORT"
-"$BIN" --port "$HC_PORT" --dir "$WORK/hypercache" --maxmemory 1gb --appendonly no \
+"$BIN" --port "$HC_PORT" --dir "$WORK/hypercache" --maxmemory 1gb "${HC_PERSIST[@]}" \
     >"$WORK/hypercache.log" 2>&1 &
 wait_for "$HC_PORT"
 
