@@ -295,6 +295,10 @@ impl ColdStore for FlakyCold {
     fn estimate_keys(&self) -> u64 {
         self.inner.estimate_keys()
     }
+
+    fn create_checkpoint(&self, path: &std::path::Path) -> Result<(), ColdError> {
+        self.inner.create_checkpoint(path)
+    }
 }
 
 #[test]

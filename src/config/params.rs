@@ -172,6 +172,42 @@ pub const PARAMS: &[Param] = &[
         },
     },
     Param {
+        name: "hypercache-checkpoint-interval-secs",
+        mutability: Mutability::Immutable,
+        get: |c| c.persistence.checkpoint_interval_secs.to_string(),
+        set: |c, v| {
+            c.persistence.checkpoint_interval_secs = in_range(v, 0, LONG_MAX)? as u64;
+            Ok(())
+        },
+    },
+    Param {
+        name: "hypercache-checkpoint-wal-bytes",
+        mutability: Mutability::Immutable,
+        get: |c| c.persistence.checkpoint_wal_bytes.0.to_string(),
+        set: |c, v| {
+            c.persistence.checkpoint_wal_bytes = memory_in_range(v, 0, LONG_MAX)?;
+            Ok(())
+        },
+    },
+    Param {
+        name: "hypercache-retain-checkpoints",
+        mutability: Mutability::Immutable,
+        get: |c| c.persistence.retain_checkpoints.to_string(),
+        set: |c, v| {
+            c.persistence.retain_checkpoints = in_range(v, 0, INT_MAX)? as u32;
+            Ok(())
+        },
+    },
+    Param {
+        name: "hypercache-wal-segment-bytes",
+        mutability: Mutability::Immutable,
+        get: |c| c.persistence.wal_segment_bytes.0.to_string(),
+        set: |c, v| {
+            c.persistence.wal_segment_bytes = memory_in_range(v, 1 << 20, LONG_MAX)?;
+            Ok(())
+        },
+    },
+    Param {
         name: "requirepass",
         mutability: Mutability::Live,
         get: |c| c.security.requirepass.clone().unwrap_or_default(),
@@ -559,6 +595,10 @@ mod tests {
             persistence: PersistenceConfig {
                 wal: true,
                 sync: SyncPolicy::Always,
+                checkpoint_interval_secs: 60,
+                checkpoint_wal_bytes: ByteSize(32 << 20),
+                retain_checkpoints: 3,
+                wal_segment_bytes: ByteSize(8 << 20),
             },
             limits: LimitsConfig {
                 proto_max_bulk_len: ByteSize(2 << 20),
