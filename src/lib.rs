@@ -2,7 +2,9 @@
 
 pub mod commands;
 pub mod config;
+pub mod datadir;
 pub mod engine;
 pub mod metrics;
+pub mod ops;
 pub mod protocol;
 pub mod server;

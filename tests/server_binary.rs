@@ -1,5 +1,8 @@
 //! The built binary: flags, config validation, clean shutdown on SIGTERM with a warm
-//! restart, and a kill -9 after which no stale value may come back (pure-cache mode).
+//! restart, a kill -9 after which no stale value may come back (pure-cache mode), and with
+//! the WAL: SAVE/LASTSAVE/INFO persistence, a clean restart that loads the saved filter, and
+//! a damaged log that stops startup with the fix named. (Crash durability under SIGKILL is
+//! crash_recovery.rs.)
 
 mod common;
 
@@ -118,5 +121,92 @@ fn after_kill_9_without_the_wal_no_stale_value_comes_back() {
         value.as_deref(),
         Some("old"),
         "a stale value came back after a crash"
+    );
+}
+
+fn info_field(con: &mut redis::Connection, section: &str, field: &str) -> String {
+    let info: String = redis::cmd("INFO").arg(section).query(con).unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("INFO {section} has no {field}: {info}"))
+        .to_string()
+}
+
+#[test]
+fn with_the_wal_save_checkpoints_and_a_clean_restart_loads_instead_of_scanning() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--appendonly", "yes", "--appendfsync", "always"];
+    let server = BinaryServer::start(dir.path(), &flags);
+    let mut con = server.client();
+    assert_eq!(info_field(&mut con, "persistence", "wal_enabled"), "1");
+    for i in 0..500 {
+        let _: () = con.set(format!("k{i}"), i).unwrap();
+    }
+    let before: i64 = redis::cmd("LASTSAVE").query(&mut con).unwrap();
+    let lsn: u64 = info_field(&mut con, "persistence", "wal_last_lsn")
+        .parse()
+        .unwrap();
+    assert!(lsn >= 500, "{lsn}");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let _: () = redis::cmd("SAVE").query(&mut con).unwrap();
+    let after: i64 = redis::cmd("LASTSAVE").query(&mut con).unwrap();
+    assert!(after > before, "LASTSAVE {before} -> {after}");
+    assert_eq!(
+        info_field(&mut con, "persistence", "last_checkpoint_lsn"),
+        lsn.to_string()
+    );
+    let _: () = con.incr("k7", 1).unwrap();
+    drop(con);
+    assert!(server.terminate().success());
+
+    let server = BinaryServer::start(dir.path(), &flags);
+    let mut con = server.client();
+    assert_eq!(
+        info_field(&mut con, "persistence", "startup_state"),
+        "loaded"
+    );
+    assert_eq!(
+        info_field(&mut con, "persistence", "startup_replayed_records"),
+        "0"
+    );
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut con).unwrap(), 500);
+    assert_eq!(con.get::<_, i64>("k7").unwrap(), 8);
+}
+
+#[test]
+fn a_damaged_wal_stops_startup_naming_the_file_and_the_tool() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--appendonly", "yes", "--appendfsync", "always"];
+    let server = BinaryServer::start(dir.path(), &flags);
+    let mut con = server.client();
+    for i in 0..200 {
+        let _: () = con.set(format!("k{i}"), "x".repeat(100)).unwrap();
+    }
+    drop(con);
+    assert!(!server.kill9().success());
+
+    let segment = std::fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| std::fs::metadata(path).unwrap().len() > 0)
+        .expect("a WAL segment with records");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let out = hypercache()
+        .arg("--dir")
+        .arg(dir.path())
+        .args(["--port", "0"])
+        .args(flags)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("hypercache-tool recover"), "{stderr}");
+    assert!(
+        stderr.contains(segment.file_name().unwrap().to_str().unwrap()),
+        "{stderr}"
     );
 }

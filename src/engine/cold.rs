@@ -457,6 +457,31 @@ impl RocksCold {
         })
     }
 
+    /// Opens an existing store read-only (`hypercache-tool check` on a directory a live
+    /// server holds, and listing retained checkpoints). Writes fail.
+    pub fn open_read_only(path: &Path) -> Result<Self, ColdError> {
+        let cache = rocksdb::Cache::new_lru_cache(8 << 20);
+        let write_buffer_manager = rocksdb::WriteBufferManager::new_write_buffer_manager_with_cache(
+            1 << 20,
+            false,
+            cache.clone(),
+        );
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        let mut opts = rocksdb::Options::default();
+        opts.set_block_based_table_factory(&table);
+        let cfs = vec![
+            rocksdb::ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, opts.clone()),
+            rocksdb::ColumnFamilyDescriptor::new(EXPIRY_CF, opts.clone()),
+        ];
+        let db = rocksdb::DB::open_cf_descriptors_read_only(&opts, path, cfs, false)?;
+        Ok(RocksCold {
+            db,
+            cache,
+            _write_buffer_manager: write_buffer_manager,
+        })
+    }
+
     fn expiry_cf(&self) -> &rocksdb::ColumnFamily {
         self.db
             .cf_handle(EXPIRY_CF)

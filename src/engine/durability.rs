@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::cold::{self, ColdOp, SharedClock, Space, META_DB};
+use super::cold::{self, ColdOp, ColdStore, SharedClock, Space, META_DB};
 use super::entry::{decode_cold_value, is_expired, ColdValue};
 use super::filter::CuckooFilter;
 use super::hot::{ColdCopy, HotEntry};
@@ -153,10 +153,52 @@ const CHECKPOINT_META: &[u8] = b"checkpoint";
 const SAVED_STATE_META: &[u8] = b"saved-state";
 const META_VERSION: u8 = 1;
 
-struct CheckpointRecord {
-    wal_on: bool,
-    lsn: Lsn,
-    unix_ms: u64,
+/// The meta record of the last checkpoint, as stored in the cold tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointRecord {
+    /// The WAL was on when it was taken.
+    pub wal_on: bool,
+    pub lsn: Lsn,
+    pub unix_ms: u64,
+}
+
+/// Reads the checkpoint meta record of a cold tier (None: no checkpoint yet).
+pub fn read_checkpoint_record(cold: &dyn ColdStore) -> EngineResult<Option<CheckpointRecord>> {
+    let Some(raw) = cold.get(&meta_key(CHECKPOINT_META))? else {
+        return Ok(None);
+    };
+    decode_checkpoint(&raw).map(Some).ok_or_else(|| {
+        EngineError::Cold(cold::ColdError(
+            "the checkpoint meta record is damaged".into(),
+        ))
+    })
+}
+
+/// The filter and per-database key counts a clean shutdown saved, with the LSN of the
+/// checkpoint they belong to (None: none saved, or unreadable).
+pub fn read_saved_state(
+    cold: &dyn ColdStore,
+) -> EngineResult<Option<(Lsn, Vec<u64>, CuckooFilter)>> {
+    let Some(raw) = cold.get(&meta_key(SAVED_STATE_META))? else {
+        return Ok(None);
+    };
+    Ok(decode_saved_state(&raw))
+}
+
+fn decode_saved_state(raw: &[u8]) -> Option<(Lsn, Vec<u64>, CuckooFilter)> {
+    if raw.len() < 11 || raw[0] != META_VERSION {
+        return None;
+    }
+    let lsn = u64::from_le_bytes(raw[1..9].try_into().ok()?);
+    let databases = usize::from(u16::from_le_bytes(raw[9..11].try_into().ok()?));
+    let counts_end = 11 + 8 * databases;
+    let counts = raw
+        .get(11..counts_end)?
+        .chunks_exact(8)
+        .map(|chunk| u64::from_le_bytes(chunk.try_into().expect("8 bytes")))
+        .collect();
+    let filter = CuckooFilter::from_bytes(&raw[counts_end..]).ok()?;
+    Some((lsn, counts, filter))
 }
 
 fn meta_key(name: &[u8]) -> Vec<u8> {
@@ -245,13 +287,11 @@ impl Engine {
     }
 
     fn read_checkpoint_record(&self) -> EngineResult<Option<CheckpointRecord>> {
-        let Some(raw) = self.cold.get(&meta_key(CHECKPOINT_META))? else {
-            return Ok(None);
-        };
-        decode_checkpoint(&raw).map(Some).ok_or_else(|| {
-            EngineError::Cold(cold::ColdError(
-                "the checkpoint meta record is damaged; run `hypercache-tool check`".into(),
-            ))
+        read_checkpoint_record(self.cold.as_ref()).map_err(|err| {
+            EngineError::Cold(cold::ColdError(format!(
+                "{err}; run `hypercache-tool check --dir {}`",
+                self.config.dir.display()
+            )))
         })
     }
 
@@ -285,21 +325,9 @@ impl Engine {
     }
 
     fn decode_saved_state(&self, raw: &[u8], lsn: Lsn) -> Option<(Vec<u64>, CuckooFilter)> {
-        let databases = usize::from(self.databases());
-        let counts_end = 11 + 8 * databases;
-        if raw.len() < counts_end
-            || raw[0] != META_VERSION
-            || u64::from_le_bytes(raw[1..9].try_into().ok()?) != lsn
-            || usize::from(u16::from_le_bytes(raw[9..11].try_into().ok()?)) != databases
-        {
-            return None;
-        }
-        let counts = raw[11..counts_end]
-            .chunks_exact(8)
-            .map(|chunk| u64::from_le_bytes(chunk.try_into().expect("8 bytes")))
-            .collect();
-        let filter = CuckooFilter::from_bytes(&raw[counts_end..]).ok()?;
-        Some((counts, filter))
+        let (saved_lsn, counts, filter) = decode_saved_state(raw)?;
+        (saved_lsn == lsn && counts.len() == usize::from(self.databases()))
+            .then_some((counts, filter))
     }
 
     fn encode_saved_state(&self, lsn: Lsn) -> Vec<u8> {
@@ -457,7 +485,9 @@ impl Engine {
     /// Appends a finished transaction's mutations as one WAL record. Called with the
     /// transaction's shards held. A failure is kept and refuses later writes.
     pub(super) fn append_to_wal(&self, log: &mut MutationBatch) -> Option<Lsn> {
-        if log.is_empty() {
+        if log.is_empty() || self.durability.failed.load(Ordering::Acquire) {
+            // After a failure nothing more is logged: writes are refused (MISCONF).
+            log.clear();
             return None;
         }
         let appended = match self.wal.get()?.append(log.as_bytes()) {
@@ -570,6 +600,16 @@ impl Engine {
         Ok(info)
     }
 
+    /// Runs a checkpoint and keeps a RocksDB copy of it under `<dir>/checkpoints/`, whatever
+    /// `retain_checkpoints` says (`hypercache-tool checkpoint create`). Returns its directory.
+    pub fn checkpoint_with_copy(&self) -> EngineResult<PathBuf> {
+        let info = self.checkpoint(CheckpointReason::Requested)?;
+        if let Some(path) = info.retained {
+            return Ok(path);
+        }
+        self.keep_cold_checkpoint(info.unix_ms, usize::MAX)
+    }
+
     /// Keeps a RocksDB checkpoint under `<dir>/checkpoints/<unix ms>` and deletes the oldest
     /// beyond `retain_checkpoints`.
     fn retain_cold_checkpoint(&self, unix_ms: u64) -> EngineResult<Option<PathBuf>> {
@@ -577,13 +617,17 @@ impl Engine {
         if retain == 0 {
             return Ok(None);
         }
+        self.keep_cold_checkpoint(unix_ms, retain).map(Some)
+    }
+
+    fn keep_cold_checkpoint(&self, unix_ms: u64, retain: usize) -> EngineResult<PathBuf> {
         let root = checkpoints_dir(&self.config.dir);
         std::fs::create_dir_all(&root).map_err(|err| {
             EngineError::Config(format!("cannot create {}: {err}", root.display()))
         })?;
         let path = root.join(format!("{unix_ms:020}"));
         if path.exists() {
-            return Ok(Some(path));
+            return Ok(path);
         }
         self.cold.create_checkpoint(&path)?;
         let mut kept = list_checkpoints(&self.config.dir);
@@ -593,7 +637,7 @@ impl Engine {
                 tracing::warn!(path = %oldest.display(), %err, "cannot delete an old checkpoint");
             }
         }
-        Ok(Some(path))
+        Ok(path)
     }
 
     /// Whether a periodic checkpoint is due: the interval passed with new WAL records, or

@@ -46,8 +46,8 @@ use stats::{Counter, EngineStats, StatsSnapshot};
 use watch::{WatchFlag, WatchRegistry};
 
 pub use durability::{
-    list_checkpoints, CheckpointInfo, CheckpointReason, Durability, PersistenceReport,
-    StartupReport,
+    checkpoints_dir, list_checkpoints, read_checkpoint_record, read_saved_state, CheckpointInfo,
+    CheckpointReason, CheckpointRecord, Durability, PersistenceReport, StartupReport,
 };
 
 pub use entry::ExpireAt as Deadline;
@@ -801,40 +801,65 @@ impl Engine {
         Ok(())
     }
 
-    /// Writes every dirty hot entry to the cold tier, marks it clean, and makes the cold
-    /// tier durable (SAVE, BGSAVE, clean shutdown). One shard is held at a time, so the
-    /// others keep serving. Returns the number of entries written.
+    /// Writes every dirty hot entry to the cold tier, marks it clean, deletes the cold copies
+    /// of removed keys, and makes the cold tier durable (a checkpoint's step 2). A shard is
+    /// held for one batch at a time, so every shard keeps serving in between. Returns the
+    /// number of entries written.
+    ///
+    /// Covers every change made before the call: the dirty keys are listed after it, and a
+    /// listed key that is no longer dirty when its batch comes was demoted (so the cold tier
+    /// has it) or removed (and a later checkpoint covers that).
     pub fn flush_dirty_to_cold(&self) -> EngineResult<usize> {
         let mut written = 0;
         for shard in self.shards.iter() {
-            let mut shard = shard.lock();
-            // Nothing reaches the cold tier before its WAL record is durable (I5). With this
-            // shard held, every change in it belongs to an ended transaction, so one sync
-            // covers them all.
-            if let Some(wal) = self.wal.get() {
-                if wal.durable_lsn() < wal.last_lsn() {
-                    wal.sync()?;
+            let dirty = {
+                let mut shard = shard.lock();
+                // Nothing reaches the cold tier before its WAL record is durable (I5). With
+                // this shard held, every change in it belongs to an ended transaction, so one
+                // sync covers its tombstones.
+                if let Some(wal) = self.wal.get() {
+                    if wal.durable_lsn() < wal.last_lsn() {
+                        wal.sync()?;
+                    }
                 }
-            }
-            // Dead entries leave as removals, taking any cold copy with them (I2).
-            for key in shard.expired_keys(self.now_ms(), usize::MAX) {
-                self.remove_resolved(Access::MayBlock, &mut shard, &key, Removal::Expired)?;
-            }
-            self.apply_tombstones(&mut shard, false)?;
-            for chunk in shard.dirty_keys().chunks(DEMOTION_BATCH_ENTRIES) {
+                // Dead entries leave as removals, taking any cold copy with them (I2).
+                for key in shard.expired_keys(self.now_ms(), usize::MAX) {
+                    self.remove_resolved(Access::MayBlock, &mut shard, &key, Removal::Expired)?;
+                }
+                self.apply_tombstones(&mut shard, false)?;
+                shard.dirty_keys()
+            };
+            for chunk in dirty.chunks(DEMOTION_BATCH_ENTRIES) {
+                let mut shard = shard.lock();
+                let still_dirty: Vec<&HotKey> = chunk
+                    .iter()
+                    .filter(|key| shard.peek(key).is_some_and(|entry| entry.dirty))
+                    .collect();
+                if still_dirty.is_empty() {
+                    continue;
+                }
+                let newest_lsn = still_dirty
+                    .iter()
+                    .map(|key| live_entry(&shard, key).lsn)
+                    .max()
+                    .unwrap_or(0);
+                self.wait_wal_durable(newest_lsn)?;
                 let mut ops = Vec::new();
                 let mut new_in_cold = Vec::new();
-                for key in chunk {
+                for key in &still_dirty {
                     push_demotion_ops(&mut ops, &mut new_in_cold, key, live_entry(&shard, key));
                 }
                 self.learn_in_filter(&new_in_cold);
                 self.cold.write(ops)?;
-                for key in chunk {
+                for key in &still_dirty {
                     let expire_at = live_entry(&shard, key).expire_at;
                     shard.mark_clean(key, ColdCopy::Present { expire_at });
                 }
-                written += chunk.len();
+                written += still_dirty.len();
             }
+            // Keys removed (by expiry too, which is not logged) while the batches ran leave
+            // tombstones whose cold deletes this checkpoint must include.
+            self.apply_tombstones(&mut shard.lock(), true)?;
         }
         self.cold.sync()?;
         Ok(written)
@@ -1229,6 +1254,13 @@ impl Engine {
     /// Waits until the WAL is durable up to `lsn` (no-op without the WAL): a cold write that
     /// carries a change must never be on disk before the change's WAL record (I5).
     fn wait_wal_durable(&self, lsn: u64) -> EngineResult<()> {
+        if lsn == PENDING_LSN {
+            // Only an append that failed leaves a change unstamped once its transaction ended.
+            return Err(EngineError::Wal(
+                "a change was never logged (the WAL failed); refusing to write it to the cold tier"
+                    .into(),
+            ));
+        }
         if let Some(wal) = self.wal.get() {
             if lsn > wal.durable_lsn() {
                 wal.wait_durable(lsn)?;
@@ -1836,10 +1868,13 @@ impl<'e> Txn<'e> {
             // writes (tombstones would be one per cold key): the flush's record is appended
             // and made durable first, ending the transaction's record here.
             self.log.flush(dbs.start, dbs.end);
-            if let Some(lsn) = engine.append_to_wal(&mut self.log) {
-                self.guards.for_each(|shard| shard.stamp_pending(lsn));
-                engine.wait_wal_durable(lsn)?;
-            }
+            let Some(lsn) = engine.append_to_wal(&mut self.log) else {
+                return Err(EngineError::Wal(
+                    "the flush could not be logged; nothing was flushed".into(),
+                ));
+            };
+            self.guards.for_each(|shard| shard.stamp_pending(lsn));
+            engine.wait_wal_durable(lsn)?;
         }
         engine.cold.write(vec![
             ColdOp::DeleteRange {
