@@ -812,16 +812,16 @@ impl Engine {
     pub fn flush_dirty_to_cold(&self) -> EngineResult<usize> {
         let mut written = 0;
         for shard in self.shards.iter() {
+            // Nothing reaches the cold tier before its WAL record is durable (I5). Every wait
+            // for that happens with the shard released, so writers to it are never stalled
+            // behind an fsync.
+            if let Some(wal) = self.wal.get() {
+                if wal.durable_lsn() < wal.last_lsn() {
+                    wal.sync()?;
+                }
+            }
             let dirty = {
                 let mut shard = shard.lock();
-                // Nothing reaches the cold tier before its WAL record is durable (I5). With
-                // this shard held, every change in it belongs to an ended transaction, so one
-                // sync covers its tombstones.
-                if let Some(wal) = self.wal.get() {
-                    if wal.durable_lsn() < wal.last_lsn() {
-                        wal.sync()?;
-                    }
-                }
                 // Dead entries leave as removals, taking any cold copy with them (I2).
                 for key in shard.expired_keys(self.now_ms(), usize::MAX) {
                     self.remove_resolved(Access::MayBlock, &mut shard, &key, Removal::Expired)?;
@@ -830,36 +830,46 @@ impl Engine {
                 shard.dirty_keys()
             };
             for chunk in dirty.chunks(DEMOTION_BATCH_ENTRIES) {
-                let mut shard = shard.lock();
-                let still_dirty: Vec<&HotKey> = chunk
-                    .iter()
-                    .filter(|key| shard.peek(key).is_some_and(|entry| entry.dirty))
-                    .collect();
-                if still_dirty.is_empty() {
-                    continue;
+                loop {
+                    let mut shard = shard.lock();
+                    let still_dirty: Vec<&HotKey> = chunk
+                        .iter()
+                        .filter(|key| shard.peek(key).is_some_and(|entry| entry.dirty))
+                        .collect();
+                    if still_dirty.is_empty() {
+                        break;
+                    }
+                    let newest_lsn = still_dirty
+                        .iter()
+                        .map(|key| live_entry(&shard, key).lsn)
+                        .max()
+                        .unwrap_or(0);
+                    if !self.wal_durable_at(newest_lsn) {
+                        // Changed since the sync above: wait unlocked, then look again.
+                        drop(shard);
+                        self.wait_wal_durable(newest_lsn)?;
+                        continue;
+                    }
+                    let mut ops = Vec::new();
+                    let mut new_in_cold = Vec::new();
+                    for key in &still_dirty {
+                        push_demotion_ops(&mut ops, &mut new_in_cold, key, live_entry(&shard, key));
+                    }
+                    self.learn_in_filter(&new_in_cold);
+                    self.cold.write(ops)?;
+                    for key in &still_dirty {
+                        let expire_at = live_entry(&shard, key).expire_at;
+                        shard.mark_clean(key, ColdCopy::Present { expire_at });
+                    }
+                    written += still_dirty.len();
+                    break;
                 }
-                let newest_lsn = still_dirty
-                    .iter()
-                    .map(|key| live_entry(&shard, key).lsn)
-                    .max()
-                    .unwrap_or(0);
-                self.wait_wal_durable(newest_lsn)?;
-                let mut ops = Vec::new();
-                let mut new_in_cold = Vec::new();
-                for key in &still_dirty {
-                    push_demotion_ops(&mut ops, &mut new_in_cold, key, live_entry(&shard, key));
-                }
-                self.learn_in_filter(&new_in_cold);
-                self.cold.write(ops)?;
-                for key in &still_dirty {
-                    let expire_at = live_entry(&shard, key).expire_at;
-                    shard.mark_clean(key, ColdCopy::Present { expire_at });
-                }
-                written += still_dirty.len();
             }
             // Keys removed (by expiry too, which is not logged) while the batches ran leave
             // tombstones whose cold deletes this checkpoint must include.
-            self.apply_tombstones(&mut shard.lock(), true)?;
+            let newest_tombstone = shard.lock().max_tombstone_lsn();
+            self.wait_wal_durable(newest_tombstone)?;
+            self.apply_tombstones(&mut shard.lock(), false)?;
         }
         self.cold.sync()?;
         Ok(written)
@@ -1249,6 +1259,11 @@ impl Engine {
         let hashes: Vec<u64> = due.iter().map(|(key, _)| hash_key(key)).collect();
         self.forget_in_filter(&hashes);
         Ok(())
+    }
+
+    /// Whether the WAL is durable up to `lsn` (always, without the WAL).
+    fn wal_durable_at(&self, lsn: u64) -> bool {
+        self.wal.get().is_none_or(|wal| lsn <= wal.durable_lsn())
     }
 
     /// Waits until the WAL is durable up to `lsn` (no-op without the WAL): a cold write that

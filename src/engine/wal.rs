@@ -59,6 +59,10 @@ pub const MAX_UNWRITTEN_BYTES: usize = 64 << 20;
 /// worth of it: memory is one budget (I6).
 const RETAINED_BUFFER_BYTES: usize = 1 << 20;
 const EVERYSEC_INTERVAL: Duration = Duration::from_secs(1);
+/// Under everysec / no, how long the writer lets records gather before one write (the most a
+/// kill -9 can add to what everysec may lose), and the size that ends the wait early.
+const COALESCE_WAIT: Duration = Duration::from_millis(2);
+const COALESCE_MAX_BYTES: usize = 1 << 20;
 /// Salvage fills a gap with one 16-byte hole per lost LSN. A gap wider than this is not a few
 /// lost records but a broken log, and filling it would write gigabytes.
 const MAX_HOLES: u64 = 1 << 20;
@@ -739,6 +743,18 @@ impl Writer {
                         shared.work.wait_until(&mut st, due);
                     } else {
                         shared.work.wait(&mut st);
+                    }
+                }
+                // Under everysec / no, a record need not reach the OS the instant it arrives:
+                // waiting a moment lets one write() carry the records of many clients (as
+                // Redis writes its AOF once per event-loop turn) instead of one syscall each.
+                // A sync or close request cuts the wait short (they notify `work`).
+                if policy != SyncPolicy::Always && st.buf.len() < COALESCE_MAX_BYTES {
+                    let deadline = Instant::now() + COALESCE_WAIT;
+                    while !st.closing && st.sync_target <= self.durable {
+                        if shared.work.wait_until(&mut st, deadline).timed_out() {
+                            break;
+                        }
                     }
                 }
                 std::mem::swap(&mut st.buf, &mut batch);

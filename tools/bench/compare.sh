@@ -13,6 +13,7 @@
 #   tools/bench/compare.sh            # N = 1,000,000, 3 rounds (the documented run)
 #   REQUESTS=200000 ROUNDS=1 tools/bench/compare.sh
 #   FSYNC=everysec tools/bench/compare.sh   # durable: both append-only, fsync every second
+#   TESTS=set tools/bench/compare.sh         # only SET
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -20,6 +21,7 @@ REQUESTS="${REQUESTS:-1000000}"
 ROUNDS="${ROUNDS:-3}"
 CLIENTS="${CLIENTS:-50}"
 FSYNC="${FSYNC:-off}"
+TESTS="${TESTS:-set,get}"
 case "$FSYNC" in
     off) REDIS_PERSIST=(--appendonly no); HC_PERSIST=(--appendonly no) ;;
     everysec|always|no)
@@ -55,7 +57,7 @@ wait_for() {
 # Prints "<set rps> <get rps>" for the server on port $1 with pipeline $2.
 measure() {
     redis-cli -p "$1" flushall >/dev/null
-    redis-benchmark -p "$1" -t set,get -n "$REQUESTS" -r "$REQUESTS" -d 100 -c "$CLIENTS" -P "$2" -q 2>/dev/null \
+    redis-benchmark -p "$1" -t "$TESTS" -n "$REQUESTS" -r "$REQUESTS" -d 100 -c "$CLIENTS" -P "$2" -q 2>/dev/null \
         | tr '\r' '\n' | awk '/^SET:/ {set=$2} /^GET:/ {get=$2} END {print set, get}'
 }
 
@@ -78,6 +80,7 @@ for pipeline in 1 16; do
     done
     for op in set get; do
         r=$(median <"$WORK/redis.$op"); h=$(median <"$WORK/hc.$op")
+        [ -n "$r" ] && [ -n "$h" ] || continue   # not in TESTS
         ratio=$(awk -v h="$h" -v r="$r" 'BEGIN { printf "%.2f", h / r }')
         printf "%-10s %-4s %14s %14s %8s\n" "-P $pipeline" "${op^^}" "$r" "$h" "$ratio"
     done
