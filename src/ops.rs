@@ -163,7 +163,7 @@ pub fn check(dir: &Path, force: bool, progress: Progress<'_>) -> Result<CheckRep
     let mut seen = 0u64;
     for_each_cold_entry(&cold, |key, value| {
         seen += 1;
-        if seen % 10_000 == 0 {
+        if seen.is_multiple_of(10_000) {
             progress(seen);
         }
         if key.len() < cold::KEY_PREFIX_LEN {
@@ -504,7 +504,7 @@ fn export_from(
                 report.bytes += buf.len() as u64;
                 out.write_all(&buf).map_err(write_err)?;
                 buf.clear();
-                if report.keys % 10_000 == 0 {
+                if report.keys.is_multiple_of(10_000) {
                     progress(report.keys);
                 }
             }
@@ -598,7 +598,7 @@ fn import_into(
                     ));
                 }
             }
-            if report.commands % 10_000 == 0 {
+            if report.commands.is_multiple_of(10_000) {
                 progress(report.commands);
             }
         }

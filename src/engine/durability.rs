@@ -388,7 +388,8 @@ impl Engine {
         let stats = wal::replay(&dir, checkpoint_lsn, |lsn, payload| {
             self.apply_record(payload)
                 .map_err(|err| format!("record {lsn} cannot be applied: {err}"))?;
-            if lsn % REPLAY_PROGRESS_EVERY == 0 || last_progress.elapsed() >= Duration::from_secs(5)
+            if lsn.is_multiple_of(REPLAY_PROGRESS_EVERY)
+                || last_progress.elapsed() >= Duration::from_secs(5)
             {
                 tracing::info!(
                     lsn,
