@@ -486,9 +486,6 @@ impl Wal {
                 "empty payload (reserved for salvage holes)",
             ));
         }
-        // The CRC covers lsn ++ payload. Hashing the payload before taking the lock and
-        // combining it with the LSN's 8 bytes afterwards keeps the critical section a memcpy.
-        let payload_crc = crc32c::crc32c(payload);
         let mut st = shared.state.lock();
         loop {
             st.check_appendable()?;
@@ -499,11 +496,11 @@ impl Wal {
         }
         let lsn = st.next_lsn;
         st.next_lsn += 1;
-        let crc = crc32c::crc32c_combine(
-            crc32c::crc32c(&lsn.to_le_bytes()),
-            payload_crc,
-            payload.len(),
-        );
+        // The CRC covers lsn ++ payload, and the LSN is only known under the lock. Extending
+        // the LSN's CRC over the payload here (hardware CRC32C: nanoseconds for a typical
+        // record) is far cheaper than `crc32c_combine`, which profiled at 40% of a SET-heavy
+        // load, all of it inside this lock.
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&lsn.to_le_bytes()), payload);
         let was_empty = st.buf.is_empty();
         st.buf.reserve(HEADER_LEN + payload.len());
         st.buf.extend_from_slice(&payload_len.to_le_bytes());
