@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::commands::dispatch::{self, Plan};
 use crate::config::Config;
 use crate::datadir::DataDir;
-use crate::engine::cold::{self, ColdStore, RocksCold, Space};
+use crate::engine::cold::{self, ColdStore, RocksCold};
 use crate::engine::entry::{decode_cold_value, is_expired, ColdValue};
 use crate::engine::filter::hash_key;
 use crate::engine::{self, wal, Access, Engine, KeyTtl};
@@ -202,25 +202,18 @@ pub fn check(dir: &Path, force: bool, progress: Progress<'_>) -> Result<CheckRep
     Ok(report)
 }
 
-/// Calls `visit` with every data entry of the user databases, in key order, one page at a
-/// time.
+/// Calls `visit` with every data entry of the user databases (all keys below the meta
+/// records), in key order.
 fn for_each_cold_entry(
     cold: &dyn ColdStore,
     mut visit: impl FnMut(&[u8], &[u8]),
 ) -> Result<(), cold::ColdError> {
-    let mut from = Vec::new();
-    let end = cold::META_DB.to_be_bytes().to_vec();
-    loop {
-        let page = cold.range(Space::Data, &from, &end, 4096)?;
-        let Some((last, _)) = page.last() else {
-            return Ok(());
-        };
-        from = last.clone();
-        from.push(0);
-        for (key, value) in &page {
+    let end = cold::META_DB.to_be_bytes();
+    cold::for_each_data_page(cold, &end, |page| {
+        for (key, value) in page {
             visit(key, value);
         }
-    }
+    })
 }
 
 // ----- recover ------------------------------------------------------------------------------

@@ -171,6 +171,25 @@ impl From<rocksdb::Error> for ColdError {
     }
 }
 
+/// Calls `visit` with every page of data entries with keys below `end`, in key order, holding
+/// no more than one page in memory (filter rebuild and check, `hypercache-tool check`).
+pub fn for_each_data_page(
+    cold: &dyn ColdStore,
+    end: &[u8],
+    mut visit: impl FnMut(&Entries),
+) -> Result<(), ColdError> {
+    let mut from = Vec::new();
+    loop {
+        let page = cold.range(Space::Data, &from, end, 4096)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
+        from = last.clone();
+        from.push(0);
+        visit(&page);
+    }
+}
+
 /// Everything the engine needs from an ordered, durable key-value store.
 pub trait ColdStore: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ColdError>;

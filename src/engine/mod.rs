@@ -404,18 +404,9 @@ impl Engine {
 
     /// Calls `visit` with every page of the cold tier's data for the user databases, in
     /// key order, without holding more than one page in memory.
-    fn for_each_cold_page(&self, mut visit: impl FnMut(&cold::Entries)) -> EngineResult<()> {
-        let mut from = Vec::new();
+    fn for_each_cold_page(&self, visit: impl FnMut(&cold::Entries)) -> EngineResult<()> {
         let end = db_prefix(self.databases());
-        loop {
-            let page = self.cold.range(Space::Data, &from, &end, 4096)?;
-            let Some((last, _)) = page.last() else {
-                return Ok(());
-            };
-            from = last.clone();
-            from.push(0);
-            visit(&page);
-        }
+        Ok(cold::for_each_data_page(self.cold.as_ref(), &end, visit)?)
     }
 
     /// Checks that every key in the cold tier passes the filter (I4). Returns
