@@ -1,0 +1,249 @@
+//! Turns an `Outcome` into the final report, as a compact text table or one JSON object.
+//!
+//! The JSON field names are an interface for scripts (documented in the crate's README.md):
+//! add fields, never rename or remove them.
+
+use std::io;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::protocol::Protocol;
+use crate::run::{IntervalStats, Outcome};
+
+/// What the report says about the run besides its measurements.
+pub struct Setup {
+    pub command: &'static str,
+    pub protocol: Protocol,
+    pub address: String,
+    pub connections: usize,
+    pub pipeline: usize,
+    pub keys: u64,
+    pub value_size: usize,
+    pub intervals_requested: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub command: &'static str,
+    pub protocol: Protocol,
+    pub address: String,
+    pub connections: usize,
+    pub pipeline: usize,
+    pub keys: u64,
+    pub value_size: usize,
+    pub duration_secs: f64,
+    pub ops: u64,
+    pub ops_per_sec: f64,
+    pub reads: u64,
+    pub writes: u64,
+    pub reads_per_sec: f64,
+    pub writes_per_sec: f64,
+    pub hits: u64,
+    pub misses: u64,
+    /// `hits / (hits + misses)`; null when no present key was read.
+    pub hit_ratio: Option<f64>,
+    pub absent_reads: u64,
+    pub absent_hits: u64,
+    pub wrong_values: u64,
+    pub errors: u64,
+    pub error_samples: Vec<String>,
+    pub wrong_value_samples: Vec<String>,
+    pub latency_us: Latencies,
+    pub intervals: Vec<IntervalReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Latencies {
+    pub read: LatencySummary,
+    pub write: LatencySummary,
+    pub all: LatencySummary,
+}
+
+/// All zero when `count` is 0.
+#[derive(Debug, Serialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub mean: f64,
+    pub p50: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+impl LatencySummary {
+    fn of(histogram: &Histogram<u64>) -> Self {
+        Self {
+            count: histogram.len(),
+            mean: histogram.mean(),
+            p50: histogram.value_at_quantile(0.5),
+            p99: histogram.value_at_quantile(0.99),
+            p999: histogram.value_at_quantile(0.999),
+            max: histogram.max(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct IntervalReport {
+    /// Seconds since the end of the warmup at which this interval ends.
+    pub end_secs: f64,
+    pub ops: u64,
+    pub ops_per_sec: f64,
+    pub hit_ratio: Option<f64>,
+    pub p99_us: u64,
+}
+
+fn per_sec(count: u64, over: Duration) -> f64 {
+    let secs = over.as_secs_f64();
+    if secs > 0.0 {
+        count as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+impl IntervalReport {
+    pub fn new(interval: &IntervalStats) -> Self {
+        let ops = interval.counters.ops();
+        Self {
+            end_secs: interval.end.as_secs_f64(),
+            ops,
+            ops_per_sec: per_sec(ops, interval.length),
+            hit_ratio: interval.counters.hit_ratio(),
+            p99_us: interval.latency.value_at_quantile(0.99),
+        }
+    }
+
+    pub fn text_line(&self) -> String {
+        let hit_ratio = self
+            .hit_ratio
+            .map_or_else(|| "-".to_string(), |ratio| format!("{ratio:.4}"));
+        format!(
+            "{:8.2}s {:>10.0} ops/s  hit ratio {hit_ratio:>6}  p99 {} us",
+            self.end_secs, self.ops_per_sec, self.p99_us
+        )
+    }
+}
+
+impl Report {
+    pub fn new(setup: Setup, outcome: &Outcome) -> Self {
+        let stats = &outcome.stats;
+        let counters = &stats.counters;
+        let elapsed = outcome.elapsed;
+        let intervals = if setup.intervals_requested {
+            outcome.intervals.iter().map(IntervalReport::new).collect()
+        } else {
+            Vec::new()
+        };
+        Self {
+            command: setup.command,
+            protocol: setup.protocol,
+            address: setup.address,
+            connections: setup.connections,
+            pipeline: setup.pipeline,
+            keys: setup.keys,
+            value_size: setup.value_size,
+            duration_secs: elapsed.as_secs_f64(),
+            ops: counters.ops(),
+            ops_per_sec: per_sec(counters.ops(), elapsed),
+            reads: counters.reads,
+            writes: counters.writes,
+            reads_per_sec: per_sec(counters.reads, elapsed),
+            writes_per_sec: per_sec(counters.writes, elapsed),
+            hits: counters.hits,
+            misses: counters.misses,
+            hit_ratio: counters.hit_ratio(),
+            absent_reads: counters.absent_reads,
+            absent_hits: counters.absent_hits,
+            wrong_values: counters.wrong_values,
+            errors: counters.errors,
+            error_samples: stats.error_samples.clone(),
+            wrong_value_samples: stats.wrong_value_samples.clone(),
+            latency_us: Latencies {
+                read: LatencySummary::of(&stats.read_latency),
+                write: LatencySummary::of(&stats.write_latency),
+                all: LatencySummary::of(&stats.all_latency()),
+            },
+            intervals,
+        }
+    }
+
+    pub fn write_json(&self, out: &mut impl io::Write) -> io::Result<()> {
+        serde_json::to_writer(&mut *out, self)?;
+        writeln!(out)
+    }
+
+    pub fn write_text(&self, out: &mut impl io::Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "{} {:?} {}: {} connections x pipeline {}, {} keys of {} bytes, {:.2} s",
+            self.command,
+            self.protocol,
+            self.address,
+            self.connections,
+            self.pipeline,
+            self.keys,
+            self.value_size,
+            self.duration_secs
+        )?;
+        if self.command == "verify" {
+            writeln!(
+                out,
+                "  found correct {}   missing {}   wrong {}",
+                self.hits, self.misses, self.wrong_values
+            )?;
+        }
+        writeln!(
+            out,
+            "  ops {:>12} {:>12.0}/s   reads {} ({:.0}/s)   writes {} ({:.0}/s)",
+            self.ops,
+            self.ops_per_sec,
+            self.reads,
+            self.reads_per_sec,
+            self.writes,
+            self.writes_per_sec
+        )?;
+        if self.reads > 0 {
+            let hit_ratio = self
+                .hit_ratio
+                .map_or_else(|| "-".to_string(), |ratio| format!("{ratio:.4}"));
+            writeln!(
+                out,
+                "  hits {}   misses {}   hit ratio {hit_ratio}   absent reads {}   absent hits {}",
+                self.hits, self.misses, self.absent_reads, self.absent_hits
+            )?;
+        }
+        writeln!(
+            out,
+            "  latency (us) {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "p50", "p99", "p99.9", "max", "mean"
+        )?;
+        for (name, summary) in [
+            ("read", &self.latency_us.read),
+            ("write", &self.latency_us.write),
+            ("all", &self.latency_us.all),
+        ] {
+            if summary.count > 0 {
+                writeln!(
+                    out,
+                    "    {name:<10} {:>9} {:>9} {:>9} {:>9} {:>9.1}",
+                    summary.p50, summary.p99, summary.p999, summary.max, summary.mean
+                )?;
+            }
+        }
+        writeln!(
+            out,
+            "  errors {}   wrong values {}",
+            self.errors, self.wrong_values
+        )?;
+        for sample in &self.error_samples {
+            writeln!(out, "    error: {sample}")?;
+        }
+        for sample in &self.wrong_value_samples {
+            writeln!(out, "    wrong value: {sample}")?;
+        }
+        Ok(())
+    }
+}
