@@ -37,10 +37,12 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct Common {
+    /// Server address (use a loopback address for tests on a shared machine).
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
     #[arg(long, default_value_t = 6379)]
     port: u16,
+    /// `resp` (Redis and compatibles) or `memcache` (memcached text protocol).
     #[arg(long, value_enum, default_value_t = Protocol::Resp)]
     protocol: Protocol,
     /// Number of keys: key i is the prefix followed by i as 12 digits.
@@ -49,8 +51,10 @@ struct Common {
     /// Bytes per value; a value is derived from its key's index alone.
     #[arg(long, default_value_t = 1024)]
     value_size: usize,
+    /// Absent keys are named `<prefix>absent:<12 digits>`.
     #[arg(long, default_value = "key:", value_parser = parse_key_prefix)]
     key_prefix: String,
+    /// TCP connections, each one task.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     connections: u64,
     /// Tokio worker threads; 1 leaves the other core to the server under test.
@@ -100,6 +104,8 @@ struct RunArgs {
     /// Fraction of operations that are reads; the rest are writes.
     #[arg(long, default_value_t = 0.9, value_parser = parse_fraction)]
     read_ratio: f64,
+    /// How keys are picked; Zipf ranks are scattered over the key space by a fixed
+    /// permutation, the Gaussian is centred on the middle key.
     #[arg(long, value_enum, default_value_t = DistributionKind::Uniform)]
     distribution: DistributionKind,
     /// Zipf exponent; rank 0 is the most popular key.
@@ -111,6 +117,7 @@ struct RunArgs {
     /// Fraction of reads that ask for keys nothing ever writes.
     #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
     absent_ratio: f64,
+    /// Seed of the per-connection random streams, for reproducible key sequences.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Seconds of traffic before measuring (failures are still counted).

@@ -101,6 +101,14 @@ impl Protocol {
         out.extend_from_slice(b"\r\n");
     }
 
+    /// As spelled on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Resp => "resp",
+            Self::Memcache => "memcache",
+        }
+    }
+
     /// The status a successful SET gets.
     pub fn stored_status(self) -> &'static [u8] {
         match self {

@@ -178,9 +178,9 @@ impl Report {
     pub fn write_text(&self, out: &mut impl io::Write) -> io::Result<()> {
         writeln!(
             out,
-            "{} {:?} {}: {} connections x pipeline {}, {} keys of {} bytes, {:.2} s",
+            "{} {} {}: {} connections x pipeline {}, {} keys of {} bytes, {:.2} s",
             self.command,
-            self.protocol,
+            self.protocol.name(),
             self.address,
             self.connections,
             self.pipeline,

@@ -522,7 +522,8 @@ async fn exchange_batches(
     let (mut reader, mut writer) = stream.split();
     let mut batch = Vec::with_capacity(plan.pipeline);
     let mut key = Vec::with_capacity(64);
-    let mut request = Vec::with_capacity(plan.pipeline * (plan.keys.value_size() + 128));
+    // Grows to the largest batch once and keeps that capacity.
+    let mut request = Vec::new();
     let mut replies = BytesMut::with_capacity(READ_CHUNK);
     while !shared.stop.load(Ordering::Relaxed) {
         batch.clear();
