@@ -63,7 +63,7 @@ struct Common {
     /// Print the report as one JSON object on stdout (progress goes to stderr).
     #[arg(long)]
     json: bool,
-    /// Seconds to keep retrying the first connection, so a script can start right after the
+    /// Seconds to keep retrying to connect, so a script can start the tool right after the
     /// server.
     #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
     connect_timeout: f64,
