@@ -127,6 +127,7 @@ fn main() -> ExitCode {
     if config.server.threads > 0 {
         runtime.worker_threads(config.server.threads);
     }
+    runtime.max_blocking_threads(config.server.blocking_threads);
     let runtime = match runtime.enable_all().thread_name("hc-worker").build() {
         Ok(runtime) => runtime,
         Err(err) => {

@@ -316,6 +316,15 @@ pub const PARAMS: &[Param] = &[
         },
     },
     Param {
+        name: "hypercache-blocking-threads",
+        mutability: Mutability::Immutable,
+        get: |c| c.server.blocking_threads.to_string(),
+        set: |c, v| {
+            c.server.blocking_threads = in_range(v, 1, 4096)? as usize;
+            Ok(())
+        },
+    },
+    Param {
         name: "hypercache-hot-shards",
         mutability: Mutability::Immutable,
         get: |c| c.storage.hot_shards.to_string(),
@@ -341,6 +350,15 @@ pub const PARAMS: &[Param] = &[
         get: |c| c.storage.compress_min_bytes.to_string(),
         set: |c, v| {
             c.storage.compress_min_bytes = memory_in_range(v, 0, LONG_MAX)?.0 as usize;
+            Ok(())
+        },
+    },
+    Param {
+        name: "hypercache-filter",
+        mutability: Mutability::Immutable,
+        get: |c| yes_no(c.storage.filter),
+        set: |c, v| {
+            c.storage.filter = parse_yes_no(v)?;
             Ok(())
         },
     },
@@ -573,6 +591,7 @@ mod tests {
                 maxclients: 50,
                 timeout: 30,
                 threads: 4,
+                blocking_threads: 3,
             },
             storage: EngineConfig {
                 dir: PathBuf::from("/var/lib/hc"),
@@ -588,6 +607,7 @@ mod tests {
                 hot_shards: 8,
                 hot_max_bytes: Some(ByteSize(1 << 20)),
                 compress_min_bytes: 0,
+                filter: false,
                 filter_fingerprint_bits: 16,
                 filter_initial_capacity: 1000,
                 cold_backend: ColdBackend::Memory,

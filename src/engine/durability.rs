@@ -316,11 +316,20 @@ impl Engine {
             tracing::warn!("the saved filter and key counts do not match the data; rebuilding");
             return Ok(false);
         };
+        if !self.filter.read().is_bypassed() && filter.is_bypassed() {
+            // Saved bypassed (`storage.filter: false` then, or it outgrew its share); this
+            // start has a filter, which must learn every cold key: rebuild.
+            tracing::info!("the saved filter was bypassed; rebuilding it from the cold tier");
+            return Ok(false);
+        }
         for (counter, count) in self.key_counts.iter().zip(counts) {
             counter.reset();
             counter.add(count as i64);
         }
-        *self.filter.write() = filter;
+        // With the filter off (`storage.filter: false`) the fresh, bypassed one stays.
+        if !self.filter.read().is_bypassed() {
+            *self.filter.write() = filter;
+        }
         Ok(true)
     }
 

@@ -338,7 +338,12 @@ impl Engine {
                 .min(budget.filter_max_bytes / 8)
                 .max(1),
             fingerprint_bits: config.filter_fingerprint_bits,
-            max_bytes: budget.filter_max_bytes,
+            // No room at all starts the filter in bypass mode: it answers "maybe" always.
+            max_bytes: if config.filter {
+                budget.filter_max_bytes
+            } else {
+                0
+            },
         });
         let shards = (0..config.hot_shards)
             .map(|_| Mutex::new(HotShard::default()))
@@ -707,15 +712,15 @@ impl Engine {
 
     // ----- maintenance -------------------------------------------------------------------
 
-    /// Demotes (or drops, if clean) least recently used entries from every shard over its
-    /// limit. The background demoter calls this; so can tests.
+    /// Demotes (or drops, if clean) least recently used entries from every shard near its
+    /// limit, down to the demotion target. The background demoter calls this; so can tests.
     pub fn demote_over_budget_shards(&self) -> EngineResult<()> {
-        let limit = self.shard_limit.load(Ordering::Relaxed);
+        let marks = self.watermarks();
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
             self.apply_tombstones(&mut shard, false)?;
-            if shard.used_bytes() > limit {
-                self.demote_until(&mut shard, limit)?;
+            if shard.used_bytes() > marks.wake {
+                self.demote_until(&mut shard, marks.target)?;
             }
         }
         Ok(())
@@ -1293,36 +1298,41 @@ impl Engine {
             .store(may_say_maybe, Ordering::Release);
     }
 
-    /// With `HotOnly`, refuses a write to a shard already well over its limit, so the
-    /// write is retried where it may demote inline: memory stays bounded under any load.
+    /// With `HotOnly`, refuses a write to a shard already over its limit, so the write is
+    /// retried where it may demote inline: the hot tier stays within its budget under any
+    /// load (the demoter normally keeps shards below the limit, see `Watermarks`).
     fn check_room(&self, access: Access, shard: &HotShard) -> EngineResult<()> {
         if access == Access::HotOnly {
-            let limit = self.shard_limit.load(Ordering::Relaxed);
-            if shard.used_bytes() > limit + limit / 4 {
+            if shard.used_bytes() > self.shard_limit.load(Ordering::Relaxed) {
                 return Err(EngineError::WouldBlock);
             }
         }
         Ok(())
     }
 
-    /// After a change that may have grown the shard: demote inline where blocking is
-    /// allowed, otherwise leave it to the demoter.
+    /// After a change that may have grown the shard: wake the demoter once the shard nears
+    /// its limit; past the limit, demote inline where blocking is allowed.
     fn settle(&self, access: Access, shard: &mut HotShard) {
-        let limit = self.shard_limit.load(Ordering::Relaxed);
-        if shard.used_bytes() <= limit {
+        let marks = self.watermarks();
+        let used = shard.used_bytes();
+        if used <= marks.wake {
             return;
         }
         match access {
-            Access::HotOnly => self.wake_demoter(),
-            Access::MayBlock => {
-                if let Err(err) = self.demote_until(shard, limit) {
+            Access::MayBlock if used > marks.limit => {
+                if let Err(err) = self.demote_until(shard, marks.target) {
                     // The write itself succeeded and is safe in the hot tier; the demoter
                     // retries the eviction.
                     tracing::warn!(%err, "inline demotion failed");
                     self.wake_demoter();
                 }
             }
+            _ => self.wake_demoter(),
         }
+    }
+
+    fn watermarks(&self) -> Watermarks {
+        Watermarks::for_limit(self.shard_limit.load(Ordering::Relaxed))
     }
 
     /// Evicts least recently used entries until the shard uses at most `target` bytes.
@@ -1430,6 +1440,31 @@ impl Engine {
         }
         let limit = hot_limit / self.shards.len();
         self.shard_limit.store(limit.max(1), Ordering::Relaxed);
+    }
+}
+
+/// Byte levels of one hot shard. Demoting down to a target below the limit, rather than to
+/// the limit itself, makes every cold write a batch (at the limit, each insert would demote
+/// one entry in a RocksDB write of its own); waking the demoter before the limit keeps
+/// writers on the async path, since only a shard over its limit sends them to inline
+/// demotion.
+#[derive(Debug, Clone, Copy)]
+struct Watermarks {
+    /// The shard's share of the hot budget: never exceeded by more than one entry.
+    limit: usize,
+    /// Above this the background demoter is woken.
+    wake: usize,
+    /// Demotion stops at or below this.
+    target: usize,
+}
+
+impl Watermarks {
+    fn for_limit(limit: usize) -> Self {
+        Watermarks {
+            limit,
+            wake: limit - limit / 32,
+            target: limit - limit / 16,
+        }
     }
 }
 

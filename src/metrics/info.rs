@@ -144,6 +144,30 @@ fn memory(shared: &Shared, out: &mut String) {
     line(out, "used_memory_hot", report.hot_used_bytes);
     line(out, "used_memory_cold_cache", report.cold_memory_bytes);
     line(out, "used_memory_filter", report.filter_used_bytes);
+    allocator(out);
+}
+
+/// Redis's allocator_* fields, from jemalloc's own statistics: what the Rust side of the
+/// process has allocated, the pages holding it, and what is resident. RocksDB's C++ heap
+/// (glibc malloc) is not in them; RSS minus allocator_resident estimates it.
+fn allocator(out: &mut String) {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    // The statistics are cached by jemalloc until the epoch advances.
+    if epoch::advance().is_err() {
+        return;
+    }
+    let (Ok(allocated), Ok(active), Ok(resident), Ok(metadata)) = (
+        stats::allocated::read(),
+        stats::active::read(),
+        stats::resident::read(),
+        stats::metadata::read(),
+    ) else {
+        return;
+    };
+    line(out, "allocator_allocated", allocated);
+    line(out, "allocator_active", active);
+    line(out, "allocator_resident", resident);
+    line(out, "allocator_metadata", metadata);
 }
 
 /// Redis's persistence fields where they have a meaning here (the cold tier is the snapshot,
