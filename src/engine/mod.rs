@@ -1302,10 +1302,10 @@ impl Engine {
     /// retried where it may demote inline: the hot tier stays within its budget under any
     /// load (the demoter normally keeps shards below the limit, see `Watermarks`).
     fn check_room(&self, access: Access, shard: &HotShard) -> EngineResult<()> {
-        if access == Access::HotOnly {
-            if shard.used_bytes() > self.shard_limit.load(Ordering::Relaxed) {
-                return Err(EngineError::WouldBlock);
-            }
+        if access == Access::HotOnly
+            && shard.used_bytes() > self.shard_limit.load(Ordering::Relaxed)
+        {
+            return Err(EngineError::WouldBlock);
         }
         Ok(())
     }
