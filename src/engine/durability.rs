@@ -316,12 +316,16 @@ impl Engine {
             tracing::warn!("the saved filter and key counts do not match the data; rebuilding");
             return Ok(false);
         };
-        if !self.filter.read().is_bypassed() && filter.is_bypassed() {
-            // Saved bypassed (`storage.filter: false` then, or it outgrew its share); this
-            // start has a filter, which must learn every cold key: rebuild.
+        let fresh = self.filter.read();
+        if !fresh.is_bypassed() && filter.is_bypassed() && fresh.max_bytes() > filter.max_bytes() {
+            // Saved bypassed with less room than this start gives (`storage.filter: false`
+            // then, or a smaller maxmemory): a filter that fits now must learn every cold
+            // key. With the same room it would only outgrow it again: keep it bypassed
+            // rather than scan every key (6 s at 20M keys).
             tracing::info!("the saved filter was bypassed; rebuilding it from the cold tier");
             return Ok(false);
         }
+        drop(fresh);
         for (counter, count) in self.key_counts.iter().zip(counts) {
             counter.reset();
             counter.add(count as i64);

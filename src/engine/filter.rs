@@ -419,6 +419,11 @@ impl CuckooFilter {
         self.tables_newest_first().map(Table::bytes).sum()
     }
 
+    /// The memory cap this filter was made with (0: made bypassed, the filter switched off).
+    pub fn max_bytes(&self) -> usize {
+        self.config.max_bytes
+    }
+
     pub fn is_bypassed(&self) -> bool {
         matches!(self.state, State::Bypassed)
     }
