@@ -69,8 +69,9 @@ pub struct EngineConfig {
     /// false = every hot-tier miss asks RocksDB (for measuring what the filter saves; the
     /// filter's memory share goes to the hot tier). Default true.
     pub filter: bool,
-    /// Cuckoo filter fingerprint size in bits, 8..=16; 12 gives about 0.2% false positives
-    /// at full load. Default 12.
+    /// Cuckoo filter fingerprint size in bits, 8..=16. Every setting takes 2 bytes a slot,
+    /// so fewer bits only add false positives: 16 gives about 0.012% per table at full load,
+    /// 12 about 0.2% (measured 0.28% of absent GETs reaching RocksDB at 2M keys). Default 16.
     pub filter_fingerprint_bits: u32,
     /// Keys the filter's first table is sized for; it grows by doubling. Default 1048576.
     pub filter_initial_capacity: usize,
@@ -89,7 +90,7 @@ impl Default for EngineConfig {
             hot_max_bytes: None,
             compress_min_bytes: 1024,
             filter: true,
-            filter_fingerprint_bits: 12,
+            filter_fingerprint_bits: 16,
             filter_initial_capacity: 1 << 20,
             cold_backend: ColdBackend::Rocksdb,
         }

@@ -608,7 +608,7 @@ mod tests {
                 hot_max_bytes: Some(ByteSize(1 << 20)),
                 compress_min_bytes: 0,
                 filter: false,
-                filter_fingerprint_bits: 16,
+                filter_fingerprint_bits: 12,
                 filter_initial_capacity: 1000,
                 cold_backend: ColdBackend::Memory,
             },
