@@ -468,6 +468,12 @@ impl RocksCold {
         expiry_opts.set_max_write_buffer_number(2);
 
         let mut db_opts = data_opts.clone();
+        // Compactions run at a lower CPU priority (nice), so on a machine with few cores
+        // the commands being served preempt them; flushes keep normal priority, since a
+        // late flush stalls writes.
+        let mut env = rocksdb::Env::new()?;
+        env.lower_thread_pool_cpu_priority();
+        db_opts.set_env(&env);
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
         db_opts.set_write_buffer_manager(&write_buffer_manager);
