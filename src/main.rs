@@ -17,11 +17,13 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// jemalloc's settings, read when it starts (`_RJEM_MALLOC_CONF` in the environment still
 /// overrides them). One arena per CPU instead of four: each arena keeps its own partly used
 /// pages, and with four per CPU the process held 15-20 MB more than it allocated. A smaller
-/// thread cache (objects up to 4 KB) for the same reason, and dirty pages returned within a
-/// second by a background thread. Together: peak RSS of a Zipf run at maxmemory 64mb went
-/// from 118 MB to 109 MB at the same throughput (docs/performance.md).
+/// thread cache (objects up to 4 KB) for the same reason. Freed pages go back to the system
+/// at once (a background thread purges): kept for the default 10 s, the churn of values
+/// through the hot tier held 15-20 MB of dirty pages. Peak RSS of a Zipf run at maxmemory
+/// 64mb: 118 MB with jemalloc's defaults, 99 MB with these, same throughput
+/// (docs/performance.md).
 #[export_name = "_rjem_malloc_conf"]
-static JEMALLOC_CONF: &u8 = &b"percpu_arena:percpu,background_thread:true,dirty_decay_ms:1000,\
+static JEMALLOC_CONF: &u8 = &b"percpu_arena:percpu,background_thread:true,dirty_decay_ms:0,\
 muzzy_decay_ms:0,tcache_max:4096\0"[0];
 
 /// Redis-compatible cache server: hot keys in RAM, the rest on disk.
