@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::BinaryServer;
+use common::{build_workspace_binary, BinaryServer};
 
 /// 30 MB of values against a 16 MB process budget: most keys live only in the cold tier.
 const KEYS: &str = "30000";
@@ -19,21 +19,7 @@ const SMALL_BUDGET: [&str; 2] = ["--maxmemory", "16mb"];
 /// The load generator, built once for this test run in the same profile.
 fn loadgen_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "-q", "-p", "hypercache-loadgen"]);
-        if !cfg!(debug_assertions) {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build");
-        assert!(status.success(), "building hypercache-loadgen failed");
-        // The test binary lives in <target>/<profile>/deps/.
-        let exe = std::env::current_exe().unwrap();
-        exe.parent()
-            .and_then(Path::parent)
-            .unwrap()
-            .join("hypercache-loadgen")
-    })
+    BINARY.get_or_init(|| build_workspace_binary("hypercache-loadgen"))
 }
 
 /// Runs `hypercache-loadgen <args> --json` against `server`; returns its report, asserting

@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{free_port, BinaryServer};
+use common::{build_workspace_binary, free_port, BinaryServer};
 use redis::Commands;
 
 const WAL: [&str; 4] = ["--appendonly", "yes", "--appendfsync", "always"];
@@ -18,21 +18,7 @@ const WAL: [&str; 4] = ["--appendonly", "yes", "--appendfsync", "always"];
 /// The tool's binary, built once for this test run in the same profile.
 fn tool_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "-q", "-p", "hypercache-tool"]);
-        if !cfg!(debug_assertions) {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build");
-        assert!(status.success(), "building hypercache-tool failed");
-        // The test binary lives in <target>/<profile>/deps/.
-        let exe = std::env::current_exe().unwrap();
-        exe.parent()
-            .and_then(Path::parent)
-            .unwrap()
-            .join("hypercache-tool")
-    })
+    BINARY.get_or_init(|| build_workspace_binary("hypercache-tool"))
 }
 
 fn tool(args: &[&str], dir: &Path) -> Output {

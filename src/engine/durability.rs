@@ -316,8 +316,11 @@ impl Engine {
             tracing::warn!("the saved filter and key counts do not match the data; rebuilding");
             return Ok(false);
         };
-        let fresh = self.filter.read();
-        if !fresh.is_bypassed() && filter.is_bypassed() && fresh.max_bytes() > filter.max_bytes() {
+        let (fresh_bypassed, fresh_room) = {
+            let fresh = self.filter.read();
+            (fresh.is_bypassed(), fresh.max_bytes())
+        };
+        if !fresh_bypassed && filter.is_bypassed() && fresh_room > filter.max_bytes() {
             // Saved bypassed with less room than this start gives (`storage.filter: false`
             // then, or a smaller maxmemory): a filter that fits now must learn every cold
             // key. With the same room it would only outgrow it again: keep it bypassed
@@ -325,13 +328,12 @@ impl Engine {
             tracing::info!("the saved filter was bypassed; rebuilding it from the cold tier");
             return Ok(false);
         }
-        drop(fresh);
         for (counter, count) in self.key_counts.iter().zip(counts) {
             counter.reset();
             counter.add(count as i64);
         }
         // With the filter off (`storage.filter: false`) the fresh, bypassed one stays.
-        if !self.filter.read().is_bypassed() {
+        if !fresh_bypassed {
             *self.filter.write() = filter;
         }
         Ok(true)

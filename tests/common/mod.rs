@@ -216,6 +216,22 @@ pub fn binary_path() -> std::path::PathBuf {
     }
 }
 
+/// Builds another binary of this workspace (`hypercache-tool`, `hypercache-loadgen`) in the
+/// profile of the running test and returns its path. Callers keep the path in a `OnceLock`
+/// so each test binary builds it once.
+pub fn build_workspace_binary(package: &str) -> std::path::PathBuf {
+    let mut build = Command::new(env!("CARGO"));
+    build.args(["build", "-q", "-p", package]);
+    if !cfg!(debug_assertions) {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build");
+    assert!(status.success(), "building {package} failed");
+    // The test binary lives in <target>/<profile>/deps/.
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).unwrap().join(package)
+}
+
 impl BinaryServer {
     pub fn start(dir: &Path, extra: &[&str]) -> BinaryServer {
         Self::start_with_env(dir, extra, &[], None)

@@ -53,6 +53,14 @@ stop_server() {
 }
 trap 'stop_server; rm -rf "$OUT/data"' EXIT
 
+# Stops the server as a user would, with SHUTDOWN (and its arguments, e.g. SAVE), so a clean
+# stop is what the next start sees; waits for the process to exit.
+shutdown_server() {
+    redis-cli -p "$PORT" shutdown "$@" >/dev/null 2>&1 || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+
 log() { echo "[$(date +%T)] $*" >&2; }
 
 # Seconds since the epoch, with fractions.
@@ -165,9 +173,7 @@ part_ram() {
     rss=$(peak_rss_mb)
     echo "{\"hot_hits\":$hot,\"cold_hits\":$cold,\"cold_misses\":$cold_miss,\"peak_rss_mb\":$rss,\"disk_mb\":$disk}" \
         >"$OUT/hc-tiers.json"
-    redis-cli -p "$PORT" shutdown >/dev/null 2>&1 || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
+    shutdown_server
 
     log "ram: redis-server maxmemory $MAXMEMORY allkeys-lru"
     mkdir -p "$OUT/data/redis"
@@ -238,8 +244,7 @@ part_misses() {
     loadgen misses-load load
     log "misses: filter on"
     misses_run misses-filter
-    redis-cli -p "$PORT" shutdown >/dev/null 2>&1 || true
-    wait "$SERVER_PID" 2>/dev/null || true
+    shutdown_server
     log "misses: filter off"
     start_hypercache "$OUT/data/hc" HYPERCACHE_STORAGE__FILTER=false
     wait_for_pong "$(now)" >/dev/null
@@ -272,8 +277,7 @@ restart_point() {
     wait_for_pong "$(now)" >/dev/null
     loadgen "restart-$label-hc-load" load
     loadgen "restart-$label-hc-before" run --duration 10 --distribution zipf --read-ratio 0.9
-    redis-cli -p "$PORT" shutdown >/dev/null 2>&1 || true
-    wait "$SERVER_PID" 2>/dev/null || true
+    shutdown_server
     local started
     started=$(now)
     start_hypercache "$OUT/data/hc"
@@ -309,8 +313,7 @@ restart_point() {
         wait_for_pong "$(now)" >/dev/null
         loadgen "restart-$label-redis$limit-load" load
         loadgen "restart-$label-redis$limit-before" run --duration 10 --distribution zipf --read-ratio 0.9
-        redis-cli -p "$PORT" shutdown save >/dev/null 2>&1 || true
-        wait "$SERVER_PID" 2>/dev/null || true
+        shutdown_server save
         started=$(now)
         start_redis "$OUT/data/redis" "$limit"
         local redis_secs

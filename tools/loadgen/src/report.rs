@@ -12,7 +12,9 @@ use serde::Serialize;
 use crate::protocol::Protocol;
 use crate::run::{IntervalStats, Outcome};
 
-/// What the report says about the run besides its measurements.
+/// What the report says about the run besides its measurements (its fields open the JSON
+/// object).
+#[derive(Debug, Serialize)]
 pub struct Setup {
     pub command: &'static str,
     pub protocol: Protocol,
@@ -21,18 +23,15 @@ pub struct Setup {
     pub pipeline: usize,
     pub keys: u64,
     pub value_size: usize,
+    /// Whether `intervals` is filled; not a field of the report itself.
+    #[serde(skip)]
     pub intervals_requested: bool,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Report {
-    pub command: &'static str,
-    pub protocol: Protocol,
-    pub address: String,
-    pub connections: usize,
-    pub pipeline: usize,
-    pub keys: u64,
-    pub value_size: usize,
+    #[serde(flatten)]
+    pub setup: Setup,
     pub duration_secs: f64,
     pub ops: u64,
     pub ops_per_sec: f64,
@@ -104,6 +103,11 @@ fn per_sec(count: u64, over: Duration) -> f64 {
     }
 }
 
+/// A hit ratio for the text report: four decimals, or "-" when nothing was read.
+fn ratio_text(ratio: Option<f64>) -> String {
+    ratio.map_or_else(|| "-".to_string(), |ratio| format!("{ratio:.4}"))
+}
+
 impl IntervalReport {
     pub fn new(interval: &IntervalStats) -> Self {
         let ops = interval.counters.ops();
@@ -117,9 +121,7 @@ impl IntervalReport {
     }
 
     pub fn text_line(&self) -> String {
-        let hit_ratio = self
-            .hit_ratio
-            .map_or_else(|| "-".to_string(), |ratio| format!("{ratio:.4}"));
+        let hit_ratio = ratio_text(self.hit_ratio);
         format!(
             "{:8.2}s {:>10.0} ops/s  hit ratio {hit_ratio:>6}  p99 {} us",
             self.end_secs, self.ops_per_sec, self.p99_us
@@ -138,13 +140,7 @@ impl Report {
             Vec::new()
         };
         Self {
-            command: setup.command,
-            protocol: setup.protocol,
-            address: setup.address,
-            connections: setup.connections,
-            pipeline: setup.pipeline,
-            keys: setup.keys,
-            value_size: setup.value_size,
+            setup,
             duration_secs: elapsed.as_secs_f64(),
             ops: counters.ops(),
             ops_per_sec: per_sec(counters.ops(), elapsed),
@@ -176,19 +172,20 @@ impl Report {
     }
 
     pub fn write_text(&self, out: &mut impl io::Write) -> io::Result<()> {
+        let setup = &self.setup;
         writeln!(
             out,
             "{} {} {}: {} connections x pipeline {}, {} keys of {} bytes, {:.2} s",
-            self.command,
-            self.protocol.name(),
-            self.address,
-            self.connections,
-            self.pipeline,
-            self.keys,
-            self.value_size,
+            setup.command,
+            setup.protocol.name(),
+            setup.address,
+            setup.connections,
+            setup.pipeline,
+            setup.keys,
+            setup.value_size,
             self.duration_secs
         )?;
-        if self.command == "verify" {
+        if setup.command == "verify" {
             writeln!(
                 out,
                 "  found correct {}   missing {}   wrong {}",
@@ -206,9 +203,7 @@ impl Report {
             self.writes_per_sec
         )?;
         if self.reads > 0 {
-            let hit_ratio = self
-                .hit_ratio
-                .map_or_else(|| "-".to_string(), |ratio| format!("{ratio:.4}"));
+            let hit_ratio = ratio_text(self.hit_ratio);
             writeln!(
                 out,
                 "  hits {}   misses {}   hit ratio {hit_ratio}   absent reads {}   absent hits {}",
