@@ -455,3 +455,59 @@ fn memory_backend_passes_the_same_visibility_checks() {
     }
     assert_eq!(scan_all(&e, 0).len(), 100);
 }
+
+fn cold_batch_keys(keys: &[&str]) -> Vec<(u16, Bytes)> {
+    keys.iter()
+        .map(|key| (0, Bytes::copy_from_slice(key.as_bytes())))
+        .collect()
+}
+
+fn answers_as_strings(
+    answers: Vec<hypercache::engine::EngineResult<Option<Bytes>>>,
+) -> Vec<Option<String>> {
+    answers
+        .into_iter()
+        .map(|answer| {
+            answer
+                .unwrap()
+                .map(|value| String::from_utf8(value.to_vec()).unwrap())
+        })
+        .collect()
+}
+
+/// A batch of cold GETs (many clients' reads in one multi_get) reads without the shard
+/// locks. A write landing between its read and its answer must win: a key rewritten and
+/// demoted is not answered with its old value (I1), a deleted key does not come back (I2).
+#[test]
+fn i1_i2_batched_cold_reads_never_answer_with_what_a_write_replaced() {
+    let t = tiny_hot_engine();
+    let e = &t.engine;
+    let keys = ["stable", "rewritten", "deleted", "never-set"];
+    for key in &keys[..3] {
+        set(e, 0, key, "v1");
+    }
+    churn(e);
+
+    // Nothing written meanwhile: the batch's own read answers, and promotes.
+    let one = Some("v1".to_string());
+    let answers = e.get_cold_batch(cold_batch_keys(&["stable"]));
+    assert_eq!(answers_as_strings(answers), [Some("v1".to_string())]);
+    let stats = e.stats().snapshot();
+    assert_eq!((stats.cold_batch_rereads, stats.promotions), (0, 1));
+
+    // Writes between the read and the answer: those keys are read again under their lock.
+    churn(e);
+    let batch = e.read_cold_batch(cold_batch_keys(&keys));
+    set(e, 0, "rewritten", "v2");
+    assert!(e.delete(BLOCK, 0, b"deleted").unwrap());
+    churn(e);
+    let answers = e.answer_cold_batch(batch);
+    assert_eq!(
+        answers_as_strings(answers),
+        [one, Some("v2".to_string()), None, None]
+    );
+    assert!(e.stats().snapshot().cold_batch_rereads >= 2);
+    assert_eq!(get(e, 0, "rewritten").as_deref(), Some("v2"));
+    assert_eq!(get(e, 0, "deleted"), None);
+    assert_eq!(e.dbsize(0).unwrap(), 2);
+}

@@ -123,6 +123,9 @@ fn data_thirty_times_the_hot_tier_reads_back_whole_under_skewed_traffic() {
         tiers(&server, "cold_hits") > 0,
         "reads reached the cold tier"
     );
+    // 50 connections' cold GETs went through the cold readers' multi_get batches.
+    assert!(tiers(&server, "cold_read_batches") > 0);
+    assert!(tiers(&server, "cold_batched_reads") >= tiers(&server, "cold_read_batches"));
 
     let verify = loadgen(&server, &["verify"], true);
     assert_eq!(number(&verify, "hits"), 30_000, "{verify}");

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::table::{self, CommandSpec};
 use super::{CommandError, Ctx, Store};
-use crate::engine::Access;
+use crate::engine::{Access, EngineResult};
 use crate::protocol::Reply;
 use crate::server::{ClientState, Shared};
 
@@ -144,6 +144,30 @@ pub fn run_direct(
     let mut store = Store::Direct {
         engine: &shared.engine,
         access,
+        batched_get: None,
+    };
+    run(shared, client, command, args, &mut store)
+}
+
+/// A plain `GET key`, the one command whose cold read can join a batch of other clients'
+/// (`server::cold_reads`).
+pub fn is_batchable_get(command: &Resolved, args: &[Bytes]) -> bool {
+    command.parent.is_none() && command.spec.name == "get" && args.len() == 2
+}
+
+/// Runs a GET with the answer its cold-read batch already read (stats, slow log and reply
+/// exactly as any GET). `None` if the command could not use it.
+pub fn run_batched_get(
+    shared: &Shared,
+    client: &mut ClientState,
+    command: Resolved,
+    args: &[Bytes],
+    answer: EngineResult<Option<Bytes>>,
+) -> Option<Reply> {
+    let mut store = Store::Direct {
+        engine: &shared.engine,
+        access: Access::HotOnly,
+        batched_get: Some(answer),
     };
     run(shared, client, command, args, &mut store)
 }

@@ -15,8 +15,8 @@ mod transaction;
 use bytes::Bytes;
 
 use crate::engine::{
-    Access, Engine, EngineError, ExpireCondition, KeyInfo, KeyTtl, RenameOutcome, ScanPage,
-    SetOptions, SetOutcome, Txn,
+    Access, Engine, EngineError, EngineResult, ExpireCondition, KeyInfo, KeyTtl, RenameOutcome,
+    ScanPage, SetOptions, SetOutcome, Txn,
 };
 use crate::protocol::Reply;
 use crate::server::{ClientState, Shared};
@@ -100,7 +100,13 @@ impl Ctx<'_, '_> {
 /// or through a transaction that already holds the shards of every key it may touch
 /// (multi-key commands and EXEC).
 pub enum Store<'e> {
-    Direct { engine: &'e Engine, access: Access },
+    Direct {
+        engine: &'e Engine,
+        access: Access,
+        /// The answer a cold-read batch already has for the one GET this store runs
+        /// (`Engine::get_cold_batch`); taken by that GET instead of reading again.
+        batched_get: Option<EngineResult<Option<Bytes>>>,
+    },
     Txn(Txn<'e>),
 }
 
@@ -114,28 +120,35 @@ impl Store<'_> {
 
     pub fn get(&mut self, db: u16, key: &[u8]) -> Result<Option<Bytes>, EngineError> {
         match self {
-            Store::Direct { engine, access } => engine.get(*access, db, key),
+            Store::Direct {
+                engine,
+                access,
+                batched_get,
+            } => match batched_get.take() {
+                Some(answer) => answer,
+                None => engine.get(*access, db, key),
+            },
             Store::Txn(txn) => txn.get(db, key),
         }
     }
 
     pub fn inspect(&mut self, db: u16, key: &[u8]) -> Result<Option<KeyInfo>, EngineError> {
         match self {
-            Store::Direct { engine, access } => engine.inspect(*access, db, key),
+            Store::Direct { engine, access, .. } => engine.inspect(*access, db, key),
             Store::Txn(txn) => txn.inspect(db, key),
         }
     }
 
     pub fn exists(&mut self, db: u16, key: &[u8]) -> Result<bool, EngineError> {
         match self {
-            Store::Direct { engine, access } => engine.exists(*access, db, key),
+            Store::Direct { engine, access, .. } => engine.exists(*access, db, key),
             Store::Txn(txn) => txn.exists(db, key),
         }
     }
 
     pub fn ttl(&mut self, db: u16, key: &[u8]) -> Result<KeyTtl, EngineError> {
         match self {
-            Store::Direct { engine, access } => engine.ttl(*access, db, key),
+            Store::Direct { engine, access, .. } => engine.ttl(*access, db, key),
             Store::Txn(txn) => txn.ttl(db, key),
         }
     }
@@ -148,14 +161,14 @@ impl Store<'_> {
         options: SetOptions,
     ) -> Result<SetOutcome, EngineError> {
         match self {
-            Store::Direct { engine, access } => engine.set(*access, db, key, value, options),
+            Store::Direct { engine, access, .. } => engine.set(*access, db, key, value, options),
             Store::Txn(txn) => txn.set(db, key, value, options),
         }
     }
 
     pub fn delete(&mut self, db: u16, key: &[u8]) -> Result<bool, EngineError> {
         match self {
-            Store::Direct { engine, access } => engine.delete(*access, db, key),
+            Store::Direct { engine, access, .. } => engine.delete(*access, db, key),
             Store::Txn(txn) => txn.delete(db, key),
         }
     }
@@ -168,14 +181,16 @@ impl Store<'_> {
         condition: ExpireCondition,
     ) -> Result<bool, EngineError> {
         match self {
-            Store::Direct { engine, access } => engine.expire_at(*access, db, key, at, condition),
+            Store::Direct { engine, access, .. } => {
+                engine.expire_at(*access, db, key, at, condition)
+            }
             Store::Txn(txn) => txn.expire_at(db, key, at, condition),
         }
     }
 
     pub fn persist(&mut self, db: u16, key: &[u8]) -> Result<bool, EngineError> {
         match self {
-            Store::Direct { engine, access } => engine.persist(*access, db, key),
+            Store::Direct { engine, access, .. } => engine.persist(*access, db, key),
             Store::Txn(txn) => txn.persist(db, key),
         }
     }
@@ -187,7 +202,7 @@ impl Store<'_> {
         update: impl FnOnce(Option<Bytes>) -> Result<(Option<Bytes>, T), CommandError>,
     ) -> Result<T, CommandError> {
         match self {
-            Store::Direct { engine, access } => engine.update(*access, db, key, update),
+            Store::Direct { engine, access, .. } => engine.update(*access, db, key, update),
             Store::Txn(txn) => txn.update(db, key, update),
         }
     }
@@ -283,7 +298,9 @@ impl Store<'_> {
         count: usize,
     ) -> Result<ScanPage, EngineError> {
         match self {
-            Store::Direct { engine, access } => engine.scan(*access, db, cursor, pattern, count),
+            Store::Direct { engine, access, .. } => {
+                engine.scan(*access, db, cursor, pattern, count)
+            }
             Store::Txn(txn) => txn.scan(db, cursor, pattern, count),
         }
     }
@@ -291,7 +308,7 @@ impl Store<'_> {
     /// KEYS: every live key matching `pattern`.
     pub fn keys(&mut self, db: u16, pattern: &[u8]) -> Result<Vec<Bytes>, EngineError> {
         match self {
-            Store::Direct { engine, access } => engine.keys(*access, db, pattern),
+            Store::Direct { engine, access, .. } => engine.keys(*access, db, pattern),
             Store::Txn(txn) => crate::engine::scan_to_end(|cursor| {
                 txn.scan(db, cursor, Some(pattern), crate::engine::KEYS_SCAN_COUNT)
             }),

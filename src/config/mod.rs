@@ -146,6 +146,9 @@ pub struct ServerConfig {
     /// keeps its own allocator cache and stack, so a few are kept, not one per client
     /// (which cost 40 MB of RSS under 50 writers at maxmemory 64mb). Default 8.
     pub blocking_threads: usize,
+    /// Threads that read GETs' cold values for many clients at once, one RocksDB multi_get
+    /// per batch; 0 = every cold GET goes to a blocking thread on its own. Default 2.
+    pub cold_readers: usize,
 }
 
 impl Default for ServerConfig {
@@ -157,6 +160,7 @@ impl Default for ServerConfig {
             timeout: 0,
             threads: 0,
             blocking_threads: 8,
+            cold_readers: 2,
         }
     }
 }

@@ -325,6 +325,15 @@ pub const PARAMS: &[Param] = &[
         },
     },
     Param {
+        name: "hypercache-cold-readers",
+        mutability: Mutability::Immutable,
+        get: |c| c.server.cold_readers.to_string(),
+        set: |c, v| {
+            c.server.cold_readers = in_range(v, 0, 64)? as usize;
+            Ok(())
+        },
+    },
+    Param {
         name: "hypercache-hot-shards",
         mutability: Mutability::Immutable,
         get: |c| c.storage.hot_shards.to_string(),
@@ -592,6 +601,7 @@ mod tests {
                 timeout: 30,
                 threads: 4,
                 blocking_threads: 3,
+                cold_readers: 5,
             },
             storage: EngineConfig {
                 dir: PathBuf::from("/var/lib/hc"),

@@ -220,6 +220,101 @@ pub trait ColdStore: Send + Sync {
     fn create_checkpoint(&self, path: &Path) -> Result<(), ColdError>;
 }
 
+/// The engine's handle on its cold store. Every write passes through here and is counted,
+/// per hot shard whose keys it writes, before and after; a read made without the shard
+/// locks (a batch of cold GETs, `Engine::read_cold_batch`) can then tell, with a key's shard
+/// held, whether any write could have changed what it read. Every cold write holds the
+/// shards of the keys it writes, so once the shard is held no new write can start on them.
+/// Everything else derefs to the store.
+pub struct ColdTier {
+    store: Box<dyn ColdStore>,
+    /// Per hot shard (indexed like the engine's shards, by slot): writes started, finished.
+    writes: Box<[(AtomicU64, AtomicU64)]>,
+}
+
+impl ColdTier {
+    /// `shards`: the engine's hot shard count, a power of two.
+    pub fn new(store: Box<dyn ColdStore>, shards: usize) -> Self {
+        ColdTier {
+            store,
+            writes: (0..shards.max(1))
+                .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
+                .collect(),
+        }
+    }
+
+    pub fn store(&self) -> &dyn ColdStore {
+        self.store.as_ref()
+    }
+
+    /// `ColdStore::write`, counted (shadows the trait method reached through `Deref`).
+    pub fn write(&self, ops: Vec<ColdOp>) -> Result<(), ColdError> {
+        let shards = self.shards_written(&ops);
+        for &shard in &shards {
+            self.writes[shard].0.fetch_add(1, Ordering::SeqCst);
+        }
+        let result = self.store.write(ops);
+        for &shard in &shards {
+            self.writes[shard].1.fetch_add(1, Ordering::SeqCst);
+        }
+        result
+    }
+
+    /// The shards whose keys' values `ops` may change. Expiry-index entries change no value
+    /// a read returns; a range (FLUSHDB) or a key without a slot counts for every shard.
+    fn shards_written(&self, ops: &[ColdOp]) -> Vec<usize> {
+        let mut shards = Vec::new();
+        for op in ops {
+            match op {
+                ColdOp::Put { space, key, .. } | ColdOp::Delete { space, key } => {
+                    if *space == Space::Expiry {
+                        continue;
+                    }
+                    if key.len() < KEY_PREFIX_LEN {
+                        return (0..self.writes.len()).collect();
+                    }
+                    shards.push(self.shard_of(key));
+                }
+                ColdOp::DeleteRange { space, .. } => {
+                    if *space == Space::Data {
+                        return (0..self.writes.len()).collect();
+                    }
+                }
+            }
+        }
+        shards.sort_unstable();
+        shards.dedup();
+        shards
+    }
+
+    fn shard_of(&self, encoded: &[u8]) -> usize {
+        usize::from(slot_of(encoded)) & (self.writes.len() - 1)
+    }
+
+    /// The write epoch of `encoded`'s shard, to check a lock-free read of it against; taken
+    /// before the read. `None` while a write to that shard is in flight (the read might see
+    /// part of it).
+    pub fn write_epoch(&self, encoded: &[u8]) -> Option<u64> {
+        let (started, finished) = &self.writes[self.shard_of(encoded)];
+        let epoch = started.load(Ordering::SeqCst);
+        (finished.load(Ordering::SeqCst) == epoch).then_some(epoch)
+    }
+
+    /// No write to `encoded`'s shard has started since `write_epoch` returned `epoch`: what
+    /// was read then is what a read now would return.
+    pub fn unchanged_since(&self, encoded: &[u8], epoch: u64) -> bool {
+        self.writes[self.shard_of(encoded)].0.load(Ordering::SeqCst) == epoch
+    }
+}
+
+impl std::ops::Deref for ColdTier {
+    type Target = dyn ColdStore;
+
+    fn deref(&self) -> &Self::Target {
+        self.store.as_ref()
+    }
+}
+
 /// The clock the compaction filter reads, shared with the engine so tests can move time.
 #[derive(Debug, Default)]
 pub struct SharedClock {
@@ -548,10 +643,12 @@ impl ColdStore for RocksCold {
     }
 
     fn multi_get(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, ColdError> {
+        // The batched form: one pass through the memtables and each file's filter and index
+        // for all keys (the plain `multi_get` is a loop of single gets).
         self.db
-            .multi_get(keys.iter())
+            .batched_multi_get_cf(self.cf(Space::Data), keys.iter().copied(), false)
             .into_iter()
-            .map(|result| result.map_err(ColdError::from))
+            .map(|result| Ok(result?.map(|slice| slice.to_vec())))
             .collect()
     }
 

@@ -287,7 +287,7 @@ impl Engine {
     }
 
     fn read_checkpoint_record(&self) -> EngineResult<Option<CheckpointRecord>> {
-        read_checkpoint_record(self.cold.as_ref()).map_err(|err| {
+        read_checkpoint_record(self.cold.store()).map_err(|err| {
             EngineError::Cold(cold::ColdError(format!(
                 "{err}; run `hypercache-tool check --dir {}`",
                 self.config.dir.display()

@@ -241,13 +241,24 @@ const EXPIRY_BATCH: usize = 128;
 /// Keys read per SCAN page when COUNT is not given (Redis's default).
 pub const DEFAULT_SCAN_COUNT: usize = 10;
 
+/// Keys read from the cold tier in one multi_get, waiting to be answered
+/// (`Engine::read_cold_batch`).
+pub struct ColdBatch {
+    keys: Vec<(u16, Bytes)>,
+    encoded: Vec<cold::EncodedKey>,
+    /// Each key's shard's cold write epoch before the read; None if a write was in flight.
+    epochs: Vec<Option<u64>>,
+    /// Each key's raw cold value; None if the multi_get failed.
+    values: Option<Vec<Option<Vec<u8>>>>,
+}
+
 pub struct Engine {
     config: EngineConfig,
     budget: MemoryBudget,
     shards: Box<[Mutex<HotShard>]>,
     /// Per-shard byte limit; shrinks as the filter grows.
     shard_limit: AtomicUsize,
-    cold: Box<dyn ColdStore>,
+    cold: cold::ColdTier,
     filter: RwLock<CuckooFilter>,
     /// Exact live key count per database (DBSIZE), changed on every existence change.
     key_counts: Box<[Counter]>,
@@ -354,7 +365,7 @@ impl Engine {
             shard_limit: AtomicUsize::new(0),
             budget,
             shards,
-            cold,
+            cold: cold::ColdTier::new(cold, config.hot_shards),
             filter: RwLock::new(filter),
             key_counts,
             stats: EngineStats::default(),
@@ -411,7 +422,7 @@ impl Engine {
     /// key order, without holding more than one page in memory.
     fn for_each_cold_page(&self, visit: impl FnMut(&cold::Entries)) -> EngineResult<()> {
         let end = db_prefix(self.databases());
-        Ok(cold::for_each_data_page(self.cold.as_ref(), &end, visit)?)
+        Ok(cold::for_each_data_page(self.cold.store(), &end, visit)?)
     }
 
     /// Checks that every key in the cold tier passes the filter (I4). Returns
@@ -463,6 +474,70 @@ impl Engine {
 
     pub fn get(&self, access: Access, db: u16, key: &[u8]) -> EngineResult<Option<Bytes>> {
         self.single(access, db, key)?.get(db, key)
+    }
+
+    /// GETs of keys that missed the hot tier, from many clients at once, with `MayBlock`:
+    /// `read_cold_batch` then `answer_cold_batch`.
+    pub fn get_cold_batch(&self, keys: Vec<(u16, Bytes)>) -> Vec<EngineResult<Option<Bytes>>> {
+        self.answer_cold_batch(self.read_cold_batch(keys))
+    }
+
+    /// The first half of a batched GET: one cold-tier multi_get for every key, made without
+    /// any shard lock (so hot-tier traffic on those shards goes on meanwhile).
+    pub fn read_cold_batch(&self, keys: Vec<(u16, Bytes)>) -> ColdBatch {
+        let encoded: Vec<cold::EncodedKey> = keys
+            .iter()
+            .map(|(db, key)| cold::EncodedKey::new(*db, key))
+            .collect();
+        let epochs = encoded
+            .iter()
+            .map(|key| self.cold.write_epoch(key))
+            .collect();
+        let refs: Vec<&[u8]> = encoded.iter().map(|key| &key[..]).collect();
+        // A failed multi_get is no answer: each key is then read on its own.
+        let values = self.cold.multi_get(&refs).ok();
+        self.stats.cold_read_batches.add(1);
+        self.stats.cold_batched_reads.add(keys.len() as i64);
+        ColdBatch {
+            keys,
+            encoded,
+            epochs,
+            values,
+        }
+    }
+
+    /// The second half: each key under its shard lock exactly as `get` would, using what
+    /// the batch read. If a cold write to the key's shard overlapped the batch (a demotion,
+    /// a delete, an expiry), its batched value might be stale (I1) or deleted since (I2),
+    /// and it is read again under the lock instead.
+    pub fn answer_cold_batch(&self, batch: ColdBatch) -> Vec<EngineResult<Option<Bytes>>> {
+        let ColdBatch {
+            keys,
+            encoded,
+            epochs,
+            values,
+        } = batch;
+        let mut values = values.map(Vec::into_iter);
+        keys.iter()
+            .zip(encoded.iter().zip(epochs))
+            .map(|((db, key), (encoded, epoch))| {
+                let value = values.as_mut().and_then(Iterator::next);
+                let mut txn = self.single(Access::MayBlock, *db, key)?;
+                // Checked with the shard held: no write to it can start until the answer
+                // is made.
+                let prefetched = match (value, epoch) {
+                    (Some(value), Some(epoch)) if self.cold.unchanged_since(encoded, epoch) => {
+                        Some(value)
+                    }
+                    (Some(_), _) => {
+                        self.stats.cold_batch_rereads.add(1);
+                        None
+                    }
+                    (None, _) => None,
+                };
+                txn.get_with(*db, key, prefetched)
+            })
+            .collect()
     }
 
     pub fn exists(&self, access: Access, db: u16, key: &[u8]) -> EngineResult<bool> {
@@ -1095,16 +1170,19 @@ impl Engine {
             self.remove_resolved(access, shard, encoded, Removal::Expired)?;
             return Ok(false);
         }
-        self.load_from_cold(access, shard, encoded, now)
+        self.load_from_cold(access, shard, encoded, now, None)
     }
 
-    /// The cold half of `resolve`, for a key known not to be in the hot tier.
+    /// The cold half of `resolve`, for a key known not to be in the hot tier. `prefetched`
+    /// is what the cold tier holds for the key, when a batch already read it and no cold
+    /// write can have changed it since (`get_cold_batch`).
     fn load_from_cold(
         &self,
         access: Access,
         shard: &mut HotShard,
         encoded: &[u8],
         now: u64,
+        prefetched: Option<Option<Vec<u8>>>,
     ) -> EngineResult<bool> {
         if shard.has_tombstone(encoded) {
             // Removed; its cold copy waits for the WAL before it is deleted.
@@ -1117,10 +1195,12 @@ impl Engine {
             self.stats.filter_short_circuits.add(1);
             return Ok(false);
         }
-        if access == Access::HotOnly {
-            return Err(EngineError::WouldBlock);
-        }
-        let Some(raw) = self.cold.get(encoded)? else {
+        let raw = match prefetched {
+            Some(raw) => raw,
+            None if access == Access::HotOnly => return Err(EngineError::WouldBlock),
+            None => self.cold.get(encoded)?,
+        };
+        let Some(raw) = raw else {
             self.stats.cold_misses.add(1);
             self.stats.filter_false_positives.add(1);
             return Ok(false);
@@ -1549,6 +1629,16 @@ impl<'e> Txn<'e> {
     }
 
     pub fn get(&mut self, db: u16, key: &[u8]) -> EngineResult<Option<Bytes>> {
+        self.get_with(db, key, None)
+    }
+
+    /// GET, with the key's cold value already read when `prefetched` is given.
+    fn get_with(
+        &mut self,
+        db: u16,
+        key: &[u8],
+        prefetched: Option<Option<Vec<u8>>>,
+    ) -> EngineResult<Option<Bytes>> {
         let (engine, access) = (self.engine, self.access);
         let (encoded, shard) = self.locate_for_read(db, key)?;
         let now = engine.now_ms();
@@ -1564,7 +1654,7 @@ impl<'e> Txn<'e> {
         let found = if in_hot {
             engine.resolve(access, shard, &encoded, now)?
         } else {
-            engine.load_from_cold(access, shard, &encoded, now)?
+            engine.load_from_cold(access, shard, &encoded, now, prefetched)?
         };
         let value = found.then(|| live_entry(shard, &encoded).value.to_bytes());
         engine.settle(access, shard);

@@ -85,6 +85,13 @@ engine_counters! {
     cold_hits,
     /// Cold reads that found nothing live.
     cold_misses,
+    /// Cold-tier multi_gets made for batches of GETs from many clients.
+    cold_read_batches,
+    /// Keys read through those batches.
+    cold_batched_reads,
+    /// Batched keys read again under their shard lock because a cold write overlapped the
+    /// batch (its result might be stale).
+    cold_batch_rereads,
     /// Hot misses the filter answered "definitely absent" without disk I/O.
     filter_short_circuits,
     /// Cold reads the filter allowed that found no key at all.

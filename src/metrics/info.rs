@@ -311,6 +311,9 @@ fn tiers(shared: &Shared, out: &mut String) {
     line(out, "hot_misses", s.hot_misses);
     line(out, "cold_hits", s.cold_hits);
     line(out, "cold_misses", s.cold_misses);
+    line(out, "cold_read_batches", s.cold_read_batches);
+    line(out, "cold_batched_reads", s.cold_batched_reads);
+    line(out, "cold_batch_rereads", s.cold_batch_rereads);
     line(out, "filter_short_circuits", s.filter_short_circuits);
     line(out, "filter_false_positives", s.filter_false_positives);
     let absent_lookups = s.filter_short_circuits + s.filter_false_positives;

@@ -187,13 +187,27 @@ impl Connection {
                 reply
             }
             Plan::Run(command) => {
-                match dispatch::run_direct(
+                let mut reply = dispatch::run_direct(
                     &self.shared,
                     &mut client,
                     command,
                     &args,
                     Access::HotOnly,
-                ) {
+                );
+                if reply.is_none() && dispatch::is_batchable_get(&command, &args) {
+                    // A GET that must read the cold tier: batched with other clients'.
+                    let batched = self.shared.cold_reads.get(client.db, args[1].clone());
+                    if let Some(answer) = batched.await {
+                        reply = dispatch::run_batched_get(
+                            &self.shared,
+                            &mut client,
+                            command,
+                            &args,
+                            answer,
+                        );
+                    }
+                }
+                match reply {
                     Some(reply) => Some(reply),
                     None => {
                         let (back, reply) = self

@@ -4,6 +4,7 @@
 //! the commands it has read, and waits for all of them.
 
 mod clients;
+mod cold_reads;
 mod connection;
 mod instance;
 
@@ -22,6 +23,7 @@ use crate::engine::Engine;
 use crate::metrics::{ServerStats, SlowLog};
 
 pub use clients::{ClientHandle, ClientRegistry, ClientState, ReplyMode};
+use cold_reads::ColdReads;
 pub use instance::Instance;
 
 /// What SHUTDOWN asked for.
@@ -37,6 +39,8 @@ pub enum ShutdownRequest {
 /// State shared by every connection.
 pub struct Shared {
     pub engine: Arc<Engine>,
+    /// Batches the cold reads of GETs across clients (`server.cold_readers` threads).
+    pub cold_reads: ColdReads,
     /// The live configuration (CONFIG SET changes it).
     pub config: RwLock<Config>,
     /// The file CONFIG REWRITE writes; None when started without --config.
@@ -68,6 +72,7 @@ impl Shared {
             .collect();
         let slowlog = SlowLog::new(config.slowlog.max_len, config.slowlog.log_slower_than);
         Arc::new(Shared {
+            cold_reads: ColdReads::start(&engine, config.server.cold_readers),
             engine,
             config: RwLock::new(config),
             config_file,
