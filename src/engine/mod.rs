@@ -312,6 +312,7 @@ impl Engine {
                 let sizing = RocksSizing {
                     block_cache_bytes: budget.block_cache_bytes,
                     memtable_bytes: budget.memtable_bytes,
+                    engine_filter: config.filter,
                 };
                 Box::new(RocksCold::open(&path, &sizing, clock.clone())?)
             }
