@@ -376,7 +376,7 @@ pub const PARAMS: &[Param] = &[
         mutability: Mutability::Immutable,
         get: |c| c.storage.filter_fingerprint_bits.to_string(),
         set: |c, v| {
-            c.storage.filter_fingerprint_bits = in_range(v, 8, 16)? as u32;
+            c.storage.filter_fingerprint_bits = in_range(v, 8, 32)? as u32;
             Ok(())
         },
     },

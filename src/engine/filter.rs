@@ -12,20 +12,22 @@
 //! forbids another table).
 //!
 //! Layout: a scalable cuckoo filter. Each table has a power-of-two number of
-//! 4-slot buckets of `u16` fingerprints (0 = empty) and every new table has twice
-//! the buckets of the previous one. Lookups check every table.
+//! 4-slot buckets of fingerprints (0 = empty; `u16` slots for up to 16 bits, `u32`
+//! slots for 17 to 32) and every new table has twice the buckets of the previous
+//! one. Lookups check every table.
 
 use std::fmt;
 
 use xxhash_rust::xxh3::xxh3_64;
 
 const SLOTS_PER_BUCKET: usize = 4;
-const SLOT_BYTES: usize = std::mem::size_of::<u16>();
 /// Long enough to reach ~95% load with 4-slot buckets, short enough that a
 /// failing insert stays cheap.
 const MAX_KICKS: usize = 500;
 const MIN_FINGERPRINT_BITS: u32 = 8;
-const MAX_FINGERPRINT_BITS: u32 = 16;
+const MAX_FINGERPRINT_BITS: u32 = 32;
+/// Widest fingerprint kept in 2-byte slots; wider ones take 4 bytes.
+const MAX_NARROW_BITS: u32 = 16;
 /// Fixed so that victim choice, and with it the layout, is reproducible.
 const RNG_SEED: u64 = 0x2545_F491_4F6C_DD1D;
 
@@ -47,7 +49,7 @@ pub fn hash_key(key: &[u8]) -> u64 {
 pub struct FilterConfig {
     /// Number of keys the first table is sized for (rounded up so buckets are a power of two).
     pub initial_capacity: usize,
-    /// 8..=16 (values outside are clamped); stored in u16 slots.
+    /// 8..=32 (values outside are clamped); stored in u16 slots up to 16, u32 above.
     pub fingerprint_bits: u32,
     /// Memory cap for all tables together; growth past it switches to bypass mode.
     pub max_bytes: usize,
@@ -112,26 +114,69 @@ impl XorShift64 {
     }
 }
 
+/// A fingerprint slot: `u16` or `u32`, little-endian when serialized.
+trait Slot: Copy + Eq + Default + 'static {
+    const BYTES: usize;
+    /// `fp` fits (the filter masks it to its bits, which chose this slot type).
+    fn from_fingerprint(fp: u32) -> Self;
+    fn value(self) -> u32;
+    fn put_le(self, out: &mut Vec<u8>);
+    /// `raw` is exactly `BYTES` long.
+    fn get_le(raw: &[u8]) -> Self;
+}
+
+impl Slot for u16 {
+    const BYTES: usize = 2;
+    fn from_fingerprint(fp: u32) -> Self {
+        fp as u16
+    }
+    fn value(self) -> u32 {
+        u32::from(self)
+    }
+    fn put_le(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    fn get_le(raw: &[u8]) -> Self {
+        u16::from_le_bytes([raw[0], raw[1]])
+    }
+}
+
+impl Slot for u32 {
+    const BYTES: usize = 4;
+    fn from_fingerprint(fp: u32) -> Self {
+        fp
+    }
+    fn value(self) -> u32 {
+        self
+    }
+    fn put_le(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    fn get_le(raw: &[u8]) -> Self {
+        u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]])
+    }
+}
+
 /// Spreads a fingerprint over all index bits, so the alternate bucket is far from
 /// the first one even when the table has more buckets than fingerprint values.
-fn mix(fp: u16) -> u64 {
-    let mut h = u64::from(fp).wrapping_add(0x9E37_79B9_7F4A_7C15);
+fn mix(fp: impl Slot) -> u64 {
+    let mut h = u64::from(fp.value()).wrapping_add(0x9E37_79B9_7F4A_7C15);
     h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     h ^ (h >> 31)
 }
 
 #[derive(Clone)]
-struct Table {
-    slots: Box<[u16]>,
+struct Table<S> {
+    slots: Box<[S]>,
     bucket_mask: usize,
 }
 
-impl Table {
+impl<S: Slot> Table<S> {
     /// `buckets` must be a power of two.
     fn with_buckets(buckets: usize) -> Self {
         Self {
-            slots: vec![0; buckets * SLOTS_PER_BUCKET].into_boxed_slice(),
+            slots: vec![S::default(); buckets * SLOTS_PER_BUCKET].into_boxed_slice(),
             bucket_mask: buckets - 1,
         }
     }
@@ -141,39 +186,43 @@ impl Table {
     }
 
     fn bytes(&self) -> usize {
-        self.slots.len() * SLOT_BYTES
+        self.slots.len() * S::BYTES
     }
 
     /// Both candidate buckets. Because table sizes are powers of two and the
     /// index is the low bits of the same hash, a key's pair in a smaller table is
     /// its pair in a larger table reduced modulo the smaller size; `remove`
     /// relies on that.
-    fn index_pair(&self, key_hash: u64, fp: u16) -> (usize, usize) {
+    fn index_pair(&self, key_hash: u64, fp: S) -> (usize, usize) {
         let i1 = key_hash as usize & self.bucket_mask;
         (i1, self.alt_index(i1, fp))
     }
 
     /// Involution: relocation can find a fingerprint's other bucket without its key.
-    fn alt_index(&self, bucket: usize, fp: u16) -> usize {
+    fn alt_index(&self, bucket: usize, fp: S) -> usize {
         (bucket ^ mix(fp) as usize) & self.bucket_mask
     }
 
-    fn bucket(&self, bucket: usize) -> &[u16] {
+    fn bucket(&self, bucket: usize) -> &[S] {
         let start = bucket * SLOTS_PER_BUCKET;
         &self.slots[start..start + SLOTS_PER_BUCKET]
     }
 
-    fn bucket_mut(&mut self, bucket: usize) -> &mut [u16] {
+    fn bucket_mut(&mut self, bucket: usize) -> &mut [S] {
         let start = bucket * SLOTS_PER_BUCKET;
         &mut self.slots[start..start + SLOTS_PER_BUCKET]
     }
 
-    fn contains(&self, (b1, b2): (usize, usize), fp: u16) -> bool {
+    fn contains(&self, (b1, b2): (usize, usize), fp: S) -> bool {
         self.bucket(b1).contains(&fp) || self.bucket(b2).contains(&fp)
     }
 
-    fn try_put(&mut self, bucket: usize, fp: u16) -> bool {
-        match self.bucket_mut(bucket).iter_mut().find(|s| **s == 0) {
+    fn try_put(&mut self, bucket: usize, fp: S) -> bool {
+        match self
+            .bucket_mut(bucket)
+            .iter_mut()
+            .find(|s| **s == S::default())
+        {
             Some(slot) => {
                 *slot = fp;
                 true
@@ -182,10 +231,10 @@ impl Table {
         }
     }
 
-    fn take(&mut self, bucket: usize, fp: u16) -> bool {
+    fn take(&mut self, bucket: usize, fp: S) -> bool {
         match self.bucket_mut(bucket).iter_mut().find(|s| **s == fp) {
             Some(slot) => {
-                *slot = 0;
+                *slot = S::default();
                 true
             }
             None => false,
@@ -196,7 +245,7 @@ impl Table {
     /// undone, so the table holds exactly what it held before and `fp` is still
     /// the caller's: a victim cannot be moved to a larger table because its
     /// full hash is unknown, whereas `fp`'s is.
-    fn kick_in(&mut self, rng: &mut XorShift64, (b1, b2): (usize, usize), fp: u16) -> bool {
+    fn kick_in(&mut self, rng: &mut XorShift64, (b1, b2): (usize, usize), fp: S) -> bool {
         let mut path = [0usize; MAX_KICKS];
         let mut homeless = fp;
         let mut bucket = if rng.next() >> 63 == 0 { b1 } else { b2 };
@@ -217,19 +266,179 @@ impl Table {
 }
 
 #[derive(Clone)]
-enum State {
+enum State<S> {
     /// `older` is oldest first; `newest` is the largest table and takes evictions.
-    Active { older: Vec<Table>, newest: Table },
+    Active {
+        older: Vec<Table<S>>,
+        newest: Table<S>,
+    },
     /// The memory cap was hit: no fingerprints kept, everything may be present.
     Bypassed,
+}
+
+impl<S: Slot> State<S> {
+    /// Largest first: the order `remove` needs.
+    fn tables_newest_first(&self) -> impl Iterator<Item = &Table<S>> {
+        let (newest, older) = match self {
+            State::Active { older, newest } => (Some(newest), older.as_slice()),
+            State::Bypassed => (None, &[][..]),
+        };
+        newest.into_iter().chain(older.iter().rev())
+    }
+
+    /// One empty table of `buckets`, or bypass if there is none or it passes `max_bytes`.
+    fn empty(buckets: Option<usize>, max_bytes: usize) -> Self {
+        match buckets {
+            Some(buckets) if table_bytes::<S>(buckets).is_some_and(|b| b <= max_bytes) => {
+                State::Active {
+                    older: Vec::new(),
+                    newest: Table::with_buckets(buckets),
+                }
+            }
+            _ => State::Bypassed,
+        }
+    }
+
+    /// See [`CuckooFilter::insert`]; `None` = the filter must switch to bypass.
+    fn insert(
+        &mut self,
+        rng: &mut XorShift64,
+        max_bytes: usize,
+        key_hash: u64,
+        fp: S,
+    ) -> Option<InsertOutcome> {
+        let State::Active { older, newest } = self else {
+            return None;
+        };
+        // Removes free slots in older tables too; reusing them delays growth.
+        for table in std::iter::once(&mut *newest).chain(older.iter_mut().rev()) {
+            let (b1, b2) = table.index_pair(key_hash, fp);
+            if table.try_put(b1, fp) || table.try_put(b2, fp) {
+                return Some(InsertOutcome::Inserted);
+            }
+        }
+        let pair = newest.index_pair(key_hash, fp);
+        if newest.kick_in(rng, pair, fp) {
+            return Some(InsertOutcome::Inserted);
+        }
+        let current_bytes: usize = older.iter().map(Table::bytes).sum::<usize>() + newest.bytes();
+        let buckets = newest.buckets().checked_mul(2).filter(|&buckets| {
+            table_bytes::<S>(buckets)
+                .and_then(|b| b.checked_add(current_bytes))
+                .is_some_and(|total| total <= max_bytes)
+        })?;
+        let mut table = Table::with_buckets(buckets);
+        let (b1, _) = table.index_pair(key_hash, fp);
+        // A fresh table has room in every bucket.
+        table.slots[b1 * SLOTS_PER_BUCKET] = fp;
+        older.push(std::mem::replace(newest, table));
+        Some(InsertOutcome::Grew)
+    }
+
+    fn may_contain(&self, key_hash: u64, fp: S) -> bool {
+        self.tables_newest_first()
+            .any(|t| t.contains(t.index_pair(key_hash, fp), fp))
+    }
+
+    fn remove(&mut self, key_hash: u64, fp: S) -> bool {
+        let State::Active { older, newest } = self else {
+            return false;
+        };
+        // Largest table first keeps other keys sound: a copy found here may belong
+        // to another key with the same fingerprint, but then both keys share their
+        // bucket pair in this table and in every smaller one, so our own copy (which
+        // is in this table or a smaller one, or we would have found it first) stands
+        // in for the other key. Smallest first would break that.
+        for table in std::iter::once(newest).chain(older.iter_mut().rev()) {
+            let (b1, b2) = table.index_pair(key_hash, fp);
+            if table.take(b1, fp) || table.take(b2, fp) {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn write_tables(&self, out: &mut Vec<u8>) {
+        let mut tables: Vec<&Table<S>> = self.tables_newest_first().collect();
+        tables.reverse();
+        for table in tables {
+            out.extend_from_slice(&(table.buckets() as u64).to_le_bytes());
+            for slot in table.slots.iter() {
+                slot.put_le(out);
+            }
+        }
+    }
+
+    /// Reads `table_count` tables; returns them and the fingerprints they hold.
+    fn read_tables(
+        r: &mut Reader<'_>,
+        table_count: u8,
+        mask: u32,
+        max_bytes: usize,
+    ) -> Result<(Self, usize), FilterDecodeError> {
+        let mut tables: Vec<Table<S>> = Vec::with_capacity(usize::from(table_count));
+        let mut len = 0usize;
+        let mut total_bytes = 0usize;
+        for _ in 0..table_count {
+            let buckets = r.usize()?;
+            let previous = tables.last().map_or(0, Table::buckets);
+            // Strictly growing powers of two keep the nesting `remove` relies on.
+            if !buckets.is_power_of_two() || buckets <= previous {
+                return Err(FilterDecodeError::Invalid("bad table size"));
+            }
+            let size =
+                table_bytes::<S>(buckets).ok_or(FilterDecodeError::Invalid("bad table size"))?;
+            let raw = r.take(size)?;
+            let mut table = Table::with_buckets(buckets);
+            for (slot, raw) in table.slots.iter_mut().zip(raw.chunks_exact(S::BYTES)) {
+                *slot = S::get_le(raw);
+                if slot.value() & !mask != 0 {
+                    return Err(FilterDecodeError::Invalid(
+                        "fingerprint wider than its bits",
+                    ));
+                }
+                len += usize::from(*slot != S::default());
+            }
+            total_bytes += size;
+            tables.push(table);
+        }
+        if total_bytes > max_bytes {
+            return Err(FilterDecodeError::Invalid("tables exceed max_bytes"));
+        }
+        let state = match tables.pop() {
+            Some(newest) => State::Active {
+                older: tables,
+                newest,
+            },
+            None => State::Bypassed,
+        };
+        Ok((state, len))
+    }
+}
+
+/// The tables in the slot width the fingerprint bits call for.
+#[derive(Clone)]
+enum Tables {
+    Narrow(State<u16>),
+    Wide(State<u32>),
+}
+
+/// Runs `$body` with `$state` bound to the tables' `State`, whichever slot width.
+macro_rules! with_state {
+    ($tables:expr, $state:ident => $body:expr) => {
+        match $tables {
+            Tables::Narrow($state) => $body,
+            Tables::Wide($state) => $body,
+        }
+    };
 }
 
 /// Scalable cuckoo filter over 64-bit key hashes (see the module docs).
 #[derive(Clone)]
 pub struct CuckooFilter {
     config: FilterConfig,
-    fingerprint_mask: u16,
-    state: State,
+    fingerprint_mask: u32,
+    tables: Tables,
     len: usize,
     rng: XorShift64,
 }
@@ -239,7 +448,7 @@ impl fmt::Debug for CuckooFilter {
         f.debug_struct("CuckooFilter")
             .field("len", &self.len)
             .field("capacity", &self.capacity())
-            .field("tables", &self.tables_newest_first().count())
+            .field("tables", &self.table_count())
             .field("memory_bytes", &self.memory_bytes())
             .field("bypassed", &self.is_bypassed())
             .field("config", &self.config)
@@ -254,19 +463,17 @@ fn initial_buckets(initial_capacity: usize) -> Option<usize> {
         .checked_next_power_of_two()
 }
 
-fn table_bytes(buckets: usize) -> Option<usize> {
-    buckets
-        .checked_mul(SLOTS_PER_BUCKET)?
-        .checked_mul(SLOT_BYTES)
+fn table_bytes<S: Slot>(buckets: usize) -> Option<usize> {
+    buckets.checked_mul(SLOTS_PER_BUCKET)?.checked_mul(S::BYTES)
 }
 
-fn fingerprint_mask(bits: u32) -> u16 {
-    // bits is 8..=16, so the shift fits in u32 and the result in u16.
-    ((1u32 << bits) - 1) as u16
+fn fingerprint_mask(bits: u32) -> u32 {
+    // bits is 8..=32, so the shift fits in u64 and the result in u32.
+    ((1u64 << bits) - 1) as u32
 }
 
 impl CuckooFilter {
-    /// An empty filter with one table. `fingerprint_bits` is clamped to 8..=16.
+    /// An empty filter with one table. `fingerprint_bits` is clamped to 8..=32.
     /// If even the first table would exceed `max_bytes`, the filter starts bypassed.
     pub fn new(config: FilterConfig) -> Self {
         let config = FilterConfig {
@@ -277,8 +484,8 @@ impl CuckooFilter {
         };
         let mut filter = Self {
             fingerprint_mask: fingerprint_mask(config.fingerprint_bits),
+            tables: Self::bypassed_tables(config.fingerprint_bits),
             config,
-            state: State::Bypassed,
             len: 0,
             rng: XorShift64(RNG_SEED),
         };
@@ -286,19 +493,22 @@ impl CuckooFilter {
         filter
     }
 
-    fn fingerprint(&self, key_hash: u64) -> u16 {
+    fn bypassed_tables(fingerprint_bits: u32) -> Tables {
+        if fingerprint_bits <= MAX_NARROW_BITS {
+            Tables::Narrow(State::Bypassed)
+        } else {
+            Tables::Wide(State::Bypassed)
+        }
+    }
+
+    fn fingerprint(&self, key_hash: u64) -> u32 {
         // The low bits pick the bucket; the high bits stay independent of it.
-        let fp = (key_hash >> 32) as u16 & self.fingerprint_mask;
+        let fp = (key_hash >> 32) as u32 & self.fingerprint_mask;
         fp.max(1)
     }
 
-    /// Largest first: the order `remove` needs.
-    fn tables_newest_first(&self) -> impl Iterator<Item = &Table> {
-        let (newest, older) = match &self.state {
-            State::Active { older, newest } => (Some(newest), older.as_slice()),
-            State::Bypassed => (None, &[][..]),
-        };
-        newest.into_iter().chain(older.iter().rev())
+    fn table_count(&self) -> usize {
+        with_state!(&self.tables, state => state.tables_newest_first().count())
     }
 
     /// Records `key_hash`. Never loses a fingerprint: if the newest table is full
@@ -306,40 +516,21 @@ impl CuckooFilter {
     /// `max_bytes` the filter switches to bypass mode instead.
     pub fn insert(&mut self, key_hash: u64) -> InsertOutcome {
         let fp = self.fingerprint(key_hash);
-        let State::Active { older, newest } = &mut self.state else {
-            return InsertOutcome::Bypassed;
-        };
-        // Removes free slots in older tables too; reusing them delays growth.
-        for table in std::iter::once(&mut *newest).chain(older.iter_mut().rev()) {
-            let (b1, b2) = table.index_pair(key_hash, fp);
-            if table.try_put(b1, fp) || table.try_put(b2, fp) {
+        let (rng, max_bytes) = (&mut self.rng, self.config.max_bytes);
+        let outcome = with_state!(&mut self.tables, state => {
+            state.insert(rng, max_bytes, key_hash, Slot::from_fingerprint(fp))
+        });
+        match outcome {
+            Some(outcome) => {
                 self.len += 1;
-                return InsertOutcome::Inserted;
+                outcome
+            }
+            None => {
+                self.tables = Self::bypassed_tables(self.config.fingerprint_bits);
+                self.len = 0;
+                InsertOutcome::Bypassed
             }
         }
-        let pair = newest.index_pair(key_hash, fp);
-        if newest.kick_in(&mut self.rng, pair, fp) {
-            self.len += 1;
-            return InsertOutcome::Inserted;
-        }
-        let current_bytes: usize = older.iter().map(Table::bytes).sum::<usize>() + newest.bytes();
-        let grown = newest.buckets().checked_mul(2).filter(|&buckets| {
-            table_bytes(buckets)
-                .and_then(|b| b.checked_add(current_bytes))
-                .is_some_and(|total| total <= self.config.max_bytes)
-        });
-        let Some(buckets) = grown else {
-            self.state = State::Bypassed;
-            self.len = 0;
-            return InsertOutcome::Bypassed;
-        };
-        let mut table = Table::with_buckets(buckets);
-        let (b1, _) = table.index_pair(key_hash, fp);
-        // A fresh table has room in every bucket.
-        table.slots[b1 * SLOTS_PER_BUCKET] = fp;
-        older.push(std::mem::replace(newest, table));
-        self.len += 1;
-        InsertOutcome::Grew
     }
 
     /// `false` means `key_hash` is definitely not in the set.
@@ -348,8 +539,7 @@ impl CuckooFilter {
             return true;
         }
         let fp = self.fingerprint(key_hash);
-        self.tables_newest_first()
-            .any(|t| t.contains(t.index_pair(key_hash, fp), fp))
+        with_state!(&self.tables, state => state.may_contain(key_hash, Slot::from_fingerprint(fp)))
     }
 
     /// Removes one copy of `key_hash`'s fingerprint; returns whether one was found.
@@ -358,22 +548,11 @@ impl CuckooFilter {
     /// this returns `false`.
     pub fn remove(&mut self, key_hash: u64) -> bool {
         let fp = self.fingerprint(key_hash);
-        let State::Active { older, newest } = &mut self.state else {
-            return false;
-        };
-        // Largest table first keeps other keys sound: a copy found here may belong
-        // to another key with the same fingerprint, but then both keys share their
-        // bucket pair in this table and in every smaller one, so our own copy (which
-        // is in this table or a smaller one, or we would have found it first) stands
-        // in for the other key. Smallest first would break that.
-        for table in std::iter::once(newest).chain(older.iter_mut().rev()) {
-            let (b1, b2) = table.index_pair(key_hash, fp);
-            if table.take(b1, fp) || table.take(b2, fp) {
-                self.len -= 1;
-                return true;
-            }
-        }
-        false
+        let removed = with_state!(&mut self.tables, state => {
+            state.remove(key_hash, Slot::from_fingerprint(fp))
+        });
+        self.len -= usize::from(removed);
+        removed
     }
 
     /// Back to one empty table of the initial capacity, bypass off (unless even
@@ -381,15 +560,9 @@ impl CuckooFilter {
     pub fn clear(&mut self) {
         self.len = 0;
         self.rng = XorShift64(RNG_SEED);
-        self.state = match initial_buckets(self.config.initial_capacity) {
-            Some(buckets) if table_bytes(buckets).is_some_and(|b| b <= self.config.max_bytes) => {
-                State::Active {
-                    older: Vec::new(),
-                    newest: Table::with_buckets(buckets),
-                }
-            }
-            _ => State::Bypassed,
-        };
+        let buckets = initial_buckets(self.config.initial_capacity);
+        let max_bytes = self.config.max_bytes;
+        with_state!(&mut self.tables, state => *state = State::empty(buckets, max_bytes));
     }
 
     /// Fingerprints stored (0 in bypass mode, where none are kept).
@@ -403,7 +576,7 @@ impl CuckooFilter {
 
     /// Total slots over all tables.
     pub fn capacity(&self) -> usize {
-        self.tables_newest_first().map(|t| t.slots.len()).sum()
+        with_state!(&self.tables, state => state.tables_newest_first().map(|t| t.slots.len()).sum())
     }
 
     /// `len / capacity`; 0 when there are no tables.
@@ -416,7 +589,7 @@ impl CuckooFilter {
 
     /// Heap bytes of the tables' slots (what `max_bytes` caps).
     pub fn memory_bytes(&self) -> usize {
-        self.tables_newest_first().map(Table::bytes).sum()
+        with_state!(&self.tables, state => state.tables_newest_first().map(Table::bytes).sum())
     }
 
     /// The memory cap this filter was made with (0: made bypassed, the filter switched off).
@@ -425,32 +598,25 @@ impl CuckooFilter {
     }
 
     pub fn is_bypassed(&self) -> bool {
-        matches!(self.state, State::Bypassed)
+        with_state!(&self.tables, state => matches!(state, State::Bypassed))
     }
 
     /// Versioned, self-describing encoding, little-endian, checksummed with xxh3_64.
+    /// Slots take 2 bytes up to 16 fingerprint bits and 4 above (the header says which).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut tables: Vec<&Table> = self.tables_newest_first().collect();
-        tables.reverse();
-        let total_len =
-            HEADER_LEN + CHECKSUM_LEN + tables.iter().map(|t| 8 + t.bytes()).sum::<usize>();
+        let total_len = HEADER_LEN + CHECKSUM_LEN + 8 * self.table_count() + self.memory_bytes();
         let mut out = Vec::with_capacity(total_len);
         out.extend_from_slice(&MAGIC);
         out.push(FORMAT_VERSION);
         out.push(if self.is_bypassed() { FLAG_BYPASSED } else { 0 });
-        // Both fit in a byte: bits is 8..=16 and each table doubles, so at most 64 tables.
+        // Both fit in a byte: bits is 8..=32 and each table doubles, so at most 64 tables.
         out.push(self.config.fingerprint_bits as u8);
-        out.push(tables.len() as u8);
+        out.push(self.table_count() as u8);
         out.extend_from_slice(&(total_len as u64).to_le_bytes());
         out.extend_from_slice(&(self.config.initial_capacity as u64).to_le_bytes());
         out.extend_from_slice(&(self.config.max_bytes as u64).to_le_bytes());
         out.extend_from_slice(&self.rng.0.to_le_bytes());
-        for table in tables {
-            out.extend_from_slice(&(table.buckets() as u64).to_le_bytes());
-            for slot in table.slots.iter() {
-                out.extend_from_slice(&slot.to_le_bytes());
-            }
-        }
+        with_state!(&self.tables, state => state.write_tables(&mut out));
         let checksum = xxh3_64(&out);
         out.extend_from_slice(&checksum.to_le_bytes());
         out
@@ -508,48 +674,20 @@ impl CuckooFilter {
         }
 
         r.0 = &payload[HEADER_LEN..];
-        let mut tables = Vec::with_capacity(usize::from(table_count));
-        let mut len = 0usize;
-        let mut total_bytes = 0usize;
-        for _ in 0..table_count {
-            let buckets = r.usize()?;
-            let previous = tables.last().map_or(0, Table::buckets);
-            // Strictly growing powers of two keep the nesting `remove` relies on.
-            if !buckets.is_power_of_two() || buckets <= previous {
-                return Err(FilterDecodeError::Invalid("bad table size"));
-            }
-            let size = table_bytes(buckets).ok_or(FilterDecodeError::Invalid("bad table size"))?;
-            let raw = r.take(size)?;
-            let mut table = Table::with_buckets(buckets);
-            for (slot, raw) in table.slots.iter_mut().zip(raw.chunks_exact(SLOT_BYTES)) {
-                *slot = u16::from_le_bytes([raw[0], raw[1]]);
-                if *slot & !mask != 0 {
-                    return Err(FilterDecodeError::Invalid(
-                        "fingerprint wider than its bits",
-                    ));
-                }
-                len += usize::from(*slot != 0);
-            }
-            total_bytes += size;
-            tables.push(table);
-        }
+        let (tables, len) = if fingerprint_bits <= MAX_NARROW_BITS {
+            let (state, len) = State::read_tables(&mut r, table_count, mask, config.max_bytes)?;
+            (Tables::Narrow(state), len)
+        } else {
+            let (state, len) = State::read_tables(&mut r, table_count, mask, config.max_bytes)?;
+            (Tables::Wide(state), len)
+        };
         if !r.0.is_empty() {
             return Err(FilterDecodeError::Invalid("trailing bytes"));
         }
-        if total_bytes > config.max_bytes {
-            return Err(FilterDecodeError::Invalid("tables exceed max_bytes"));
-        }
-        let state = match tables.pop() {
-            Some(newest) => State::Active {
-                older: tables,
-                newest,
-            },
-            None => State::Bypassed,
-        };
         Ok(Self {
             fingerprint_mask: mask,
             config,
-            state,
+            tables,
             len,
             rng: XorShift64(rng),
         })
@@ -670,10 +808,7 @@ mod tests {
                 live.push(k);
             }
         }
-        assert!(
-            f.tables_newest_first().count() >= 4,
-            "test must span several tables"
-        );
+        assert!(f.table_count() >= 4, "test must span several tables");
         assert_eq!(f.len(), live.len());
         let missing = live.iter().filter(|&&k| !f.may_contain(k)).count();
         assert_eq!(missing, 0);
@@ -692,7 +827,8 @@ mod tests {
             }
         }
         let load = (f.len() - 1) as f64 / first_capacity as f64;
-        let bytes_per_key = (first_capacity * SLOT_BYTES) as f64 / (f.len() - 1) as f64;
+        let slot_bytes = if bits <= MAX_NARROW_BITS { 2 } else { 4 };
+        let bytes_per_key = (first_capacity * slot_bytes) as f64 / (f.len() - 1) as f64;
         assert!(load >= 0.9, "growth started early, at load {load}");
         let mut probes = 0u32;
         let mut positives = 0u32;
@@ -720,6 +856,36 @@ mod tests {
     #[test]
     fn false_positive_rate_16_bits() {
         assert!(fpr_at_growth_point(16) <= 0.001);
+    }
+
+    /// 4-byte slots: about 8 in 4 billion probes match, so a million probes find none
+    /// (16 bits would find ~100).
+    #[test]
+    fn false_positive_rate_32_bits() {
+        assert!(fpr_at_growth_point(32) < 1e-5);
+    }
+
+    /// The wide slots keep every property the narrow ones have: no false negatives
+    /// across growth and removal, and a byte-exact round trip.
+    #[test]
+    fn wide_fingerprints_grow_remove_and_round_trip() {
+        let mut f = CuckooFilter::new(config(256, 32, usize::MAX));
+        let keys = random_hashes(9, 5000);
+        for &k in &keys {
+            f.insert(k);
+        }
+        for &k in &keys[..1000] {
+            assert!(f.remove(k));
+        }
+        assert!(f.table_count() >= 2, "test must cover several tables");
+        assert_eq!(f.memory_bytes(), f.capacity() * 4);
+        assert!(keys[1000..].iter().all(|&k| f.may_contain(k)));
+        let g = CuckooFilter::from_bytes(&f.to_bytes()).expect("decodes");
+        assert_eq!((g.len(), g.capacity()), (f.len(), f.capacity()));
+        for &k in keys.iter().chain(&random_hashes(10, 20_000)) {
+            assert_eq!(f.may_contain(k), g.may_contain(k));
+        }
+        assert_eq!(f.to_bytes(), g.to_bytes());
     }
 
     #[test]
@@ -791,10 +957,7 @@ mod tests {
         for &k in &keys[..300] {
             f.remove(k);
         }
-        assert!(
-            f.tables_newest_first().count() >= 2,
-            "test must cover several tables"
-        );
+        assert!(f.table_count() >= 2, "test must cover several tables");
         (f, keys)
     }
 
@@ -889,6 +1052,9 @@ mod tests {
         assert_eq!(f.fingerprint(0x0000_0200_FFFF_FFFF), 1);
         assert_eq!(f.fingerprint(u64::MAX), 0x1FF);
         let clamped = CuckooFilter::new(config(16, 40, usize::MAX));
-        assert_eq!(clamped.fingerprint(u64::MAX), u16::MAX);
+        assert_eq!(clamped.fingerprint(u64::MAX), u32::MAX);
+        let wide = CuckooFilter::new(config(16, 24, usize::MAX));
+        assert_eq!(wide.fingerprint(u64::MAX), 0xFF_FFFF);
+        assert_eq!(wide.fingerprint(0x0100_0000_0000_0000), 1);
     }
 }

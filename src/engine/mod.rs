@@ -343,11 +343,19 @@ impl Engine {
         let budget = MemoryBudget::new(config.maxmemory.0, &config.memory_split)
             .map_err(EngineError::Config)?;
         let filter = CuckooFilter::new(FilterConfig {
-            // Slots are 2 bytes: start at no more than a quarter of the filter's share, so
-            // a small budget still leaves the filter room to grow before it must bypass.
+            // Start at no more than a quarter of the filter's share (slots are 2 bytes up
+            // to 16 bits, 4 above), so a small budget still leaves the filter room to grow
+            // before it must bypass.
             initial_capacity: config
                 .filter_initial_capacity
-                .min(budget.filter_max_bytes / 8)
+                .min(
+                    budget.filter_max_bytes
+                        / if config.filter_fingerprint_bits > 16 {
+                            16
+                        } else {
+                            8
+                        },
+                )
                 .max(1),
             fingerprint_bits: config.filter_fingerprint_bits,
             // No room at all starts the filter in bypass mode: it answers "maybe" always.
