@@ -8,8 +8,9 @@
 #            redis-server (maxmemory + allkeys-lru: it must evict) and Debian's memcached
 #            (-m 64 with extstore on disk, through its own text protocol).
 #   misses   half of all GETs ask for absent keys, against the same data: HyperCache with
-#            the cuckoo filter, then without it (storage.filter: false, loaded afresh so
-#            RocksDB writes the bloom filters it would have without ours).
+#            the cuckoo filter, without it (storage.filter: false), and with 32-bit
+#            fingerprints; each loads its own copy, so RocksDB writes the bloom filters it
+#            would have in that configuration.
 #   restart  clean shutdown, then the time from process start to the first PONG and the hit
 #            ratios of the first 10 s, against redis-server restarting from its RDB; then the
 #            same at BIG_KEYS (20M) keys of BIG_VALUE_SIZE (100 B: ~2 GB, as the disk allows)
@@ -237,25 +238,29 @@ misses_run() {
         >"$OUT/$name-tiers.json"
 }
 
-part_misses() {
-    log "misses: loading $KEYS keys"
+# misses_point NAME [VAR=value ...]: loads KEYS keys afresh into HyperCache started with the
+# settings given (each run writes its own RocksDB files, so RocksDB keeps the bloom filters
+# that configuration would have), then one miss-heavy run.
+misses_point() {
+    local name="$1"
+    shift
+    log "misses: $name: loading $KEYS keys"
     rm -rf "$OUT/data" && mkdir -p "$OUT/data"
-    start_hypercache "$OUT/data/hc"
+    start_hypercache "$OUT/data/hc" "$@"
     wait_for_pong "$(now)" >/dev/null
-    loadgen misses-load load
-    log "misses: filter on"
-    misses_run misses-filter
-    stop_server
-    # Without the filter RocksDB keeps bloom filters on every level (with it, the last
-    # level's are left out), so the filter-off run loads its own copy of the data.
-    log "misses: filter off, loading $KEYS keys"
-    rm -rf "$OUT/data" && mkdir -p "$OUT/data"
-    start_hypercache "$OUT/data/hc" HYPERCACHE_STORAGE__FILTER=false
-    wait_for_pong "$(now)" >/dev/null
-    loadgen misses-nofilter-load load
-    misses_run misses-nofilter
+    loadgen "$name-load" load
+    misses_run "$name"
     stop_server
     rm -rf "$OUT/data"
+}
+
+part_misses() {
+    misses_point misses-filter
+    misses_point misses-nofilter HYPERCACHE_STORAGE__FILTER=false
+    # 32-bit fingerprints take twice the memory: a 20% filter share (from the hot tier's).
+    misses_point misses-filter32 HYPERCACHE_STORAGE__FILTER_FINGERPRINT_BITS=32 \
+        HYPERCACHE_STORAGE__MEMORY_SPLIT__HOT_PERCENT=45 \
+        HYPERCACHE_STORAGE__MEMORY_SPLIT__FILTER_PERCENT=20
     {
         echo
         echo "## Miss-heavy: 50% of GETs for absent keys (present half Zipf 0.99), $KEYS keys x $VALUE_SIZE B, maxmemory $MAXMEMORY, $((DURATION / 2)) s each"
@@ -263,10 +268,12 @@ part_misses() {
         echo "| run | ops/s | read p99 us | absent reads | cold-tier reads for absent keys | errors |"
         echo "| --- | ---: | ---: | ---: | ---: | ---: |"
     } >>"$RESULTS"
-    for run in misses-filter misses-nofilter; do
+    for run in misses-filter misses-filter32 misses-nofilter; do
         row "$run | $(json "$run" '.ops_per_sec | round') | $(json "$run" .latency_us.read.p99) | $(json "$run" .absent_reads) | $(json "$run-tiers" .cold_misses) | $(json "$run" '.errors + .wrong_values + .absent_hits')"
     done
-    row "filter on / off | $(jq -n --argjson a "$(json misses-filter .ops_per_sec)" --argjson b "$(json misses-nofilter .ops_per_sec)" '$a / $b * 100 | round / 100') | | | | "
+    for run in misses-filter misses-filter32; do
+        row "$run / misses-nofilter | $(jq -n --argjson a "$(json "$run" .ops_per_sec)" --argjson b "$(json misses-nofilter .ops_per_sec)" '$a / $b * 100 | round / 100') | | | | "
+    done
 }
 
 # restart_point LABEL KEYS VALUE_SIZE: load, traffic, clean stop, timed restart, 10 s of
