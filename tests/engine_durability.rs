@@ -223,6 +223,32 @@ fn clean_shutdown_saves_the_filter_and_counts_and_restart_replays_nothing() {
     assert_matches(&engine, &model, "after crash following a clean restart");
 }
 
+/// A clean restart with other `filter_fingerprint_bits` cannot use the saved filter (its
+/// fingerprints are the old width): it rebuilds one of the new width covering every key.
+#[test]
+fn changed_fingerprint_bits_rebuild_the_saved_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut model = Model::new();
+    let engine = open(dir.path(), 16 << 10, false);
+    random_ops(&engine, &mut model, &mut rng, 2000);
+    let narrow_bytes = engine.tier_report().filter_used_bytes;
+    engine.checkpoint(CheckpointReason::Shutdown).unwrap();
+    engine.close_wal().unwrap();
+    drop(engine);
+
+    let clock = Arc::new(SharedClock::default());
+    clock.set_manual_ms(NOW);
+    let wide = EngineConfig {
+        filter_fingerprint_bits: 32,
+        ..config(dir.path(), 16 << 10)
+    };
+    let engine = Engine::open_durable_with_clock(wide, durability(true), clock).unwrap();
+    assert!(!engine.persistence_report().startup.loaded_saved_state);
+    assert_eq!(engine.tier_report().filter_used_bytes, 2 * narrow_bytes);
+    assert_matches(&engine, &model, "after a restart with 32-bit fingerprints");
+}
+
 #[test]
 fn checkpoints_delete_covered_segments_and_lsns_keep_rising() {
     let dir = tempfile::tempdir().unwrap();

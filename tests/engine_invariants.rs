@@ -502,7 +502,11 @@ fn i1_i2_batched_cold_reads_never_answer_with_what_a_write_replaced() {
     set(e, 0, "rewritten", "v2");
     assert!(e.delete(BLOCK, 0, b"deleted").unwrap());
     churn(e);
-    let answers = e.answer_cold_batch(batch);
+    let mut answers = Vec::new();
+    e.answer_cold_batch(batch, |index, answer| {
+        assert_eq!(index, answers.len(), "answers come in key order");
+        answers.push(answer);
+    });
     assert_eq!(
         answers_as_strings(answers),
         [one, Some("v2".to_string()), None, None]

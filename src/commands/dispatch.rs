@@ -9,9 +9,9 @@ use bytes::Bytes;
 
 use super::table::{self, CommandSpec};
 use super::{CommandError, Ctx, Store};
-use crate::engine::{Access, EngineResult};
+use crate::engine::Access;
 use crate::protocol::Reply;
-use crate::server::{ClientState, Shared};
+use crate::server::{ClientState, ColdGetAnswer, Shared};
 
 /// A command found in the table: the spec that runs, and its container for subcommands.
 #[derive(Clone, Copy)]
@@ -155,21 +155,25 @@ pub fn is_batchable_get(command: &Resolved, args: &[Bytes]) -> bool {
     command.parent.is_none() && command.spec.name == "get" && args.len() == 2
 }
 
-/// Runs a GET with the answer its cold-read batch already read (stats, slow log and reply
-/// exactly as any GET). `None` if the command could not use it.
+/// Runs a GET with the answer its cold-read batch already read (stats and reply exactly as
+/// any GET, its time including the batch's time to make the answer, so a slow cold read
+/// shows in the slow log). `None` if the command could not use it.
 pub fn run_batched_get(
     shared: &Shared,
     client: &mut ClientState,
     command: Resolved,
     args: &[Bytes],
-    answer: EngineResult<Option<Bytes>>,
+    (answer, cold_read_time): ColdGetAnswer,
 ) -> Option<Reply> {
     let mut store = Store::Direct {
         engine: &shared.engine,
         access: Access::HotOnly,
         batched_get: Some(answer),
     };
-    run(shared, client, command, args, &mut store)
+    let started = Instant::now()
+        .checked_sub(cold_read_time)
+        .unwrap_or_else(Instant::now);
+    run_since(shared, client, command, args, &mut store, started)
 }
 
 /// Runs a multi-key command inside one transaction over its keys' shards.
@@ -246,11 +250,22 @@ fn run(
     args: &[Bytes],
     store: &mut Store<'_>,
 ) -> Option<Reply> {
+    run_since(shared, client, command, args, store, Instant::now())
+}
+
+/// `run`, timed (command stats, slow log) from `started`.
+fn run_since(
+    shared: &Shared,
+    client: &mut ClientState,
+    command: Resolved,
+    args: &[Bytes],
+    store: &mut Store<'_>,
+    started: Instant,
+) -> Option<Reply> {
     let (name, subcommand) = match command.parent {
         Some(parent) => (parent.name, Some(command.spec.name)),
         None => (command.spec.name, None),
     };
-    let started = Instant::now();
     client.handle.touch(name, subcommand, started);
     let result = {
         let mut ctx = Ctx {

@@ -249,15 +249,22 @@ impl ColdTier {
 
     /// `ColdStore::write`, counted (shadows the trait method reached through `Deref`).
     pub fn write(&self, ops: Vec<ColdOp>) -> Result<(), ColdError> {
+        /// Counts the write finished even if the store panics, or its shards would look
+        /// written-to forever (every batched read of them read again).
+        struct Finished<'a>(&'a ColdTier, Vec<usize>);
+        impl Drop for Finished<'_> {
+            fn drop(&mut self) {
+                for &shard in &self.1 {
+                    self.0.writes[shard].1.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
         let shards = self.shards_written(&ops);
         for &shard in &shards {
             self.writes[shard].0.fetch_add(1, Ordering::SeqCst);
         }
-        let result = self.store.write(ops);
-        for &shard in &shards {
-            self.writes[shard].1.fetch_add(1, Ordering::SeqCst);
-        }
-        result
+        let _finished = Finished(self, shards);
+        self.store.write(ops)
     }
 
     /// The shards whose keys' values `ops` may change. Expiry-index entries change no value
@@ -494,8 +501,11 @@ pub struct RocksSizing {
     pub block_cache_bytes: usize,
     /// Memtable share of the block cache (write-buffer manager limit).
     pub memtable_bytes: usize,
-    /// The engine's cuckoo filter answers absent keys (`storage.filter`), so files written
-    /// now leave out last-level bloom filters. Files keep what they were written with.
+    /// The engine's cuckoo filter answers absent keys (`storage.filter`, with room), so
+    /// files written now leave out last-level bloom filters. Files keep what they were
+    /// written with. A filter that later outgrows its share (bypass) sends absent keys to
+    /// the last level's index and a data block: no more than reading a bloom filter block
+    /// the block cache would not hold at that size either.
     pub engine_filter: bool,
 }
 

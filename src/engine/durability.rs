@@ -316,9 +316,13 @@ impl Engine {
             tracing::warn!("the saved filter and key counts do not match the data; rebuilding");
             return Ok(false);
         };
-        let (fresh_bypassed, fresh_room) = {
+        let (fresh_bypassed, fresh_room, fresh_bits) = {
             let fresh = self.filter.read();
-            (fresh.is_bypassed(), fresh.max_bytes())
+            (
+                fresh.is_bypassed(),
+                fresh.max_bytes(),
+                fresh.fingerprint_bits(),
+            )
         };
         if !fresh_bypassed && filter.is_bypassed() && fresh_room > filter.max_bytes() {
             // Saved bypassed with less room than this start gives (`storage.filter: false`
@@ -326,6 +330,16 @@ impl Engine {
             // key. With the same room it would only outgrow it again: keep it bypassed
             // rather than scan every key (6 s at 20M keys).
             tracing::info!("the saved filter was bypassed; rebuilding it from the cold tier");
+            return Ok(false);
+        }
+        if !fresh_bypassed && filter.fingerprint_bits() != fresh_bits {
+            // `filter_fingerprint_bits` changed: the saved fingerprints cannot be widened or
+            // narrowed without their keys.
+            tracing::info!(
+                saved = filter.fingerprint_bits(),
+                configured = fresh_bits,
+                "filter fingerprint bits changed; rebuilding the filter from the cold tier"
+            );
             return Ok(false);
         }
         for (counter, count) in self.key_counts.iter().zip(counts) {

@@ -592,6 +592,11 @@ impl CuckooFilter {
         with_state!(&self.tables, state => state.tables_newest_first().map(Table::bytes).sum())
     }
 
+    /// Fingerprint size in bits (the configured one, clamped to 8..=32).
+    pub fn fingerprint_bits(&self) -> u32 {
+        self.config.fingerprint_bits
+    }
+
     /// The memory cap this filter was made with (0: made bypassed, the filter switched off).
     pub fn max_bytes(&self) -> usize {
         self.config.max_bytes

@@ -312,7 +312,7 @@ impl Engine {
                 let sizing = RocksSizing {
                     block_cache_bytes: budget.block_cache_bytes,
                     memtable_bytes: budget.memtable_bytes,
-                    engine_filter: config.filter,
+                    engine_filter: config.filter && budget.filter_max_bytes > 0,
                 };
                 Box::new(RocksCold::open(&path, &sizing, clock.clone())?)
             }
@@ -488,7 +488,9 @@ impl Engine {
     /// GETs of keys that missed the hot tier, from many clients at once, with `MayBlock`:
     /// `read_cold_batch` then `answer_cold_batch`.
     pub fn get_cold_batch(&self, keys: Vec<(u16, Bytes)>) -> Vec<EngineResult<Option<Bytes>>> {
-        self.answer_cold_batch(self.read_cold_batch(keys))
+        let mut answers = Vec::with_capacity(keys.len());
+        self.answer_cold_batch(self.read_cold_batch(keys), |_, answer| answers.push(answer));
+        answers
     }
 
     /// The first half of a batched GET: one cold-tier multi_get for every key, made without
@@ -518,8 +520,13 @@ impl Engine {
     /// The second half: each key under its shard lock exactly as `get` would, using what
     /// the batch read. If a cold write to the key's shard overlapped the batch (a demotion,
     /// a delete, an expiry), its batched value might be stale (I1) or deleted since (I2),
-    /// and it is read again under the lock instead.
-    pub fn answer_cold_batch(&self, batch: ColdBatch) -> Vec<EngineResult<Option<Bytes>>> {
+    /// and it is read again under the lock instead. Each answer goes to `answer(index, ..)`
+    /// as soon as it is made (in key order), so no client waits for the keys after its own.
+    pub fn answer_cold_batch(
+        &self,
+        batch: ColdBatch,
+        mut answer: impl FnMut(usize, EngineResult<Option<Bytes>>),
+    ) {
         let ColdBatch {
             keys,
             encoded,
@@ -527,26 +534,29 @@ impl Engine {
             values,
         } = batch;
         let mut values = values.map(Vec::into_iter);
-        keys.iter()
-            .zip(encoded.iter().zip(epochs))
-            .map(|((db, key), (encoded, epoch))| {
-                let value = values.as_mut().and_then(Iterator::next);
-                let mut txn = self.single(Access::MayBlock, *db, key)?;
-                // Checked with the shard held: no write to it can start until the answer
-                // is made.
-                let prefetched = match (value, epoch) {
-                    (Some(value), Some(epoch)) if self.cold.unchanged_since(encoded, epoch) => {
-                        Some(value)
-                    }
-                    (Some(_), _) => {
-                        self.stats.cold_batch_rereads.add(1);
-                        None
-                    }
-                    (None, _) => None,
-                };
-                txn.get_with(*db, key, prefetched)
-            })
-            .collect()
+        let answers =
+            keys.iter()
+                .zip(encoded.iter().zip(epochs))
+                .map(|((db, key), (encoded, epoch))| {
+                    let value = values.as_mut().and_then(Iterator::next);
+                    let mut txn = self.single(Access::MayBlock, *db, key)?;
+                    // Checked with the shard held: no write to it can start until the answer
+                    // is made.
+                    let prefetched = match (value, epoch) {
+                        (Some(value), Some(epoch)) if self.cold.unchanged_since(encoded, epoch) => {
+                            Some(value)
+                        }
+                        (Some(_), _) => {
+                            self.stats.cold_batch_rereads.add(1);
+                            None
+                        }
+                        (None, _) => None,
+                    };
+                    txn.get_with(*db, key, prefetched)
+                });
+        for (index, result) in answers.enumerate() {
+            answer(index, result);
+        }
     }
 
     pub fn exists(&self, access: Access, db: u16, key: &[u8]) -> EngineResult<bool> {

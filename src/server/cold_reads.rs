@@ -8,6 +8,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -19,7 +20,9 @@ use crate::engine::{Engine, EngineResult};
 /// client in the batch does not wait long for the last.
 const MAX_BATCH: usize = 128;
 
-type Answer = EngineResult<Option<Bytes>>;
+/// A GET's answer, and how long its batch took to make it (the cold read's share of the
+/// command's time, for command stats and the slow log).
+pub type Answer = (EngineResult<Option<Bytes>>, Duration);
 
 struct Request {
     db: u16,
@@ -103,23 +106,25 @@ fn read_batches(engine: &Engine, receiver: &Mutex<Receiver<Request>>) {
                 }
             }
         }
-        let keys = batch
-            .iter()
-            .map(|request| (request.db, request.key.clone()))
-            .collect();
-        // A panic answers nobody in this batch (their connections then run the GET on the
-        // blocking pool, which reports it) and leaves this reader serving the next one.
-        match std::panic::catch_unwind(AssertUnwindSafe(|| engine.get_cold_batch(keys))) {
-            Ok(answers) => {
-                for (request, answer) in batch.drain(..).zip(answers) {
+        let (keys, mut replies): (Vec<_>, Vec<_>) = batch
+            .drain(..)
+            .map(|request| ((request.db, request.key), Some(request.reply)))
+            .unzip();
+        // Each answer leaves as soon as it is made. A panic answers nobody left in this
+        // batch (their connections then run the GET on the blocking pool, which reports it)
+        // and leaves this reader serving the next one.
+        let answered = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let started = Instant::now();
+            let read = engine.read_cold_batch(keys);
+            engine.answer_cold_batch(read, |index, answer| {
+                if let Some(reply) = replies[index].take() {
                     // A client that went away no longer waits for its answer.
-                    let _ = request.reply.send(answer);
+                    let _ = reply.send((answer, started.elapsed()));
                 }
-            }
-            Err(_) => {
-                tracing::error!(keys = batch.len(), "a cold read batch panicked");
-                batch.clear();
-            }
+            });
+        }));
+        if answered.is_err() {
+            tracing::error!(keys = replies.len(), "a cold read batch panicked");
         }
     }
 }

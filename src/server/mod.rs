@@ -23,6 +23,7 @@ use crate::engine::Engine;
 use crate::metrics::{ServerStats, SlowLog};
 
 pub use clients::{ClientHandle, ClientRegistry, ClientState, ReplyMode};
+pub use cold_reads::Answer as ColdGetAnswer;
 use cold_reads::ColdReads;
 pub use instance::Instance;
 
