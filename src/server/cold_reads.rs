@@ -1,8 +1,9 @@
 //! Cold GETs batched across clients. A GET whose key missed the hot tier is queued here
 //! instead of going to a blocking thread on its own; `server.cold_readers` threads each take
-//! everything queued, read it with one `Engine::get_cold_batch` (one RocksDB multi_get), and
-//! hand each answer back to its connection. Under load a batch holds the reads of many
-//! clients and a reader wakes once per batch, not once per read.
+//! everything queued, read it with one `Engine::read_cold_batch` (one RocksDB multi_get),
+//! and hand each key's answer (`Engine::answer_cold_batch`) back to its connection as soon as
+//! it is made. Under load a batch holds the reads of many clients and a reader wakes once per
+//! batch, not once per read.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{self, Receiver, Sender};
