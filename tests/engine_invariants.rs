@@ -491,7 +491,9 @@ fn i1_i2_batched_cold_reads_never_answer_with_what_a_write_replaced() {
 
     // Nothing written meanwhile: the batch's own read answers, and promotes.
     let one = Some("v1".to_string());
-    let answers = e.get_cold_batch(cold_batch_keys(&["stable"]));
+    let mut answers = Vec::new();
+    let batch = e.read_cold_batch(cold_batch_keys(&["stable"]));
+    e.answer_cold_batch(batch, |_, answer| answers.push(answer));
     assert_eq!(answers_as_strings(answers), [Some("v1".to_string())]);
     let stats = e.stats().snapshot();
     assert_eq!((stats.cold_batch_rereads, stats.promotions), (0, 1));

@@ -104,7 +104,7 @@ pub enum Store<'e> {
         engine: &'e Engine,
         access: Access,
         /// The answer a cold-read batch already has for the one GET this store runs
-        /// (`Engine::get_cold_batch`); taken by that GET instead of reading again.
+        /// (`Engine::answer_cold_batch`); taken by that GET instead of reading again.
         batched_get: Option<EngineResult<Option<Bytes>>>,
     },
     Txn(Txn<'e>),

@@ -28,6 +28,15 @@ const MIN_FINGERPRINT_BITS: u32 = 8;
 const MAX_FINGERPRINT_BITS: u32 = 32;
 /// Widest fingerprint kept in 2-byte slots; wider ones take 4 bytes.
 const MAX_NARROW_BITS: u32 = 16;
+
+/// Bytes a slot takes for fingerprints of `fingerprint_bits`.
+pub fn slot_bytes(fingerprint_bits: u32) -> usize {
+    if fingerprint_bits <= MAX_NARROW_BITS {
+        <u16 as Slot>::BYTES
+    } else {
+        <u32 as Slot>::BYTES
+    }
+}
 /// Fixed so that victim choice, and with it the layout, is reproducible.
 const RNG_SEED: u64 = 0x2545_F491_4F6C_DD1D;
 
@@ -832,8 +841,7 @@ mod tests {
             }
         }
         let load = (f.len() - 1) as f64 / first_capacity as f64;
-        let slot_bytes = if bits <= MAX_NARROW_BITS { 2 } else { 4 };
-        let bytes_per_key = (first_capacity * slot_bytes) as f64 / (f.len() - 1) as f64;
+        let bytes_per_key = (first_capacity * slot_bytes(bits)) as f64 / (f.len() - 1) as f64;
         assert!(load >= 0.9, "growth started early, at load {load}");
         let mut probes = 0u32;
         let mut positives = 0u32;

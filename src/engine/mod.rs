@@ -343,18 +343,13 @@ impl Engine {
         let budget = MemoryBudget::new(config.maxmemory.0, &config.memory_split)
             .map_err(EngineError::Config)?;
         let filter = CuckooFilter::new(FilterConfig {
-            // Start at no more than a quarter of the filter's share (slots are 2 bytes up
-            // to 16 bits, 4 above), so a small budget still leaves the filter room to grow
-            // before it must bypass.
+            // Start at no more than a quarter of the filter's share, so a small budget
+            // still leaves the filter room to grow before it must bypass.
             initial_capacity: config
                 .filter_initial_capacity
                 .min(
                     budget.filter_max_bytes
-                        / if config.filter_fingerprint_bits > 16 {
-                            16
-                        } else {
-                            8
-                        },
+                        / (4 * filter::slot_bytes(config.filter_fingerprint_bits)),
                 )
                 .max(1),
             fingerprint_bits: config.filter_fingerprint_bits,
@@ -485,15 +480,8 @@ impl Engine {
         self.single(access, db, key)?.get(db, key)
     }
 
-    /// GETs of keys that missed the hot tier, from many clients at once, with `MayBlock`:
-    /// `read_cold_batch` then `answer_cold_batch`.
-    pub fn get_cold_batch(&self, keys: Vec<(u16, Bytes)>) -> Vec<EngineResult<Option<Bytes>>> {
-        let mut answers = Vec::with_capacity(keys.len());
-        self.answer_cold_batch(self.read_cold_batch(keys), |_, answer| answers.push(answer));
-        answers
-    }
-
-    /// The first half of a batched GET: one cold-tier multi_get for every key, made without
+    /// The first half of a batched GET (GETs of keys that missed the hot tier, from many
+    /// clients at once, with `MayBlock`): one cold-tier multi_get for every key, made without
     /// any shard lock (so hot-tier traffic on those shards goes on meanwhile).
     pub fn read_cold_batch(&self, keys: Vec<(u16, Bytes)>) -> ColdBatch {
         let encoded: Vec<cold::EncodedKey> = keys
@@ -1194,7 +1182,7 @@ impl Engine {
 
     /// The cold half of `resolve`, for a key known not to be in the hot tier. `prefetched`
     /// is what the cold tier holds for the key, when a batch already read it and no cold
-    /// write can have changed it since (`get_cold_batch`).
+    /// write can have changed it since (`answer_cold_batch`).
     fn load_from_cold(
         &self,
         access: Access,
