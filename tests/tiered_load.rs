@@ -123,7 +123,7 @@ fn data_thirty_times_the_hot_tier_reads_back_whole_under_skewed_traffic() {
         tiers(&server, "cold_hits") > 0,
         "reads reached the cold tier"
     );
-    // 50 connections' cold GETs went through the cold readers' multi_get batches.
+    // The connections' cold GETs went through the cold readers' multi_get batches.
     assert!(tiers(&server, "cold_read_batches") > 0);
     assert!(tiers(&server, "cold_batched_reads") >= tiers(&server, "cold_read_batches"));
 
@@ -146,8 +146,8 @@ fn the_filter_keeps_absent_keys_off_the_cold_tier_and_can_be_switched_off() {
     let server = BinaryServer::start(dir.path(), &SMALL_BUDGET);
     loadgen(&server, &["load"], true);
 
-    // With the filter only its false positives (about 0.2% at 12-bit fingerprints) read the
-    // cold tier.
+    // With the filter only its false positives (about 0.02% at the default 16-bit
+    // fingerprints) read the cold tier.
     let (absent, cold_reads) = miss_heavy_run(&server);
     assert!(cold_reads * 100 <= absent, "{cold_reads} of {absent}");
     assert_eq!(server.terminate().code(), Some(0));
