@@ -10,7 +10,9 @@
 #   misses   half of all GETs ask for absent keys, against the same data: HyperCache with
 #            the cuckoo filter, without it (storage.filter: false), and with 32-bit
 #            fingerprints; each loads its own copy, so RocksDB writes the bloom filters it
-#            would have in that configuration.
+#            would have in that configuration. With and without the filter also a run of
+#            absent GETs only; every run reports the server's and the load generator's CPU
+#            per GET, and the last row the ratio if absent GETs cost nothing.
 #   restart  clean shutdown, then the time from process start to the first PONG and the hit
 #            ratios of the first 10 s, against redis-server restarting from its RDB; then the
 #            same at BIG_KEYS (20M) keys of BIG_VALUE_SIZE (100 B: ~2 GB, as the disk allows)
@@ -226,54 +228,80 @@ part_ram() {
     row "errors (load, run, verify) | $(for s in "${servers[@]}"; do echo -n "$s: $(json "$s-load" .errors)+$(json "$s-zipf" '.errors + .wrong_values')+$(json "$s-verify" '.errors + .wrong_values') "; done) | | | | | | | |"
 }
 
-# One miss-heavy run against the HyperCache data in $1; NAME = with or without the filter.
+# CPU clock ticks (user + system) process $1 has used.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICKS_PER_SEC=$(getconf CLK_TCK)
+
+# misses_run NAME ABSENT_RATIO: one read-only run, Zipf over the present keys, with that
+# fraction of GETs for absent keys. Also records the CPU seconds the server and the load
+# generator used: both runs are CPU-bound on this machine, so ops/s follows CPU per GET.
 misses_run() {
-    local name="$1"
-    local before_miss before_fp
+    local name="$1" absent="$2"
+    local before_miss before_fp before_server loadgen_ticks
     before_miss=$(info_field tiers cold_misses)
     before_fp=$(info_field tiers filter_false_positives)
-    loadgen "$name" run --duration "$((DURATION / 2))" --distribution zipf --read-ratio 1 \
-        --absent-ratio 0.5
-    echo "{\"cold_misses\":$(($(info_field tiers cold_misses) - before_miss)),\"false_positives\":$(($(info_field tiers filter_false_positives) - before_fp))}" \
-        >"$OUT/$name-tiers.json"
+    before_server=$(cpu_ticks "$SERVER_PID")
+    # The subshell's own children's ticks, read after the load generator has been waited for.
+    loadgen_ticks=$(
+        loadgen "$name" run --duration "$((DURATION / 2))" --distribution zipf --read-ratio 1 \
+            --absent-ratio "$absent"
+        awk '{print $16 + $17}' "/proc/$BASHPID/stat"
+    )
+    jq -n --argjson cold_misses "$(($(info_field tiers cold_misses) - before_miss))" \
+        --argjson false_positives "$(($(info_field tiers filter_false_positives) - before_fp))" \
+        --argjson server "$(($(cpu_ticks "$SERVER_PID") - before_server))" \
+        --argjson loadgen "$loadgen_ticks" --argjson hz "$TICKS_PER_SEC" \
+        --argjson ops "$(json "$name" .ops)" \
+        '{$cold_misses, $false_positives, server_cpu_us_per_get: ($server / $hz / $ops * 1e6),
+          loadgen_cpu_us_per_get: ($loadgen / $hz / $ops * 1e6)}' >"$OUT/$name-tiers.json"
 }
 
-# misses_point NAME [VAR=value ...]: loads KEYS keys afresh into HyperCache started with the
-# settings given (each run writes its own RocksDB files, so RocksDB keeps the bloom filters
-# that configuration would have), then one miss-heavy run.
+# misses_point NAME ABSENT_ONLY [VAR=value ...]: loads KEYS keys afresh into HyperCache
+# started with the settings given (each run writes its own RocksDB files, so RocksDB keeps the
+# bloom filters that configuration would have), then one miss-heavy run; with ABSENT_ONLY=yes
+# also a run of absent GETs only (NAME-absent), to price one absent GET by itself.
 misses_point() {
-    local name="$1"
-    shift
+    local name="$1" absent_only="$2"
+    shift 2
     log "misses: $name: loading $KEYS keys"
     rm -rf "$OUT/data" && mkdir -p "$OUT/data"
     start_hypercache "$OUT/data/hc" "$@"
     wait_for_pong "$(now)" >/dev/null
     loadgen "$name-load" load
-    misses_run "$name"
+    misses_run "$name" 0.5
+    if [[ "$absent_only" == yes ]]; then misses_run "$name-absent" 1; fi
     stop_server
     rm -rf "$OUT/data"
 }
 
 part_misses() {
-    misses_point misses-filter
-    misses_point misses-nofilter HYPERCACHE_STORAGE__FILTER=false
+    misses_point misses-filter yes
+    misses_point misses-nofilter yes HYPERCACHE_STORAGE__FILTER=false
     # 32-bit fingerprints take twice the memory: a 20% filter share (from the hot tier's).
-    misses_point misses-filter32 HYPERCACHE_STORAGE__FILTER_FINGERPRINT_BITS=32 \
+    misses_point misses-filter32 no HYPERCACHE_STORAGE__FILTER_FINGERPRINT_BITS=32 \
         HYPERCACHE_STORAGE__MEMORY_SPLIT__HOT_PERCENT=45 \
         HYPERCACHE_STORAGE__MEMORY_SPLIT__FILTER_PERCENT=20
     {
         echo
         echo "## Miss-heavy: 50% of GETs for absent keys (present half Zipf 0.99), $KEYS keys x $VALUE_SIZE B, maxmemory $MAXMEMORY, $((DURATION / 2)) s each"
         echo
-        echo "| run | ops/s | read p99 us | absent reads | cold-tier reads for absent keys | errors |"
-        echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+        echo "| run | ops/s | read p99 us | absent reads | cold-tier reads for absent keys | server CPU us/GET | load generator CPU us/GET | errors |"
+        echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     } >>"$RESULTS"
-    for run in misses-filter misses-filter32 misses-nofilter; do
-        row "$run | $(json "$run" '.ops_per_sec | round') | $(json "$run" .latency_us.read.p99) | $(json "$run" .absent_reads) | $(json "$run-tiers" .cold_misses) | $(json "$run" '.errors + .wrong_values + .absent_hits')"
+    for run in misses-filter misses-filter32 misses-nofilter misses-filter-absent misses-nofilter-absent; do
+        row "$run | $(json "$run" '.ops_per_sec | round') | $(json "$run" .latency_us.read.p99) | $(json "$run" .absent_reads) | $(json "$run-tiers" .cold_misses) | $(json "$run-tiers" '.server_cpu_us_per_get * 10 | round / 10') | $(json "$run-tiers" '.loadgen_cpu_us_per_get * 10 | round / 10') | $(json "$run" '.errors + .wrong_values + .absent_hits')"
     done
     for run in misses-filter misses-filter32; do
-        row "$run / misses-nofilter | $(jq -n --argjson a "$(json "$run" .ops_per_sec)" --argjson b "$(json misses-nofilter .ops_per_sec)" '$a / $b * 100 | round / 100') | | | | "
+        row "$run / misses-nofilter | $(jq -n --argjson a "$(json "$run" .ops_per_sec)" --argjson b "$(json misses-nofilter .ops_per_sec)" '$a / $b * 100 | round / 100') | | | | | | "
     done
+    # The most the filter could give: CPU per GET of the filter-off mix against the filter-on
+    # mix with its absent GETs (priced by the absent-only run) costing nothing at all.
+    local cpu='(.server_cpu_us_per_get + .loadgen_cpu_us_per_get)'
+    row "ceiling: misses-nofilter / misses-filter with free absent GETs | $(jq -n \
+        --argjson off "$(json misses-nofilter-tiers "$cpu")" \
+        --argjson mix "$(json misses-filter-tiers "$cpu")" \
+        --argjson absent "$(json misses-filter-absent-tiers "$cpu")" \
+        '$off / ($mix - $absent / 2) * 100 | round / 100') | | | | | | "
 }
 
 # restart_point LABEL KEYS VALUE_SIZE: load, traffic, clean stop, timed restart, 10 s of
