@@ -9,7 +9,9 @@ use hypercache::config::{ByteSize, ColdBackend, EngineConfig};
 use hypercache::engine::cold::{
     ColdError, ColdOp, ColdStore, Entries, RocksCold, RocksSizing, SharedClock, Space,
 };
-use hypercache::engine::{Access, Engine, ExpireCondition, KeyTtl, SetExpiry, SetOptions};
+use hypercache::engine::{
+    Access, Engine, EngineError, ExpireCondition, KeyTtl, SetExpiry, SetOptions,
+};
 
 const NOW: u64 = 1_800_000_000_000;
 const BLOCK: Access = Access::MayBlock;
@@ -517,4 +519,34 @@ fn i1_i2_batched_cold_reads_never_answer_with_what_a_write_replaced() {
     assert_eq!(get(e, 0, "rewritten").as_deref(), Some("v2"));
     assert_eq!(get(e, 0, "deleted"), None);
     assert_eq!(e.dbsize(0).unwrap(), 2);
+}
+
+/// A GET the async worker hands off is one GET in INFO tiers: the attempt refused with
+/// `WouldBlock` counts nothing, and the batch that answers it counts one hot miss.
+#[test]
+fn a_handed_off_cold_get_counts_one_hot_miss() {
+    let t = tiny_hot_engine();
+    let e = &t.engine;
+    set(e, 0, "cold", "v1");
+    churn(e);
+    let before = e.stats().snapshot();
+    assert!(matches!(
+        e.get(Access::HotOnly, 0, b"cold"),
+        Err(EngineError::WouldBlock)
+    ));
+    assert_eq!(
+        e.stats().snapshot(),
+        before,
+        "a refused attempt counts nothing"
+    );
+    let batch = e.read_cold_batch(cold_batch_keys(&["cold"]));
+    e.answer_cold_batch(batch, |_, _| {});
+    let after = e.stats().snapshot();
+    assert_eq!(
+        (
+            after.hot_misses - before.hot_misses,
+            after.cold_hits - before.cold_hits
+        ),
+        (1, 1)
+    );
 }

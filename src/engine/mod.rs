@@ -1657,12 +1657,14 @@ impl<'e> Txn<'e> {
             Some(_) => true,
             None => false,
         };
-        engine.stats.hot_misses.add(1);
         let found = if in_hot {
             engine.resolve(access, shard, &encoded, now)?
         } else {
             engine.load_from_cold(access, shard, &encoded, now, prefetched)?
         };
+        // Counted once the miss is answered: a `HotOnly` attempt that would block is
+        // tried again elsewhere, and that attempt counts it.
+        engine.stats.hot_misses.add(1);
         let value = found.then(|| live_entry(shard, &encoded).value.to_bytes());
         engine.settle(access, shard);
         Ok(value)
