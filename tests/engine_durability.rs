@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hypercache::config::{ByteSize, EngineConfig, SyncPolicy};
+use hypercache::config::{ByteSize, EngineConfig, MemorySplit, SyncPolicy};
 use hypercache::engine::cold::SharedClock;
 use hypercache::engine::{
     Access, CheckpointReason, Durability, Engine, ExpireCondition, SetOptions,
@@ -47,10 +47,13 @@ fn durability(clean_start: bool) -> Durability {
 }
 
 fn open(dir: &Path, hot_max_bytes: u64, clean_start: bool) -> Engine {
+    open_with(config(dir, hot_max_bytes), clean_start)
+}
+
+fn open_with(config: EngineConfig, clean_start: bool) -> Engine {
     let clock = Arc::new(SharedClock::default());
     clock.set_manual_ms(NOW);
-    Engine::open_durable_with_clock(config(dir, hot_max_bytes), durability(clean_start), clock)
-        .unwrap()
+    Engine::open_durable_with_clock(config, durability(clean_start), clock).unwrap()
 }
 
 /// What every key must hold: (db, key) -> (value, expire_at).
@@ -237,16 +240,70 @@ fn changed_fingerprint_bits_rebuild_the_saved_filter() {
     engine.close_wal().unwrap();
     drop(engine);
 
-    let clock = Arc::new(SharedClock::default());
-    clock.set_manual_ms(NOW);
     let wide = EngineConfig {
         filter_fingerprint_bits: 32,
         ..config(dir.path(), 16 << 10)
     };
-    let engine = Engine::open_durable_with_clock(wide, durability(true), clock).unwrap();
+    let engine = open_with(wide, true);
     assert!(!engine.persistence_report().startup.loaded_saved_state);
     assert_eq!(engine.tier_report().filter_used_bytes, 2 * narrow_bytes);
     assert_matches(&engine, &model, "after a restart with 32-bit fingerprints");
+}
+
+/// A clean restart whose filter share is smaller than the saved filter (a lower maxmemory or
+/// filter_percent) must not load it over budget (I6): it rebuilds one within the share that
+/// still covers every key (I4). A share the saved filter fits in loads it.
+#[test]
+fn a_saved_filter_larger_than_the_new_share_is_rebuilt_within_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    let mut model = Model::new();
+    // A first table of 2^15 buckets: 256 KB of 16-bit slots, inside 64 MB's 10% share.
+    let roomy = EngineConfig {
+        filter_initial_capacity: 1 << 17,
+        ..config(dir.path(), 16 << 10)
+    };
+    let engine = open_with(roomy.clone(), true);
+    random_ops(&engine, &mut model, &mut rng, 2000);
+    let saved_bytes = engine.tier_report().filter_used_bytes;
+    engine.checkpoint(CheckpointReason::Shutdown).unwrap();
+    engine.close_wal().unwrap();
+    drop(engine);
+
+    // 1% of 16 MB: 167 KB, less than the saved tables.
+    let tight = EngineConfig {
+        maxmemory: ByteSize(16 << 20),
+        memory_split: MemorySplit {
+            filter_percent: 1,
+            ..MemorySplit::default()
+        },
+        ..roomy.clone()
+    };
+    let engine = open_with(tight, true);
+    let share = engine.budget().filter_max_bytes;
+    assert!(saved_bytes > share, "{saved_bytes} saved, {share} share");
+    assert!(!engine.persistence_report().startup.loaded_saved_state);
+    let used = engine.tier_report().filter_used_bytes;
+    assert!(0 < used && used <= share, "{used} used, {share} share");
+    assert_eq!(engine.check_filter_covers_cold().unwrap().1, 0);
+    assert_matches(
+        &engine,
+        &model,
+        "after a restart with a smaller filter share",
+    );
+    engine.checkpoint(CheckpointReason::Shutdown).unwrap();
+    engine.close_wal().unwrap();
+    drop(engine);
+
+    // Back to the roomy share: the small saved filter fits and is loaded as it is.
+    let engine = open_with(roomy, true);
+    assert!(engine.persistence_report().startup.loaded_saved_state);
+    assert_eq!(engine.tier_report().filter_used_bytes, used);
+    assert_matches(
+        &engine,
+        &model,
+        "after a restart with the larger share again",
+    );
 }
 
 #[test]

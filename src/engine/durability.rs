@@ -312,7 +312,7 @@ impl Engine {
         }
         let usable =
             checkpoint.and_then(|checkpoint| self.decode_saved_state(&raw, checkpoint.lsn));
-        let Some((counts, filter)) = usable else {
+        let Some((counts, mut filter)) = usable else {
             tracing::warn!("the saved filter and key counts do not match the data; rebuilding");
             return Ok(false);
         };
@@ -342,12 +342,25 @@ impl Engine {
             );
             return Ok(false);
         }
+        if !fresh_bypassed && filter.memory_bytes() > fresh_room {
+            // Saved under a larger share than this start gives (a smaller maxmemory or
+            // filter_percent): loaded, it would hold memory the hot tier is counting on
+            // (I6). A rebuild sizes the filter to the share, bypassing if the keys need more.
+            tracing::info!(
+                saved_bytes = filter.memory_bytes(),
+                share_bytes = fresh_room,
+                "the saved filter is larger than its share; rebuilding it from the cold tier"
+            );
+            return Ok(false);
+        }
         for (counter, count) in self.key_counts.iter().zip(counts) {
             counter.reset();
             counter.add(count as i64);
         }
         // With the filter off (`storage.filter: false`) the fresh, bypassed one stays.
         if !fresh_bypassed {
+            // Later growth answers to this start's share, not the saved one.
+            filter.set_max_bytes(fresh_room);
             *self.filter.write() = filter;
         }
         Ok(true)

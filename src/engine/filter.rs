@@ -611,6 +611,13 @@ impl CuckooFilter {
         self.config.max_bytes
     }
 
+    /// Moves the memory cap (a restart with another budget), for the growth still to come.
+    /// The tables must fit under it already: the caller rebuilds a filter that does not.
+    pub fn set_max_bytes(&mut self, max_bytes: usize) {
+        debug_assert!(self.memory_bytes() <= max_bytes);
+        self.config.max_bytes = max_bytes;
+    }
+
     pub fn is_bypassed(&self) -> bool {
         with_state!(&self.tables, state => matches!(state, State::Bypassed))
     }
