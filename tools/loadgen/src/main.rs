@@ -76,6 +76,18 @@ struct SweepArgs {
     /// Requests in flight per connection.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pipeline: u64,
+    /// Seconds without a request sent (a server that stopped answering) before giving up.
+    #[arg(long, default_value_t = 30.0, value_parser = parse_positive_seconds)]
+    stall_timeout: f64,
+}
+
+impl SweepArgs {
+    fn plan(&self, kind: OpKind) -> Plan {
+        Plan {
+            stall_timeout: Some(Duration::from_secs_f64(self.stall_timeout)),
+            ..self.common.plan(self.pipeline, Workload::Sweep(kind), None)
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +204,7 @@ impl Common {
             connections: self.connections as usize,
             pipeline: pipeline as usize,
             connect_timeout: Duration::from_secs_f64(self.connect_timeout),
+            stall_timeout: None,
             workload,
             interval,
         }
@@ -216,17 +229,14 @@ fn main() -> ExitCode {
     let (common, plan, setup) = match &cli.command {
         Command::Load(args) => (
             &args.common,
-            args.common
-                .plan(args.pipeline, Workload::Sweep(OpKind::Write), None),
+            args.plan(OpKind::Write),
             args.common.setup("load", args.pipeline, false),
         ),
         Command::Verify(args) => {
             let sweep = &args.sweep;
             (
                 &sweep.common,
-                sweep
-                    .common
-                    .plan(sweep.pipeline, Workload::Sweep(OpKind::Read), None),
+                sweep.plan(OpKind::Read),
                 sweep.common.setup("verify", sweep.pipeline, false),
             )
         }

@@ -74,6 +74,8 @@ pub struct Plan {
     pub connections: usize,
     pub pipeline: usize,
     pub connect_timeout: Duration,
+    /// A sweep gives up when no request has been sent for this long.
+    pub stall_timeout: Option<Duration>,
     pub workload: Workload,
     /// Length of one entry of the interval series, if the caller wants the series.
     pub interval: Option<Duration>,
@@ -593,6 +595,19 @@ async fn read_replies(
     }
 }
 
+/// Stops the connections still waiting for replies; returns the error to report.
+async fn abort_stuck(
+    tasks: &mut JoinSet<Result<(), String>>,
+    shared: &Shared,
+    why: String,
+) -> String {
+    let stuck = tasks.len();
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    shared.aggregate().finished = Some(Instant::now());
+    format!("{stuck} connections stopped: {why}")
+}
+
 /// Connects every connection, runs the workload, and returns what was measured. `Err` only
 /// when the server cannot be reached at all; everything after that is counted, not fatal.
 pub async fn execute(plan: Plan, mut on_event: impl FnMut(Event<'_>)) -> Result<Outcome, String> {
@@ -659,6 +674,8 @@ pub async fn execute(plan: Plan, mut on_event: impl FnMut(Event<'_>)) -> Result<
     let stop_at = deadline.unwrap_or(far_future);
     let mut stopping = false;
     let mut connection_errors = Vec::new();
+    // A sweep's progress is the next key handed out: (that key, when it last moved).
+    let mut last_progress = (0, start);
 
     loop {
         tokio::select! {
@@ -669,10 +686,22 @@ pub async fn execute(plan: Plan, mut on_event: impl FnMut(Event<'_>)) -> Result<
                 Some(Err(join_error)) => connection_errors.push(join_error.to_string()),
             },
             _ = ticker.tick() => match &plan.workload {
-                Workload::Sweep(_) => on_event(Event::Progress {
-                    keys_sent: shared.next_key.load(Ordering::Relaxed).min(plan.keys.count()),
-                    elapsed: start.elapsed(),
-                }),
+                Workload::Sweep(_) => {
+                    let next_key = shared.next_key.load(Ordering::Relaxed);
+                    on_event(Event::Progress {
+                        keys_sent: next_key.min(plan.keys.count()),
+                        elapsed: start.elapsed(),
+                    });
+                    if next_key != last_progress.0 {
+                        last_progress = (next_key, Instant::now());
+                    } else if let Some(limit) = plan.stall_timeout.filter(|&limit| last_progress.1.elapsed() >= limit) {
+                        connection_errors.push(abort_stuck(&mut tasks, &shared, format!(
+                            "no request sent for {:.1}s: the server stopped answering",
+                            limit.as_secs_f64()
+                        )).await);
+                        break;
+                    }
+                }
                 Workload::Mixed(_) => {
                     if intervals_reported < full_intervals {
                         let mut aggregate = shared.aggregate();
@@ -686,14 +715,10 @@ pub async fn execute(plan: Plan, mut on_event: impl FnMut(Event<'_>)) -> Result<
                 stopping = true;
             }
             _ = tokio::time::sleep_until((stop_at + DRAIN_TIMEOUT).into()), if stopping => {
-                let stuck = tasks.len();
-                tasks.abort_all();
-                while tasks.join_next().await.is_some() {}
-                connection_errors.push(format!(
-                    "{stuck} connections had no reply {}s after the end of the run",
+                connection_errors.push(abort_stuck(&mut tasks, &shared, format!(
+                    "no reply {}s after the end of the run",
                     DRAIN_TIMEOUT.as_secs()
-                ));
-                shared.aggregate().finished = Some(Instant::now());
+                )).await);
                 break;
             }
         }

@@ -193,3 +193,26 @@ fn memcached() {
         raw_exchange(port, &request, b"STORED\r\n");
     });
 }
+
+/// A server that accepts connections and reads requests but never answers: `load` and
+/// `verify` must give up after `--stall-timeout` with an error, not wait forever.
+#[test]
+fn a_server_that_stops_answering_ends_a_sweep_with_an_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            // Reads whatever arrives, so the load generator's writes never block.
+            std::thread::spawn(move || while stream.read(&mut [0; 4096]).is_ok_and(|n| n > 0) {});
+        }
+    });
+    for sweep in ["load", "verify"] {
+        let output = loadgen("resp", port, &[sweep, "--stall-timeout", "1"]);
+        let report = report(&output);
+        assert_eq!(output.status.code(), Some(1), "{report}");
+        assert!(report["errors"].as_u64().unwrap() > 0, "{report}");
+        let sample = report["error_samples"][0].as_str().unwrap();
+        assert!(sample.contains("stopped answering"), "{sample}");
+    }
+}
