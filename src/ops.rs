@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::commands::dispatch::{self, Plan};
 use crate::config::Config;
 use crate::datadir::DataDir;
-use crate::engine::cold::{self, ColdStore, RocksCold};
+use crate::engine::cold::{self, ColdRead, RocksCold};
 use crate::engine::entry::{decode_cold_value, is_expired, ColdValue};
 use crate::engine::filter::hash_key;
 use crate::engine::{self, wal, Access, Engine, KeyTtl};
@@ -205,7 +205,7 @@ pub fn check(dir: &Path, force: bool, progress: Progress<'_>) -> Result<CheckRep
 /// Calls `visit` with every data entry of the user databases (all keys below the meta
 /// records), in key order.
 fn for_each_cold_entry(
-    cold: &dyn ColdStore,
+    cold: &dyn ColdRead,
     mut visit: impl FnMut(&[u8], &[u8]),
 ) -> Result<(), cold::ColdError> {
     let end = cold::META_DB.to_be_bytes();

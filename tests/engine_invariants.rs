@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hypercache::config::{ByteSize, ColdBackend, EngineConfig};
 use hypercache::engine::cold::{
-    ColdError, ColdOp, ColdStore, Entries, RocksCold, RocksSizing, SharedClock, Space,
+    ColdError, ColdOp, ColdRead, ColdStore, Entries, RocksCold, RocksSizing, SharedClock, Space,
 };
 use hypercache::engine::{
     Access, Engine, EngineError, ExpireCondition, KeyTtl, SetExpiry, SetOptions,
@@ -260,18 +260,12 @@ struct FlakyCold {
     fail_writes: Arc<AtomicBool>,
 }
 
-impl ColdStore for FlakyCold {
+impl ColdRead for FlakyCold {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ColdError> {
         self.inner.get(key)
     }
     fn multi_get(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, ColdError> {
         self.inner.multi_get(keys)
-    }
-    fn write(&self, ops: Vec<ColdOp>) -> Result<(), ColdError> {
-        if self.fail_writes.load(Ordering::Relaxed) {
-            return Err(ColdError("injected write failure".into()));
-        }
-        self.inner.write(ops)
     }
     fn range(
         &self,
@@ -282,12 +276,6 @@ impl ColdStore for FlakyCold {
     ) -> Result<Entries, ColdError> {
         self.inner.range(space, from, to, limit)
     }
-    fn compact(&self) -> Result<(), ColdError> {
-        self.inner.compact()
-    }
-    fn sync(&self) -> Result<(), ColdError> {
-        self.inner.sync()
-    }
     fn disk_bytes(&self) -> u64 {
         self.inner.disk_bytes()
     }
@@ -297,7 +285,21 @@ impl ColdStore for FlakyCold {
     fn estimate_keys(&self) -> u64 {
         self.inner.estimate_keys()
     }
+}
 
+impl ColdStore for FlakyCold {
+    fn write(&self, ops: Vec<ColdOp>) -> Result<(), ColdError> {
+        if self.fail_writes.load(Ordering::Relaxed) {
+            return Err(ColdError("injected write failure".into()));
+        }
+        self.inner.write(ops)
+    }
+    fn compact(&self) -> Result<(), ColdError> {
+        self.inner.compact()
+    }
+    fn sync(&self) -> Result<(), ColdError> {
+        self.inner.sync()
+    }
     fn create_checkpoint(&self, path: &std::path::Path) -> Result<(), ColdError> {
         self.inner.create_checkpoint(path)
     }

@@ -174,7 +174,7 @@ impl From<rocksdb::Error> for ColdError {
 /// Calls `visit` with every page of data entries with keys below `end`, in key order, holding
 /// no more than one page in memory (filter rebuild and check, `hypercache-tool check`).
 pub fn for_each_data_page(
-    cold: &dyn ColdStore,
+    cold: &dyn ColdRead,
     end: &[u8],
     mut visit: impl FnMut(&Entries),
 ) -> Result<(), ColdError> {
@@ -190,13 +190,12 @@ pub fn for_each_data_page(
     }
 }
 
-/// Everything the engine needs from an ordered, durable key-value store.
-pub trait ColdStore: Send + Sync {
+/// What the engine reads from its cold store, and the store's sizes. Nothing here changes a
+/// value; `ColdTier` hands out only this half, so no write can skip its counting.
+pub trait ColdRead: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ColdError>;
     /// Point reads batched into one call (RocksDB `multi_get`).
     fn multi_get(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, ColdError>;
-    /// Applies all `ops` atomically, in order.
-    fn write(&self, ops: Vec<ColdOp>) -> Result<(), ColdError>;
     /// Up to `limit` entries of `space` with `from <= key < to`, in key order.
     fn range(
         &self,
@@ -205,16 +204,22 @@ pub trait ColdStore: Send + Sync {
         to: &[u8],
         limit: usize,
     ) -> Result<Entries, ColdError>;
-    /// Runs a full compaction, which passes every value through the expiry compaction filter.
-    fn compact(&self) -> Result<(), ColdError>;
-    /// Makes every write so far durable (fsync of the store's own log).
-    fn sync(&self) -> Result<(), ColdError>;
     /// Bytes on disk (live SST and log files), an estimate.
     fn disk_bytes(&self) -> u64;
     /// Memory the store uses now (block cache incl. memtables charged to it).
     fn memory_bytes(&self) -> usize;
     /// Number of data entries, an estimate.
     fn estimate_keys(&self) -> u64;
+}
+
+/// Everything the engine needs from an ordered, durable key-value store.
+pub trait ColdStore: ColdRead {
+    /// Applies all `ops` atomically, in order.
+    fn write(&self, ops: Vec<ColdOp>) -> Result<(), ColdError>;
+    /// Runs a full compaction, which passes every value through the expiry compaction filter.
+    fn compact(&self) -> Result<(), ColdError>;
+    /// Makes every write so far durable (fsync of the store's own log).
+    fn sync(&self) -> Result<(), ColdError>;
     /// Writes a consistent copy of the store into the new directory `path` (hard links where
     /// the file system allows): a backup the store can be reopened from.
     fn create_checkpoint(&self, path: &Path) -> Result<(), ColdError>;
@@ -225,7 +230,8 @@ pub trait ColdStore: Send + Sync {
 /// locks (a batch of cold GETs, `Engine::read_cold_batch`) can then tell, with a key's shard
 /// held, whether any write could have changed what it read. Every cold write holds the
 /// shards of the keys it writes, so once the shard is held no new write can start on them.
-/// Everything else derefs to the store.
+/// Reads deref to the store's read half; `compact`, `sync` and `create_checkpoint` are passed
+/// on; the store itself, whose `write` would not be counted, is not reachable.
 pub struct ColdTier {
     store: Box<dyn ColdStore>,
     /// Per hot shard (indexed like the engine's shards, by slot): writes started, finished.
@@ -243,11 +249,7 @@ impl ColdTier {
         }
     }
 
-    pub fn store(&self) -> &dyn ColdStore {
-        self.store.as_ref()
-    }
-
-    /// `ColdStore::write`, counted (shadows the trait method reached through `Deref`).
+    /// `ColdStore::write`, counted.
     pub fn write(&self, ops: Vec<ColdOp>) -> Result<(), ColdError> {
         /// Counts the write finished even if the store panics, or its shards would look
         /// written-to forever (every batched read of them read again).
@@ -314,8 +316,23 @@ impl ColdTier {
     }
 }
 
+impl ColdTier {
+    /// Compaction drops only expired values (the compaction filter), which no read returns.
+    pub fn compact(&self) -> Result<(), ColdError> {
+        self.store.compact()
+    }
+
+    pub fn sync(&self) -> Result<(), ColdError> {
+        self.store.sync()
+    }
+
+    pub fn create_checkpoint(&self, path: &Path) -> Result<(), ColdError> {
+        self.store.create_checkpoint(path)
+    }
+}
+
 impl std::ops::Deref for ColdTier {
-    type Target = dyn ColdStore;
+    type Target = dyn ColdRead;
 
     fn deref(&self) -> &Self::Target {
         self.store.as_ref()
@@ -386,7 +403,7 @@ impl MemCold {
     }
 }
 
-impl ColdStore for MemCold {
+impl ColdRead for MemCold {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ColdError> {
         Ok(self.data.read().get(key).cloned())
     }
@@ -396,6 +413,40 @@ impl ColdStore for MemCold {
         Ok(keys.iter().map(|key| data.get(*key).cloned()).collect())
     }
 
+    fn range(
+        &self,
+        space: Space,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Entries, ColdError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .space(space)
+            .read()
+            .range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        0
+    }
+
+    fn memory_bytes(&self) -> usize {
+        let data = self.data.read();
+        data.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+
+    fn estimate_keys(&self) -> u64 {
+        self.data.read().len() as u64
+    }
+}
+
+impl ColdStore for MemCold {
     fn write(&self, ops: Vec<ColdOp>) -> Result<(), ColdError> {
         // Both maps locked for the whole batch: atomic like a WriteBatch.
         let mut data = self.data.write();
@@ -441,25 +492,6 @@ impl ColdStore for MemCold {
         Ok(())
     }
 
-    fn range(
-        &self,
-        space: Space,
-        from: &[u8],
-        to: &[u8],
-        limit: usize,
-    ) -> Result<Entries, ColdError> {
-        if from >= to {
-            return Ok(Vec::new());
-        }
-        Ok(self
-            .space(space)
-            .read()
-            .range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
-    }
-
     fn compact(&self) -> Result<(), ColdError> {
         let now = self.clock.now_ms();
         for (key, value) in self.data.write().iter_mut() {
@@ -472,19 +504,6 @@ impl ColdStore for MemCold {
 
     fn sync(&self) -> Result<(), ColdError> {
         Ok(())
-    }
-
-    fn disk_bytes(&self) -> u64 {
-        0
-    }
-
-    fn memory_bytes(&self) -> usize {
-        let data = self.data.read();
-        data.iter().map(|(k, v)| k.len() + v.len()).sum()
-    }
-
-    fn estimate_keys(&self) -> u64 {
-        self.data.read().len() as u64
     }
 
     fn create_checkpoint(&self, _path: &Path) -> Result<(), ColdError> {
@@ -655,7 +674,7 @@ impl RocksCold {
     }
 }
 
-impl ColdStore for RocksCold {
+impl ColdRead for RocksCold {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ColdError> {
         Ok(self.db.get_pinned(key)?.map(|slice| slice.to_vec()))
     }
@@ -668,21 +687,6 @@ impl ColdStore for RocksCold {
             .into_iter()
             .map(|result| Ok(result?.map(|slice| slice.to_vec())))
             .collect()
-    }
-
-    fn write(&self, ops: Vec<ColdOp>) -> Result<(), ColdError> {
-        let mut batch = rocksdb::WriteBatch::default();
-        for op in &ops {
-            match op {
-                ColdOp::Put { space, key, value } => batch.put_cf(self.cf(*space), key, value),
-                ColdOp::Delete { space, key } => batch.delete_cf(self.cf(*space), key),
-                ColdOp::DeleteRange { space, from, to } => {
-                    batch.delete_range_cf(self.cf(*space), from, to)
-                }
-            }
-        }
-        self.db.write_opt(batch, &Self::no_sync_write_options())?;
-        Ok(())
     }
 
     fn range(
@@ -713,20 +717,6 @@ impl ColdStore for RocksCold {
         Ok(out)
     }
 
-    fn compact(&self) -> Result<(), ColdError> {
-        let mut opts = rocksdb::CompactOptions::default();
-        opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
-        self.db.flush()?;
-        self.db
-            .compact_range_cf_opt(self.cf(Space::Data), None::<&[u8]>, None::<&[u8]>, &opts);
-        Ok(())
-    }
-
-    fn sync(&self) -> Result<(), ColdError> {
-        self.db.flush_wal(true)?;
-        Ok(())
-    }
-
     fn disk_bytes(&self) -> u64 {
         let prop = |name| self.db.property_int_value(name).ok().flatten().unwrap_or(0);
         prop("rocksdb.total-sst-files-size") + prop("rocksdb.cur-size-all-mem-tables")
@@ -742,6 +732,37 @@ impl ColdStore for RocksCold {
             .ok()
             .flatten()
             .unwrap_or(0)
+    }
+}
+
+impl ColdStore for RocksCold {
+    fn write(&self, ops: Vec<ColdOp>) -> Result<(), ColdError> {
+        let mut batch = rocksdb::WriteBatch::default();
+        for op in &ops {
+            match op {
+                ColdOp::Put { space, key, value } => batch.put_cf(self.cf(*space), key, value),
+                ColdOp::Delete { space, key } => batch.delete_cf(self.cf(*space), key),
+                ColdOp::DeleteRange { space, from, to } => {
+                    batch.delete_range_cf(self.cf(*space), from, to)
+                }
+            }
+        }
+        self.db.write_opt(batch, &Self::no_sync_write_options())?;
+        Ok(())
+    }
+
+    fn compact(&self) -> Result<(), ColdError> {
+        let mut opts = rocksdb::CompactOptions::default();
+        opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        self.db.flush()?;
+        self.db
+            .compact_range_cf_opt(self.cf(Space::Data), None::<&[u8]>, None::<&[u8]>, &opts);
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<(), ColdError> {
+        self.db.flush_wal(true)?;
+        Ok(())
     }
 
     fn create_checkpoint(&self, path: &Path) -> Result<(), ColdError> {

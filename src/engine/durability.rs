@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::cold::{self, ColdOp, ColdStore, SharedClock, Space, META_DB};
+use super::cold::{self, ColdOp, ColdRead, SharedClock, Space, META_DB};
 use super::entry::{decode_cold_value, is_expired, ColdValue};
 use super::filter::CuckooFilter;
 use super::hot::{ColdCopy, HotEntry};
@@ -163,7 +163,7 @@ pub struct CheckpointRecord {
 }
 
 /// Reads the checkpoint meta record of a cold tier (None: no checkpoint yet).
-pub fn read_checkpoint_record(cold: &dyn ColdStore) -> EngineResult<Option<CheckpointRecord>> {
+pub fn read_checkpoint_record(cold: &dyn ColdRead) -> EngineResult<Option<CheckpointRecord>> {
     let Some(raw) = cold.get(&meta_key(CHECKPOINT_META))? else {
         return Ok(None);
     };
@@ -177,7 +177,7 @@ pub fn read_checkpoint_record(cold: &dyn ColdStore) -> EngineResult<Option<Check
 /// The filter and per-database key counts a clean shutdown saved, with the LSN of the
 /// checkpoint they belong to (None: none saved, or unreadable).
 pub fn read_saved_state(
-    cold: &dyn ColdStore,
+    cold: &dyn ColdRead,
 ) -> EngineResult<Option<(Lsn, Vec<u64>, CuckooFilter)>> {
     let Some(raw) = cold.get(&meta_key(SAVED_STATE_META))? else {
         return Ok(None);
@@ -287,7 +287,7 @@ impl Engine {
     }
 
     fn read_checkpoint_record(&self) -> EngineResult<Option<CheckpointRecord>> {
-        read_checkpoint_record(self.cold.store()).map_err(|err| {
+        read_checkpoint_record(&*self.cold).map_err(|err| {
             EngineError::Cold(cold::ColdError(format!(
                 "{err}; run `hypercache-tool check --dir {}`",
                 self.config.dir.display()

@@ -426,7 +426,7 @@ impl Engine {
     /// key order, without holding more than one page in memory.
     fn for_each_cold_page(&self, visit: impl FnMut(&cold::Entries)) -> EngineResult<()> {
         let end = db_prefix(self.databases());
-        Ok(cold::for_each_data_page(self.cold.store(), &end, visit)?)
+        Ok(cold::for_each_data_page(&*self.cold, &end, visit)?)
     }
 
     /// Checks that every key in the cold tier passes the filter (I4). Returns
