@@ -56,6 +56,13 @@ fn open_with(config: EngineConfig, clean_start: bool) -> Engine {
     Engine::open_durable_with_clock(config, durability(clean_start), clock).unwrap()
 }
 
+/// What SHUTDOWN does to the engine: the shutdown checkpoint (which saves the filter and
+/// key counts), then the WAL closed.
+fn shut_down_cleanly(engine: Engine) {
+    engine.checkpoint(CheckpointReason::Shutdown).unwrap();
+    engine.close_wal().unwrap();
+}
+
 /// What every key must hold: (db, key) -> (value, expire_at).
 type Model = BTreeMap<(u16, String), (String, u64)>;
 
@@ -236,9 +243,7 @@ fn changed_fingerprint_bits_rebuild_the_saved_filter() {
     let engine = open(dir.path(), 16 << 10, false);
     random_ops(&engine, &mut model, &mut rng, 2000);
     let narrow_bytes = engine.tier_report().filter_used_bytes;
-    engine.checkpoint(CheckpointReason::Shutdown).unwrap();
-    engine.close_wal().unwrap();
-    drop(engine);
+    shut_down_cleanly(engine);
 
     let wide = EngineConfig {
         filter_fingerprint_bits: 32,
@@ -266,9 +271,7 @@ fn a_saved_filter_larger_than_the_new_share_is_rebuilt_within_it() {
     let engine = open_with(roomy.clone(), true);
     random_ops(&engine, &mut model, &mut rng, 2000);
     let saved_bytes = engine.tier_report().filter_used_bytes;
-    engine.checkpoint(CheckpointReason::Shutdown).unwrap();
-    engine.close_wal().unwrap();
-    drop(engine);
+    shut_down_cleanly(engine);
 
     // 1% of 16 MB: 167 KB, less than the saved tables.
     let tight = EngineConfig {
@@ -291,9 +294,7 @@ fn a_saved_filter_larger_than_the_new_share_is_rebuilt_within_it() {
         &model,
         "after a restart with a smaller filter share",
     );
-    engine.checkpoint(CheckpointReason::Shutdown).unwrap();
-    engine.close_wal().unwrap();
-    drop(engine);
+    shut_down_cleanly(engine);
 
     // Back to the roomy share: the small saved filter fits and is loaded as it is.
     let engine = open_with(roomy, true);
