@@ -692,13 +692,17 @@ pub async fn execute(plan: Plan, mut on_event: impl FnMut(Event<'_>)) -> Result<
                         keys_sent: next_key.min(plan.keys.count()),
                         elapsed: start.elapsed(),
                     });
+                    let stalled_for = last_progress.1.elapsed();
                     if next_key != last_progress.0 {
                         last_progress = (next_key, Instant::now());
-                    } else if let Some(limit) = plan.stall_timeout.filter(|&limit| last_progress.1.elapsed() >= limit) {
-                        connection_errors.push(abort_stuck(&mut tasks, &shared, format!(
+                    } else if let Some(limit) =
+                        plan.stall_timeout.filter(|&limit| stalled_for >= limit)
+                    {
+                        let why = format!(
                             "no request sent for {:.1}s: the server stopped answering",
                             limit.as_secs_f64()
-                        )).await);
+                        );
+                        connection_errors.push(abort_stuck(&mut tasks, &shared, why).await);
                         break;
                     }
                 }
