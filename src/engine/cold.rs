@@ -95,6 +95,12 @@ pub fn slot_of(encoded: &[u8]) -> u16 {
     u16::from_be_bytes([encoded[2], encoded[3]])
 }
 
+/// The hot shard, of `shards` (a power of two), that holds `encoded`. The engine locks shards
+/// by it and `ColdTier` counts writes by it: batched reads are sound only while both agree.
+pub fn hot_shard_of(encoded: &[u8], shards: usize) -> usize {
+    usize::from(slot_of(encoded)) & (shards - 1)
+}
+
 pub fn user_key(encoded: &[u8]) -> &[u8] {
     &encoded[KEY_PREFIX_LEN..]
 }
@@ -297,7 +303,7 @@ impl ColdTier {
     }
 
     fn shard_of(&self, encoded: &[u8]) -> usize {
-        usize::from(slot_of(encoded)) & (self.writes.len() - 1)
+        hot_shard_of(encoded, self.writes.len())
     }
 
     /// The write epoch of `encoded`'s shard, to check a lock-free read of it against; taken
@@ -314,9 +320,7 @@ impl ColdTier {
     pub fn unchanged_since(&self, encoded: &[u8], epoch: u64) -> bool {
         self.writes[self.shard_of(encoded)].0.load(Ordering::SeqCst) == epoch
     }
-}
 
-impl ColdTier {
     /// Compaction drops only expired values (the compaction filter), which no read returns.
     pub fn compact(&self) -> Result<(), ColdError> {
         self.store.compact()

@@ -1091,7 +1091,7 @@ impl Engine {
 
     /// Shards are chosen by slot, so one slot's hot keys all live in one shard.
     fn shard_index(&self, encoded: &[u8]) -> usize {
-        usize::from(cold::slot_of(encoded)) & (self.shards.len() - 1)
+        cold::hot_shard_of(encoded, self.shards.len())
     }
 
     fn shard_of_user_key(&self, key: &[u8]) -> usize {
