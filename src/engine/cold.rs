@@ -822,7 +822,9 @@ mod tests {
 #[cfg(test)]
 mod conformance {
     use super::*;
-    use crate::engine::entry::{encode_cold_value, StoredValue};
+    use crate::engine::entry::encode_cold_value;
+    use crate::engine::types::string::StoredValue;
+    use crate::engine::types::Value;
     use bytes::Bytes;
 
     fn sizing() -> RocksSizing {
@@ -935,9 +937,18 @@ mod conformance {
     fn compaction_turns_expired_values_into_markers_and_keeps_the_rest() {
         with_each_store(|store, clock| {
             clock.set_manual_ms(10_000);
-            let live = encode_cold_value(&StoredValue::Raw(Bytes::from_static(b"live")), 20_000);
-            let dead = encode_cold_value(&StoredValue::Raw(Bytes::from_static(b"dead")), 5_000);
-            let forever = encode_cold_value(&StoredValue::Raw(Bytes::from_static(b"f")), 0);
+            let live = encode_cold_value(
+                &Value::String(StoredValue::Raw(Bytes::from_static(b"live"))),
+                20_000,
+            );
+            let dead = encode_cold_value(
+                &Value::String(StoredValue::Raw(Bytes::from_static(b"dead"))),
+                5_000,
+            );
+            let forever = encode_cold_value(
+                &Value::String(StoredValue::Raw(Bytes::from_static(b"f"))),
+                0,
+            );
             let k_live = encode_key(0, b"live");
             let k_dead = encode_key(0, b"dead");
             let k_forever = encode_key(0, b"forever");

@@ -27,8 +27,9 @@ use super::entry::{decode_cold_value, is_expired, ColdValue};
 use super::filter::CuckooFilter;
 use super::hot::{ColdCopy, HotEntry};
 use super::mutation::{self, Mutation, MutationBatch};
+use super::resolve::Removal;
 use super::wal::{self, Lsn, Wal, WalOptions};
-use super::{seconds, Access, Engine, EngineError, EngineResult, Removal};
+use super::{seconds, Access, Engine, EngineError, EngineResult, LogError};
 use crate::config::{EngineConfig, SyncPolicy};
 
 /// Durability settings (the configuration's `persistence` section, plus what the server knows
@@ -254,7 +255,6 @@ impl Engine {
                 "rebuilt the filter and key counts from the cold tier (no clean-shutdown state)"
             );
         }
-        engine.note_filter_state(&engine.filter.read());
         engine.recompute_shard_limit();
         if let Some(checkpoint) = &checkpoint {
             *engine.durability.last.lock() = CheckpointInfo {
@@ -361,7 +361,7 @@ impl Engine {
         if !fresh_bypassed {
             // Later growth answers to this start's share, not the saved one.
             filter.set_max_bytes(fresh_room);
-            *self.filter.write() = filter;
+            self.filter.replace(filter);
         }
         Ok(true)
     }
@@ -404,8 +404,9 @@ impl Engine {
                 to = %aside.display(),
                 "the WAL predates the last checkpoint (taken with the WAL off); moving it aside"
             );
-            std::fs::rename(&dir, &aside).map_err(|err| {
-                EngineError::Wal(format!("cannot move {} aside: {err}", dir.display()))
+            std::fs::rename(&dir, &aside).map_err(|source| LogError::MoveAside {
+                path: dir.clone(),
+                source,
             })?;
         }
         let wal = Wal::open(
@@ -417,13 +418,13 @@ impl Engine {
             },
         )?;
         if wal.last_lsn() < checkpoint_lsn {
-            return Err(EngineError::Wal(format!(
-                "the WAL in {} ends at LSN {} but the last checkpoint is at LSN {checkpoint_lsn}: \
-                 WAL segments are missing. Run `hypercache-tool check --dir {}`",
-                dir.display(),
-                wal.last_lsn(),
-                self.config.dir.display()
-            )));
+            return Err(LogError::MissingSegments {
+                wal_dir: dir,
+                wal_last_lsn: wal.last_lsn(),
+                checkpoint_lsn,
+                data_dir: self.config.dir.clone(),
+            }
+            .into());
         }
         let started = Instant::now();
         let mut last_progress = Instant::now();
@@ -449,7 +450,7 @@ impl Engine {
     /// Applies one WAL record through the engine's write path: each key is resolved against
     /// both tiers first, so key counts, the filter and cold copies stay exact (I1, I2, I4).
     fn apply_record(&self, payload: &[u8]) -> EngineResult<()> {
-        let mutations = mutation::decode(payload).map_err(EngineError::Wal)?;
+        let mutations = mutation::decode(payload).map_err(LogError::Undecodable)?;
         let now = self.now_ms();
         let mut discard = MutationBatch::default();
         for mutation in mutations {
@@ -458,12 +459,12 @@ impl Engine {
                     self.check_encoded(key)?;
                     let (value, expire_at) = match decode_cold_value(value)? {
                         ColdValue::Live { value, expire_at } => (value, expire_at),
-                        ColdValue::ExpiredMarker => {
-                            return Err(EngineError::Wal("a logged value is a marker".into()))
-                        }
+                        ColdValue::ExpiredMarker => return Err(LogError::MarkerValue.into()),
                     };
-                    let mut shard = self.shards[self.shard_index(key)].lock();
-                    let exists = self.resolve(Access::MayBlock, &mut shard, key, now)?;
+                    let mut shard = self.hot.lock_encoded(key);
+                    let exists = self
+                        .resolve(Access::MayBlock, &mut shard, key, now)?
+                        .found();
                     if is_expired(expire_at, now) {
                         // It expired while the server was down: the key is gone.
                         if exists {
@@ -493,8 +494,11 @@ impl Engine {
                 }
                 Mutation::Del { key } => {
                     self.check_encoded(key)?;
-                    let mut shard = self.shards[self.shard_index(key)].lock();
-                    if self.resolve(Access::MayBlock, &mut shard, key, now)? {
+                    let mut shard = self.hot.lock_encoded(key);
+                    if self
+                        .resolve(Access::MayBlock, &mut shard, key, now)?
+                        .found()
+                    {
                         self.remove_resolved(Access::MayBlock, &mut shard, key, Removal::Deleted)?;
                     }
                 }
@@ -513,9 +517,7 @@ impl Engine {
 
     fn check_encoded(&self, key: &[u8]) -> EngineResult<()> {
         if key.len() < cold::KEY_PREFIX_LEN || cold::db_of(key) >= self.databases() {
-            return Err(EngineError::Wal(
-                "a logged key is outside the configured databases".into(),
-            ));
+            return Err(LogError::KeyOutsideDatabases.into());
         }
         Ok(())
     }
@@ -665,8 +667,9 @@ impl Engine {
 
     fn keep_cold_checkpoint(&self, unix_ms: u64, retain: usize) -> EngineResult<PathBuf> {
         let root = checkpoints_dir(&self.config.dir);
-        std::fs::create_dir_all(&root).map_err(|err| {
-            EngineError::Config(format!("cannot create {}: {err}", root.display()))
+        std::fs::create_dir_all(&root).map_err(|source| EngineError::CreateDir {
+            path: root.clone(),
+            source,
         })?;
         let path = root.join(format!("{unix_ms:020}"));
         if path.exists() {

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use foldhash::fast::RandomState;
 use lru::LruCache;
 
-use super::entry::{ExpireAt, StoredValue, NO_EXPIRY};
+use super::entry::{ExpireAt, NO_EXPIRY};
+use super::types::Value;
 
 /// Bytes charged per entry on top of key and value: the LRU node (key handle, entry,
 /// links), its hash-table slot, the ordered-index node, and allocator rounding. Measured
@@ -30,7 +31,7 @@ pub enum ColdCopy {
 
 #[derive(Clone, Debug)]
 pub struct HotEntry {
-    pub value: StoredValue,
+    pub value: Value,
     pub expire_at: ExpireAt,
     /// The cold tier does not hold exactly this value and expiry: eviction must demote it.
     pub dirty: bool,
@@ -353,6 +354,7 @@ impl HotShard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::types::string::StoredValue;
     use bytes::Bytes;
 
     /// An encoded key `[db][slot][name]` with a chosen slot.
@@ -365,7 +367,7 @@ mod tests {
 
     fn entry(value: &'static [u8], expire_at: ExpireAt) -> HotEntry {
         HotEntry {
-            value: StoredValue::Raw(Bytes::from_static(value)),
+            value: Value::String(StoredValue::Raw(Bytes::from_static(value))),
             expire_at,
             dirty: true,
             cold: ColdCopy::Absent,

@@ -14,7 +14,8 @@
 //! - `DEL`:   `key_len: u32, key`;
 //! - `FLUSH`: `from_db: u16, to_db: u16` (databases `from_db..to_db`).
 
-use super::entry::{write_cold_value, ExpireAt, StoredValue};
+use super::entry::{write_cold_value, ExpireAt};
+use super::types::Value;
 
 const PUT: u8 = 1;
 const DEL: u8 = 2;
@@ -58,7 +59,7 @@ impl MutationBatch {
         self.buf.clear();
     }
 
-    pub fn put(&mut self, key: &[u8], value: &StoredValue, expire_at: ExpireAt) {
+    pub fn put(&mut self, key: &[u8], value: &Value, expire_at: ExpireAt) {
         self.buf.push(PUT);
         push_len(&mut self.buf, key.len());
         self.buf.extend_from_slice(key);
@@ -93,7 +94,7 @@ fn push_len(buf: &mut Vec<u8>, len: usize) {
 
 /// Decodes a record's mutations; any malformed byte is an error (the WAL's CRC has passed,
 /// so this means a record from a different format, reported rather than guessed at).
-pub fn decode(payload: &[u8]) -> Result<Vec<Mutation<'_>>, String> {
+pub fn decode(payload: &[u8]) -> Result<Vec<Mutation<'_>>, DecodeError> {
     let mut reader = Reader { rest: payload };
     let mut out = Vec::new();
     while !reader.rest.is_empty() {
@@ -112,30 +113,50 @@ pub fn decode(payload: &[u8]) -> Result<Vec<Mutation<'_>>, String> {
                 let to = u16::from_le_bytes(reader.take(2)?.try_into().expect("2 bytes"));
                 Mutation::Flush { from, to }
             }
-            other => return Err(format!("unknown mutation tag {other}")),
+            other => return Err(DecodeError::UnknownTag(other)),
         });
     }
     Ok(out)
 }
+
+/// Why a record's payload is not a batch of mutations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    UnknownTag(u8),
+    Truncated { wanted: usize, left: usize },
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::UnknownTag(tag) => write!(f, "unknown mutation tag {tag}"),
+            DecodeError::Truncated { wanted, left } => {
+                write!(f, "mutation truncated: {wanted} bytes wanted, {left} left")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
 
 struct Reader<'a> {
     rest: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.rest.len() < n {
-            return Err(format!(
-                "mutation truncated: {n} bytes wanted, {} left",
-                self.rest.len()
-            ));
+            return Err(DecodeError::Truncated {
+                wanted: n,
+                left: self.rest.len(),
+            });
         }
         let (head, tail) = self.rest.split_at(n);
         self.rest = tail;
         Ok(head)
     }
 
-    fn take_counted(&mut self) -> Result<&'a [u8], String> {
+    fn take_counted(&mut self) -> Result<&'a [u8], DecodeError> {
         let len = u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes"));
         self.take(len as usize)
     }
@@ -145,12 +166,13 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
     use crate::engine::entry::{decode_cold_value, ColdValue};
+    use crate::engine::types::string::StoredValue;
     use bytes::Bytes;
 
     #[test]
     fn batches_round_trip_in_order() {
         let mut batch = MutationBatch::default();
-        let value = StoredValue::new(Bytes::from_static(b"hello"), 0);
+        let value = Value::String(StoredValue::new(Bytes::from_static(b"hello"), 0));
         batch.put(b"\0\0\0\x01key", &value, 1234);
         batch.del(b"\0\0\0\x02other");
         batch.flush(0, 16);
@@ -179,7 +201,7 @@ mod tests {
     #[test]
     fn compressed_values_round_trip() {
         let mut batch = MutationBatch::default();
-        let value = StoredValue::new(Bytes::from(vec![b'x'; 4096]), 64);
+        let value = Value::String(StoredValue::new(Bytes::from(vec![b'x'; 4096]), 64));
         assert!(value.is_compressed());
         batch.put(b"\0\0\0\0k", &value, 0);
         let decoded = decode(batch.as_bytes()).unwrap();
@@ -189,13 +211,17 @@ mod tests {
         let ColdValue::Live { value: back, .. } = decode_cold_value(raw).unwrap() else {
             panic!("live");
         };
-        assert_eq!(back.to_bytes(), Bytes::from(vec![b'x'; 4096]));
+        assert_eq!(
+            back.as_string().unwrap().to_bytes(),
+            Bytes::from(vec![b'x'; 4096])
+        );
     }
 
     #[test]
     fn every_truncation_and_unknown_tags_are_errors_not_panics() {
         let mut batch = MutationBatch::default();
-        batch.put(b"key", &StoredValue::new(Bytes::from_static(b"v"), 0), 0);
+        let value = Value::String(StoredValue::new(Bytes::from_static(b"v"), 0));
+        batch.put(b"key", &value, 0);
         batch.del(b"key");
         batch.flush(1, 2);
         let bytes = batch.as_bytes();
@@ -205,6 +231,10 @@ mod tests {
                 assert!(ops.len() < 3, "cut at {cut}");
             }
         }
-        assert!(decode(&[9]).unwrap_err().contains("unknown mutation tag"));
+        assert_eq!(decode(&[9]).unwrap_err(), DecodeError::UnknownTag(9));
+        assert!(decode(&[9])
+            .unwrap_err()
+            .to_string()
+            .contains("unknown mutation tag"));
     }
 }

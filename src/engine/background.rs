@@ -1,0 +1,100 @@
+//! The engine's background threads: the demoter (woken by the hot tier near its limit),
+//! the active expirer, and the checkpointer (with the WAL on). They stop and are joined when
+//! the [`BackgroundTasks`] handle is dropped.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::durability::CheckpointReason;
+use super::Engine;
+
+impl Engine {
+    /// Starts the demoter and the active expirer; they stop when the handle is dropped.
+    pub fn start_background_tasks(self: &Arc<Self>) -> BackgroundTasks {
+        let stop = Arc::new(AtomicBool::new(false));
+        let demoter = {
+            let engine = Arc::clone(self);
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("hc-demoter".into())
+                .spawn(move || engine.demoter_loop(&stop))
+                .expect("spawn demoter thread")
+        };
+        let expirer = {
+            let engine = Arc::clone(self);
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("hc-expirer".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        // When off, expired keys go only when a command reads them.
+                        if engine.active_expiry.load(Ordering::Relaxed) {
+                            if let Err(err) = engine.run_active_expiry_cycle() {
+                                tracing::warn!(%err, "active expiry cycle failed");
+                            }
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                })
+                .expect("spawn expirer thread")
+        };
+        let mut threads = vec![demoter, expirer];
+        if self.logging() {
+            let engine = Arc::clone(self);
+            let stop = Arc::clone(&stop);
+            threads.push(
+                std::thread::Builder::new()
+                    .name("hc-checkpointer".into())
+                    .spawn(move || engine.checkpointer_loop(&stop))
+                    .expect("spawn checkpointer thread"),
+            );
+        }
+        BackgroundTasks {
+            stop,
+            engine: Arc::clone(self),
+            threads,
+        }
+    }
+
+    pub(super) fn demoter_loop(&self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            self.hot.wait_for_demoter_wakeup(Duration::from_millis(100));
+            if let Err(err) = self.demote_over_budget_shards() {
+                tracing::warn!(%err, "demotion failed; entries stay in the hot tier");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// Runs periodic checkpoints (by time and by WAL size) while the WAL is on.
+    pub(super) fn checkpointer_loop(&self, stop: &AtomicBool) {
+        let mut last_run = std::time::Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+            if self.checkpoint_due(last_run) {
+                // A failure is logged by `checkpoint`; the next interval tries again.
+                let _ = self.checkpoint(CheckpointReason::Periodic);
+                last_run = std::time::Instant::now();
+            }
+        }
+    }
+}
+
+/// Stops and joins the engine's background threads when dropped.
+pub struct BackgroundTasks {
+    stop: Arc<AtomicBool>,
+    engine: Arc<Engine>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Drop for BackgroundTasks {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.engine.hot.wake_demoter();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}

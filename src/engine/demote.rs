@@ -1,0 +1,245 @@
+//! Moving entries down: keeping each hot shard within its share of the budget (inline when
+//! a write pushed it over, or by the background demoter near the limit), and writing every
+//! dirty entry down at a checkpoint. Nothing leaves the hot tier before the cold tier holds
+//! its current value (I3); the filter learns a key before the cold tier does (I4); no cold
+//! write carries a change before that change's WAL record is durable (I5).
+
+use super::api::{Access, EngineError, EngineResult};
+use super::cold::{self, ColdOp, Space};
+use super::entry::{encode_cold_value, is_expired, NO_EXPIRY};
+use super::filter::hash_key;
+use super::hot::{ColdCopy, HotEntry, HotKey, HotShard, PENDING_LSN};
+use super::resolve::{live_entry, push_cold_delete, Removal};
+use super::Engine;
+
+/// Entries written to the cold tier per WriteBatch on demotion.
+const DEMOTION_BATCH_ENTRIES: usize = 256;
+
+impl Engine {
+    /// Demotes (or drops, if clean) least recently used entries from every shard near its
+    /// limit, down to the demotion target. The background demoter calls this; so can tests.
+    pub fn demote_over_budget_shards(&self) -> EngineResult<()> {
+        let marks = self.hot.watermarks();
+        for shard in self.hot.shards().iter() {
+            let mut shard = shard.lock();
+            self.apply_tombstones(&mut shard, false)?;
+            if shard.used_bytes() > marks.wake {
+                self.demote_until(&mut shard, marks.target)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// With `HotOnly`, refuses a write to a shard already over its limit, so the write is
+    /// retried where it may demote inline: the hot tier stays within its budget under any
+    /// load (the demoter normally keeps shards below the limit, see `Watermarks`).
+    pub(super) fn check_room(&self, access: Access, shard: &HotShard) -> EngineResult<()> {
+        if access == Access::HotOnly && shard.used_bytes() > self.hot.shard_limit() {
+            return Err(EngineError::WouldBlock);
+        }
+        Ok(())
+    }
+
+    /// After a change that may have grown the shard: wake the demoter once the shard nears
+    /// its limit; past the limit, demote inline where blocking is allowed.
+    pub(super) fn settle(&self, access: Access, shard: &mut HotShard) {
+        let marks = self.hot.watermarks();
+        let used = shard.used_bytes();
+        if used <= marks.wake {
+            return;
+        }
+        match access {
+            Access::MayBlock if used > marks.limit => {
+                if let Err(err) = self.demote_until(shard, marks.target) {
+                    // The write itself succeeded and is safe in the hot tier; the demoter
+                    // retries the eviction.
+                    tracing::warn!(%err, "inline demotion failed");
+                    self.hot.wake_demoter();
+                }
+            }
+            _ => self.hot.wake_demoter(),
+        }
+    }
+
+    /// Evicts least recently used entries until the shard uses at most `target` bytes.
+    /// Dirty entries are demoted in batches; nothing leaves the hot tier before the cold
+    /// tier holds its current value (I3), and the filter learns a key before the cold tier
+    /// does (I4).
+    pub(super) fn demote_until(&self, shard: &mut HotShard, target: usize) -> EngineResult<()> {
+        self.apply_tombstones(shard, false)?;
+        let mut blocked = false;
+        while shard.used_bytes() > target && !blocked {
+            let now = self.now_ms();
+            let mut ops = Vec::new();
+            let mut demoted = Vec::new();
+            let mut expired = Vec::new();
+            let mut new_in_cold = Vec::new();
+            let mut newest_lsn = 0;
+            while shard.used_bytes() > target && demoted.len() < DEMOTION_BATCH_ENTRIES {
+                let Some((key, entry)) = shard.pop_lru() else {
+                    break;
+                };
+                if entry.lsn == PENDING_LSN {
+                    // Changed by the transaction running now, whose WAL record does not
+                    // exist yet: it stays hot until that transaction ends.
+                    shard.insert(key, entry);
+                    blocked = true;
+                    break;
+                }
+                if entry.dirty || entry.cold != ColdCopy::Absent {
+                    newest_lsn = newest_lsn.max(entry.lsn);
+                }
+                if is_expired(entry.expire_at, now) {
+                    if let ColdCopy::Present { expire_at } = entry.cold {
+                        push_cold_delete(&mut ops, &key, expire_at);
+                    }
+                    expired.push((key, entry));
+                    continue;
+                }
+                if !entry.dirty {
+                    self.stats.evictions.add(1);
+                    continue;
+                }
+                push_demotion_ops(&mut ops, &mut new_in_cold, &key, &entry);
+                demoted.push((key, entry));
+            }
+            self.learn_in_filter(&new_in_cold);
+            if !ops.is_empty() {
+                let written = self
+                    .wait_wal_durable(newest_lsn)
+                    .and_then(|()| Ok(self.cold.write(ops)?));
+                if let Err(err) = written {
+                    for (key, entry) in demoted.into_iter().chain(expired) {
+                        shard.insert(key, entry);
+                    }
+                    return Err(err);
+                }
+            }
+            let demotions = demoted.len() as u64;
+            self.stats.demotions.add(demotions as i64);
+            self.stats.evictions.add(demotions as i64);
+            for (key, entry) in expired {
+                if matches!(entry.cold, ColdCopy::Present { .. }) {
+                    self.filter.forget(&[hash_key(&key)]);
+                }
+                self.count_key(cold::db_of(&key), -1);
+                self.stats.expired_keys.add(1);
+            }
+            if shard.is_empty() {
+                break;
+            }
+        }
+        if shard.used_bytes() > target {
+            self.apply_tombstones(shard, true)?;
+        }
+        Ok(())
+    }
+
+    /// Writes every dirty hot entry to the cold tier, marks it clean, deletes the cold copies
+    /// of removed keys, and makes the cold tier durable (a checkpoint's step 2). A shard is
+    /// held for one batch at a time, so every shard keeps serving in between. Returns the
+    /// number of entries written.
+    ///
+    /// Covers every change made before the call: the dirty keys are listed after it, and a
+    /// listed key that is no longer dirty when its batch comes was demoted (so the cold tier
+    /// has it) or removed (and a later checkpoint covers that).
+    pub fn flush_dirty_to_cold(&self) -> EngineResult<usize> {
+        let mut written = 0;
+        for shard in self.hot.shards().iter() {
+            // Nothing reaches the cold tier before its WAL record is durable (I5). Every wait
+            // for that happens with the shard released, so writers to it are never stalled
+            // behind an fsync.
+            if let Some(wal) = self.wal.get() {
+                if wal.durable_lsn() < wal.last_lsn() {
+                    wal.sync()?;
+                }
+            }
+            let dirty = {
+                let mut shard = shard.lock();
+                // Dead entries leave as removals, taking any cold copy with them (I2).
+                for key in shard.expired_keys(self.now_ms(), usize::MAX) {
+                    self.remove_resolved(Access::MayBlock, &mut shard, &key, Removal::Expired)?;
+                }
+                self.apply_tombstones(&mut shard, false)?;
+                shard.dirty_keys()
+            };
+            for chunk in dirty.chunks(DEMOTION_BATCH_ENTRIES) {
+                loop {
+                    let mut shard = shard.lock();
+                    let still_dirty: Vec<&HotKey> = chunk
+                        .iter()
+                        .filter(|key| shard.peek(key).is_some_and(|entry| entry.dirty))
+                        .collect();
+                    if still_dirty.is_empty() {
+                        break;
+                    }
+                    let newest_lsn = still_dirty
+                        .iter()
+                        .map(|key| live_entry(&shard, key).lsn)
+                        .max()
+                        .unwrap_or(0);
+                    if !self.wal_durable_at(newest_lsn) {
+                        // Changed since the sync above: wait unlocked, then look again.
+                        drop(shard);
+                        self.wait_wal_durable(newest_lsn)?;
+                        continue;
+                    }
+                    let mut ops = Vec::new();
+                    let mut new_in_cold = Vec::new();
+                    for key in &still_dirty {
+                        push_demotion_ops(&mut ops, &mut new_in_cold, key, live_entry(&shard, key));
+                    }
+                    self.learn_in_filter(&new_in_cold);
+                    self.cold.write(ops)?;
+                    for key in &still_dirty {
+                        let expire_at = live_entry(&shard, key).expire_at;
+                        shard.mark_clean(key, ColdCopy::Present { expire_at });
+                    }
+                    written += still_dirty.len();
+                    break;
+                }
+            }
+            // Keys removed (by expiry too, which is not logged) while the batches ran leave
+            // tombstones whose cold deletes this checkpoint must include.
+            let newest_tombstone = shard.lock().max_tombstone_lsn();
+            self.wait_wal_durable(newest_tombstone)?;
+            self.apply_tombstones(&mut shard.lock(), false)?;
+        }
+        self.cold.sync()?;
+        Ok(written)
+    }
+}
+
+/// The cold writes that make the cold tier hold `entry` exactly: the value, its expiry
+/// index entry, and the removal of a stale index entry. Keys entering the cold tier for the
+/// first time are added to `new_in_cold`, for the filter to learn before the write.
+fn push_demotion_ops(
+    ops: &mut Vec<ColdOp>,
+    new_in_cold: &mut Vec<u64>,
+    key: &[u8],
+    entry: &HotEntry,
+) {
+    ops.push(ColdOp::Put {
+        space: Space::Data,
+        key: key.to_vec(),
+        value: encode_cold_value(&entry.value, entry.expire_at),
+    });
+    match entry.cold {
+        ColdCopy::Present { expire_at } => {
+            if expire_at != NO_EXPIRY && expire_at != entry.expire_at {
+                ops.push(ColdOp::Delete {
+                    space: Space::Expiry,
+                    key: cold::expiry_index_key(key, expire_at),
+                });
+            }
+        }
+        ColdCopy::Absent => new_in_cold.push(hash_key(key)),
+    }
+    if entry.expire_at != NO_EXPIRY {
+        ops.push(ColdOp::Put {
+            space: Space::Expiry,
+            key: cold::expiry_index_key(key, entry.expire_at),
+            value: Vec::new(),
+        });
+    }
+}
