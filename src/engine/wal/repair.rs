@@ -47,13 +47,13 @@ pub fn check(dir: &Path) -> Result<CheckReport, WalError> {
         bytes: listing.segments.iter().map(|s| s.len).sum(),
         ..CheckReport::default()
     };
+    let mut walker = Walker::new(listing.live());
     report.problems.extend(
         listing
             .bad_names
             .into_iter()
             .map(|(path, kind)| (path, 0, kind.to_string())),
     );
-    let mut walker = Walker::new(listing.live());
     let mut seq = Sequence::default();
     // The latest damage: the LSNs it cost are added to its entry, not reported again as a gap.
     let mut last_damage: Option<usize> = None;

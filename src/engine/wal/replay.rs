@@ -61,8 +61,8 @@ pub fn records_after(dir: &Path, after: Lsn) -> Result<RecordsAfter, WalError> {
         }
         Err(err) => return Err(err),
     };
-    if let Some((path, kind)) = listing.bad_names.into_iter().next() {
-        return Err(corrupt(&path, 0, kind));
+    if let Some((path, kind)) = listing.bad_names.first() {
+        return Err(corrupt(path, 0, kind.clone()));
     }
     let live = listing.live();
     // Segment i holds only LSNs below its successor's first one.

@@ -732,3 +732,33 @@ fn records_after_while_a_wal_appends_stops_at_the_last_complete_record() {
     assert_eq!(read_all(&dir, 0), records(1..=RECORDS));
     println!("{passes} passes while appending");
 }
+
+#[test]
+fn a_segment_listed_mid_write_is_read_to_its_length_once_the_next_one_exists() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Segments: [1,2] [3,4].
+    write_log(tmp.path(), 4, opts(2 * record_len(1), SyncPolicy::No));
+    let first = tmp.path().join(segment_name(1));
+    let whole = fs::read(&first).expect("read");
+    let mid_record_2 = (record_len(1) + 5) as usize;
+    // What a listing sees while the writer is still writing record 2 and has rolled over by
+    // the time the listing reaches the next segment.
+    fs::write(&first, &whole[..mid_record_2]).expect("cut");
+    let listing = super::segment::list_segments(tmp.path()).expect("list");
+    let mut stale = RecordsAfter::over(listing.live(), 0);
+    assert!(
+        matches!(stale.next(), Some(Ok(Record { lsn: 1, .. }))),
+        "record 1 is whole"
+    );
+    fs::write(&first, &whole).expect("the write completes");
+    let read: Vec<Record> = stale.collect::<Result<_, _>>().expect("no damage");
+    assert_eq!(read, records(2..=4));
+
+    // A segment that stays short is damage, as before.
+    fs::write(&first, &whole[..mid_record_2]).expect("cut");
+    let listing = super::segment::list_segments(tmp.path()).expect("list");
+    let errors = RecordsAfter::over(listing.live(), 0)
+        .filter(Result::is_err)
+        .count();
+    assert_eq!(errors, 1);
+}
