@@ -1,0 +1,357 @@
+//! The background writer thread: the only code that touches the active segment.
+//!
+//! It owns the state appenders and the writer share ([`Shared`], [`State`]), rolling segments,
+//! fsyncs per the [`SyncPolicy`] with group commit (under `Always` one fsync covers every
+//! record that arrived while the previous one ran), publishing the durable LSN, and the sticky
+//! error. It must never report an LSN durable before an fsync covered it (and the directory
+//! entry of its segment), and never go on after a failed write: the error is kept, and every
+//! later append, sync and wait for a record not yet durable returns it.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::watch;
+
+use super::error::WalError;
+use super::format::{parse_header, segment_name, HEADER_LEN};
+use super::segment::{create_segment, sync_dir};
+use super::{Lsn, SyncPolicy};
+
+/// The writer keeps its spare buffer between rounds to avoid reallocating, but not a burst's
+/// worth of it: memory is one budget (I6).
+const RETAINED_BUFFER_BYTES: usize = 1 << 20;
+const EVERYSEC_INTERVAL: Duration = Duration::from_secs(1);
+/// Under everysec / no, how long the writer lets records gather before one write (the most a
+/// kill -9 can add to what everysec may lose), and the size that ends the wait early.
+const COALESCE_WAIT: Duration = Duration::from_millis(2);
+const COALESCE_MAX_BYTES: usize = 1 << 20;
+
+/// A writer failure, kept so every later caller gets it (`io::Error` is not `Clone`).
+#[derive(Debug, Clone)]
+pub(super) struct StickyError {
+    path: PathBuf,
+    kind: io::ErrorKind,
+    message: String,
+}
+
+impl StickyError {
+    fn new(path: &Path, err: &io::Error) -> Self {
+        StickyError {
+            path: path.to_path_buf(),
+            kind: err.kind(),
+            message: err.to_string(),
+        }
+    }
+
+    pub(super) fn to_error(&self) -> WalError {
+        WalError::Io {
+            path: self.path.clone(),
+            source: io::Error::new(self.kind, self.message.clone()),
+        }
+    }
+}
+
+/// A segment as the writer and `remove_segments_before` know it.
+#[derive(Debug)]
+pub(super) struct SegmentMeta {
+    pub(super) first_lsn: Lsn,
+    pub(super) path: PathBuf,
+    /// Final for every segment but the last (active) one.
+    pub(super) bytes: u64,
+}
+
+pub(super) struct Shared {
+    pub(super) dir: PathBuf,
+    pub(super) policy: SyncPolicy,
+    pub(super) state: Mutex<State>,
+    /// The writer sleeps here; appends, sync requests and close wake it.
+    pub(super) work: Condvar,
+    /// Notified after every write round and on stop: backpressured appends and durability
+    /// waiters sleep here.
+    pub(super) progress: Condvar,
+    pub(super) last_lsn: AtomicU64,
+    /// Stored under `state`'s lock so a waiter cannot miss an update between check and wait.
+    pub(super) durable_lsn: AtomicU64,
+    pub(super) durable_rx: watch::Receiver<Lsn>,
+    pub(super) segments: Mutex<Vec<SegmentMeta>>,
+    pub(super) disk_bytes: AtomicU64,
+    pub(super) fsyncs: AtomicU64,
+    pub(super) write_rounds: AtomicU64,
+}
+
+pub(super) struct State {
+    /// Encoded records not yet taken by the writer.
+    pub(super) buf: Vec<u8>,
+    pub(super) next_lsn: Lsn,
+    /// Bytes the writer took and has not written yet (counted for backpressure).
+    pub(super) in_flight: usize,
+    /// An fsync up to here was asked for (sync, wait_durable).
+    pub(super) sync_target: Lsn,
+    pub(super) closing: bool,
+    /// The writer thread has ended.
+    pub(super) stopped: bool,
+    pub(super) error: Option<StickyError>,
+}
+
+impl State {
+    pub(super) fn check_appendable(&self) -> Result<(), WalError> {
+        if let Some(err) = &self.error {
+            return Err(err.to_error());
+        }
+        if self.closing || self.stopped {
+            return Err(WalError::Closed);
+        }
+        Ok(())
+    }
+}
+
+/// The segment the writer appends to when it starts: the last one, or a new one.
+pub(super) struct ActiveSegment {
+    pub(super) file: File,
+    pub(super) path: PathBuf,
+    pub(super) len: u64,
+}
+
+/// Starts the writer thread over `shared`, appending to `active`; everything up to `last_lsn`
+/// is on disk and fsynced already. It sends on `durable_tx` and drops it when it stops.
+pub(super) fn spawn(
+    shared: &Arc<Shared>,
+    segment_bytes: u64,
+    active: ActiveSegment,
+    last_lsn: Lsn,
+    durable_tx: watch::Sender<Lsn>,
+) -> io::Result<JoinHandle<()>> {
+    let writer = Writer {
+        shared: Arc::clone(shared),
+        segment_bytes,
+        file: active.file,
+        path: active.path,
+        file_len: active.len,
+        unsynced: Vec::new(),
+        dir_dirty: false,
+        written: last_lsn,
+        durable: last_lsn,
+        durable_tx,
+    };
+    let guard = StopGuard(Arc::clone(shared));
+    std::thread::Builder::new()
+        .name("wal-writer".into())
+        .spawn(move || {
+            let _guard = guard;
+            writer.run();
+        })
+}
+
+/// Marks the writer as stopped however its thread ends, so no caller waits forever.
+struct StopGuard(Arc<Shared>);
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        let shared = &*self.0;
+        let mut st = shared.state.lock();
+        st.stopped = true;
+        if !st.closing && st.error.is_none() {
+            // Only a panic gets here.
+            st.error = Some(StickyError {
+                path: shared.dir.clone(),
+                kind: io::ErrorKind::Other,
+                message: "the WAL writer thread stopped unexpectedly".into(),
+            });
+        }
+        shared.progress.notify_all();
+    }
+}
+
+/// The background writer: the only code that touches the active segment.
+struct Writer {
+    shared: Arc<Shared>,
+    segment_bytes: u64,
+    file: File,
+    path: PathBuf,
+    file_len: u64,
+    /// Segments rolled away from with unsynced data (policy `No` only: the other policies
+    /// fsync a segment before leaving it).
+    unsynced: Vec<(PathBuf, File)>,
+    /// A segment was created since the directory was last fsynced.
+    dir_dirty: bool,
+    /// Highest LSN written to the OS.
+    written: Lsn,
+    durable: Lsn,
+    /// Owned here so the channel closes when the writer stops.
+    durable_tx: watch::Sender<Lsn>,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let policy = self.shared.policy;
+        let mut batch = Vec::new();
+        let mut last_sync = Instant::now();
+        loop {
+            let (batch_last, sync_target, closing) = {
+                let shared = &*self.shared;
+                let mut st = shared.state.lock();
+                loop {
+                    if !st.buf.is_empty() || st.sync_target > self.durable || st.closing {
+                        break;
+                    }
+                    if policy == SyncPolicy::Everysec && self.written > self.durable {
+                        let due = last_sync + EVERYSEC_INTERVAL;
+                        if Instant::now() >= due {
+                            break;
+                        }
+                        shared.work.wait_until(&mut st, due);
+                    } else {
+                        shared.work.wait(&mut st);
+                    }
+                }
+                // Under everysec / no, a record need not reach the OS the instant it arrives:
+                // waiting a moment lets one write() carry the records of many clients (as
+                // Redis writes its AOF once per event-loop turn) instead of one syscall each.
+                // A sync or close request cuts the wait short (they notify `work`).
+                if policy != SyncPolicy::Always && st.buf.len() < COALESCE_MAX_BYTES {
+                    let deadline = Instant::now() + COALESCE_WAIT;
+                    while !st.closing && st.sync_target <= self.durable {
+                        if shared.work.wait_until(&mut st, deadline).timed_out() {
+                            break;
+                        }
+                    }
+                }
+                std::mem::swap(&mut st.buf, &mut batch);
+                st.in_flight = batch.len();
+                (st.next_lsn - 1, st.sync_target, st.closing)
+            };
+            let result = self.write_batch(&batch).and_then(|()| {
+                self.written = batch_last;
+                let due = match policy {
+                    SyncPolicy::Always => true,
+                    SyncPolicy::Everysec => last_sync.elapsed() >= EVERYSEC_INTERVAL,
+                    SyncPolicy::No => false,
+                };
+                if self.written > self.durable && (due || closing || sync_target > self.durable) {
+                    self.sync_written(self.written)?;
+                    last_sync = Instant::now();
+                }
+                Ok(())
+            });
+            if !batch.is_empty() {
+                self.shared.write_rounds.fetch_add(1, Ordering::Relaxed);
+            }
+            batch.clear();
+            batch.shrink_to(RETAINED_BUFFER_BYTES);
+
+            let shared = &*self.shared;
+            let mut st = shared.state.lock();
+            st.in_flight = 0;
+            if let Err(err) = result {
+                tracing::error!(
+                    path = %err.path.display(),
+                    error = %err.message,
+                    "WAL write failed; the log stops accepting records"
+                );
+                st.error = Some(err);
+                shared.progress.notify_all();
+                return;
+            }
+            shared.durable_lsn.store(self.durable, Ordering::Release);
+            shared.progress.notify_all();
+            drop(st);
+            let durable = self.durable;
+            self.durable_tx.send_if_modified(|published| {
+                let changed = *published != durable;
+                *published = durable;
+                changed
+            });
+            if closing {
+                return;
+            }
+        }
+    }
+
+    /// Writes whole records, rolling to a new segment before a record that would push the
+    /// current one past `segment_bytes`.
+    fn write_batch(&mut self, batch: &[u8]) -> Result<(), StickyError> {
+        let mut run_start = 0;
+        let mut pos = 0;
+        // The batch is our own encoding, so its headers are well-formed; `parse_header` failing
+        // would only mean a bug, and then the rest is written as one run rather than panicking.
+        while let Some(header) = batch.get(pos..).and_then(parse_header) {
+            let record_len = HEADER_LEN + header.len as usize;
+            let segment_len = self.file_len + (pos - run_start) as u64;
+            if segment_len > 0 && segment_len + record_len as u64 > self.segment_bytes {
+                self.write_out(&batch[run_start..pos])?;
+                self.roll(header.lsn)?;
+                run_start = pos;
+            }
+            pos += record_len;
+        }
+        self.write_out(&batch[run_start..])
+    }
+
+    fn write_out(&mut self, bytes: &[u8]) -> Result<(), StickyError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all(bytes)
+            .map_err(|e| StickyError::new(&self.path, &e))?;
+        self.file_len += bytes.len() as u64;
+        self.shared
+            .disk_bytes
+            .fetch_add(bytes.len() as u64, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn roll(&mut self, first_lsn: Lsn) -> Result<(), StickyError> {
+        // Make the old segment whole on disk before the new one exists, so after a power cut
+        // only the last segment can end in a torn record (which open may truncate).
+        if self.shared.policy != SyncPolicy::No {
+            self.sync_written(first_lsn - 1)?;
+        }
+        let path = self.shared.dir.join(segment_name(first_lsn));
+        let file = create_segment(&path).map_err(|e| StickyError::new(&path, &e))?;
+        let old_file = std::mem::replace(&mut self.file, file);
+        let old_path = std::mem::replace(&mut self.path, path.clone());
+        if self.shared.policy == SyncPolicy::No {
+            self.unsynced.push((old_path, old_file));
+        }
+        self.dir_dirty = true;
+        let mut segments = self.shared.segments.lock();
+        if let Some(last) = segments.last_mut() {
+            last.bytes = self.file_len;
+        }
+        segments.push(SegmentMeta {
+            first_lsn,
+            path,
+            bytes: 0,
+        });
+        drop(segments);
+        self.file_len = 0;
+        Ok(())
+    }
+
+    /// Makes everything written so far durable (`upto` is the last LSN written): rolled
+    /// segments still unsynced, the active one, and the directory entries of new segments.
+    fn sync_written(&mut self, upto: Lsn) -> Result<(), StickyError> {
+        for (path, file) in std::mem::take(&mut self.unsynced) {
+            file.sync_data().map_err(|e| StickyError::new(&path, &e))?;
+            self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+        }
+        self.file
+            .sync_data()
+            .map_err(|e| StickyError::new(&self.path, &e))?;
+        self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+        if self.dir_dirty {
+            sync_dir(&self.shared.dir).map_err(|e| StickyError::new(&self.shared.dir, &e))?;
+            self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+            self.dir_dirty = false;
+        }
+        self.durable = upto;
+        Ok(())
+    }
+}
