@@ -17,6 +17,7 @@ pub mod entry;
 pub mod filter;
 pub mod glob;
 pub mod hot;
+pub mod keys;
 pub mod mutation;
 pub mod slot;
 pub mod stats;
@@ -245,7 +246,7 @@ pub const DEFAULT_SCAN_COUNT: usize = 10;
 /// (`Engine::read_cold_batch`).
 pub struct ColdBatch {
     keys: Vec<(u16, Bytes)>,
-    encoded: Vec<cold::EncodedKey>,
+    encoded: Vec<keys::EncodedKey>,
     /// Each key's shard's cold write epoch before the read; None if a write was in flight.
     epochs: Vec<Option<u64>>,
     /// Each key's raw cold value; None if the multi_get failed.
@@ -412,8 +413,8 @@ impl Engine {
         let mut hashes = Vec::new();
         self.for_each_cold_page(|page| {
             for (key, _) in page {
-                if key.len() >= cold::KEY_PREFIX_LEN {
-                    self.count_key(cold::db_of(key), 1);
+                if key.len() >= keys::KEY_PREFIX_LEN {
+                    self.count_key(keys::db_of(key), 1);
                     hashes.push(hash_key(key));
                 }
             }
@@ -484,9 +485,9 @@ impl Engine {
     /// clients at once, with `MayBlock`): one cold-tier multi_get for every key, made without
     /// any shard lock (so hot-tier traffic on those shards goes on meanwhile).
     pub fn read_cold_batch(&self, keys: Vec<(u16, Bytes)>) -> ColdBatch {
-        let encoded: Vec<cold::EncodedKey> = keys
+        let encoded: Vec<keys::EncodedKey> = keys
             .iter()
-            .map(|(db, key)| cold::EncodedKey::new(*db, key))
+            .map(|(db, key)| keys::EncodedKey::new(*db, key))
             .collect();
         let epochs = encoded
             .iter()
@@ -736,25 +737,25 @@ impl Engine {
             }
         };
         let count = count.max(1);
-        let from = cold::slot_start(db, start);
+        let from = keys::slot_start(db, start);
 
         // Find where this page ends: after about `count` keys, on a slot boundary.
         let mut end = slot_count;
         let probe = self
             .cold
-            .range(Space::Data, &from, &cold::slot_start(db, end), count)?;
+            .range(Space::Data, &from, &keys::slot_start(db, end), count)?;
         if probe.len() >= count {
-            end = end.min(u32::from(cold::slot_of(&probe[count - 1].0)) + 1);
+            end = end.min(u32::from(keys::slot_of(&probe[count - 1].0)) + 1);
         }
         each_shard(&mut |shard| {
             let keys = shard.keys_in_slots(db, start, end, count);
             if keys.len() >= count {
-                end = end.min(u32::from(cold::slot_of(&keys[count - 1])) + 1);
+                end = end.min(u32::from(keys::slot_of(&keys[count - 1])) + 1);
             }
         });
 
         // Collect both tiers for slots [start, end): hot first, then cold.
-        let to = cold::slot_start(db, end);
+        let to = keys::slot_start(db, end);
         let now = self.now_ms();
         let mut candidates: BTreeMap<Bytes, bool> = BTreeMap::new();
         each_shard(&mut |shard| {
@@ -783,7 +784,7 @@ impl Engine {
         let keys = candidates
             .into_iter()
             .filter(|(_, live)| *live)
-            .map(|(key, _)| key.slice(cold::KEY_PREFIX_LEN..))
+            .map(|(key, _)| key.slice(keys::KEY_PREFIX_LEN..))
             .filter(|key| pattern.is_none_or(|pattern| glob::glob_match(pattern, key)))
             .collect();
         Ok(ScanPage {
@@ -843,7 +844,7 @@ impl Engine {
             None => db_prefix(db),
         };
         for (index_key, _) in entries {
-            let Some((deadline, data_key)) = cold::parse_expiry_index_key(&index_key) else {
+            let Some((deadline, data_key)) = keys::parse_expiry_index_key(&index_key) else {
                 continue;
             };
             let shard = self.shards[self.shard_index(&data_key)].lock();
@@ -1086,12 +1087,12 @@ impl Engine {
 
     fn encode(&self, db: u16, key: &[u8]) -> EngineResult<Vec<u8>> {
         self.check_db(db)?;
-        Ok(cold::encode_key(db, key))
+        Ok(keys::encode_key(db, key))
     }
 
     /// Shards are chosen by slot, so one slot's hot keys all live in one shard.
     fn shard_index(&self, encoded: &[u8]) -> usize {
-        cold::hot_shard_of(encoded, self.shards.len())
+        keys::hot_shard_of(encoded, self.shards.len())
     }
 
     fn shard_of_user_key(&self, key: &[u8]) -> usize {
@@ -1146,7 +1147,7 @@ impl Engine {
             }
         }
         if is_new_key {
-            self.count_key(cold::db_of(&encoded), 1);
+            self.count_key(keys::db_of(&encoded), 1);
         }
         self.watches.touch(&encoded);
         let key = HotKey::from(encoded);
@@ -1237,7 +1238,7 @@ impl Engine {
         push_cold_delete(&mut ops, encoded, dead_deadline);
         self.cold.write(ops)?;
         self.forget_in_filter(&[hash]);
-        self.count_key(cold::db_of(encoded), -1);
+        self.count_key(keys::db_of(encoded), -1);
         self.stats.expired_keys.add(1);
         Ok(false)
     }
@@ -1286,7 +1287,7 @@ impl Engine {
                 shard.remove(encoded);
             }
         }
-        self.count_key(cold::db_of(encoded), -1);
+        self.count_key(keys::db_of(encoded), -1);
         self.watches.touch(encoded);
         if why == Removal::Expired {
             self.stats.expired_keys.add(1);
@@ -1483,7 +1484,7 @@ impl Engine {
                 if matches!(entry.cold, ColdCopy::Present { .. }) {
                     self.forget_in_filter(&[hash_key(&key)]);
                 }
-                self.count_key(cold::db_of(&key), -1);
+                self.count_key(keys::db_of(&key), -1);
                 self.stats.expired_keys.add(1);
             }
             if shard.is_empty() {
@@ -1628,9 +1629,9 @@ impl<'e> Txn<'e> {
         &mut self,
         db: u16,
         key: &[u8],
-    ) -> EngineResult<(cold::EncodedKey, &mut HotShard)> {
+    ) -> EngineResult<(keys::EncodedKey, &mut HotShard)> {
         self.engine.check_db(db)?;
-        let encoded = cold::EncodedKey::new(db, key);
+        let encoded = keys::EncodedKey::new(db, key);
         let index = self.engine.shard_index(&encoded);
         Ok((encoded, self.guards.shard(index)?))
     }
@@ -2131,7 +2132,7 @@ fn push_demotion_ops(
             if expire_at != NO_EXPIRY && expire_at != entry.expire_at {
                 ops.push(ColdOp::Delete {
                     space: Space::Expiry,
-                    key: cold::expiry_index_key(key, expire_at),
+                    key: keys::expiry_index_key(key, expire_at),
                 });
             }
         }
@@ -2140,7 +2141,7 @@ fn push_demotion_ops(
     if entry.expire_at != NO_EXPIRY {
         ops.push(ColdOp::Put {
             space: Space::Expiry,
-            key: cold::expiry_index_key(key, entry.expire_at),
+            key: keys::expiry_index_key(key, entry.expire_at),
             value: Vec::new(),
         });
     }
@@ -2154,7 +2155,7 @@ fn push_cold_delete(ops: &mut Vec<ColdOp>, encoded: &[u8], expire_at: ExpireAt) 
     if expire_at != NO_EXPIRY {
         ops.push(ColdOp::Delete {
             space: Space::Expiry,
-            key: cold::expiry_index_key(encoded, expire_at),
+            key: keys::expiry_index_key(encoded, expire_at),
         });
     }
 }
