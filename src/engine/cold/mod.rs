@@ -296,7 +296,8 @@ impl SharedClock {
 }
 
 /// The compaction filter's rule: an expired live value becomes the expired marker.
-/// Metadata records and markers are kept as they are.
+/// Metadata records and markers are kept as they are. One rule for every store: RocksDB's
+/// compaction filter and `MemCold::compact` both apply it.
 fn compaction_replacement(key: &[u8], value: &[u8], now_ms: u64) -> Option<&'static [u8]> {
     if key.len() < KEY_PREFIX_LEN || db_of(key) == META_DB {
         return None;

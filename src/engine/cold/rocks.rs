@@ -4,7 +4,7 @@
 //!
 //! It must never let RocksDB's memory grow past what the engine carved for it (memtables
 //! are charged to the block cache, DESIGN I6), and never fsync per batch: its log is synced
-//! at checkpoints (DESIGN §4), which the engine WAL covers in between.
+//! at checkpoints (DESIGN §4), and the engine WAL covers the writes in between.
 
 use std::path::Path;
 use std::sync::Arc;
