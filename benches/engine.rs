@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use hypercache::config::{ByteSize, EngineConfig};
-use hypercache::engine::cold::{
-    encode_key, ColdRead, ColdStore, RocksCold, RocksSizing, SharedClock,
-};
+use hypercache::engine::cold::{ColdRead, ColdStore, RocksCold, RocksSizing, SharedClock};
 use hypercache::engine::filter::{hash_key, CuckooFilter, FilterConfig};
+use hypercache::engine::keys::encode_key;
 use hypercache::engine::{Access, Engine, SetOptions};
 use parking_lot::Mutex;
 

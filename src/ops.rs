@@ -19,6 +19,7 @@ use crate::datadir::DataDir;
 use crate::engine::cold::{self, ColdRead, RocksCold};
 use crate::engine::entry::{decode_cold_value, is_expired, ColdValue};
 use crate::engine::filter::hash_key;
+use crate::engine::keys;
 use crate::engine::{self, wal, Access, Engine, KeyTtl};
 use crate::protocol::{parse_command, ParserLimits, Reply};
 use crate::server::{ClientState, Shared};
@@ -166,7 +167,7 @@ pub fn check(dir: &Path, force: bool, progress: Progress<'_>) -> Result<CheckRep
         if seen.is_multiple_of(10_000) {
             progress(seen);
         }
-        if key.len() < cold::KEY_PREFIX_LEN {
+        if key.len() < keys::KEY_PREFIX_LEN {
             report
                 .problems
                 .push(format!("cold key {key:?} is shorter than its prefix"));
@@ -175,13 +176,13 @@ pub fn check(dir: &Path, force: bool, progress: Progress<'_>) -> Result<CheckRep
         report.cold_value_bytes += value.len() as u64;
         match decode_cold_value(value) {
             Ok(ColdValue::Live { expire_at, .. }) if !is_expired(expire_at, now) => {
-                *report.cold_keys.entry(cold::db_of(key)).or_default() += 1;
+                *report.cold_keys.entry(keys::db_of(key)).or_default() += 1;
             }
             Ok(_) => report.cold_expired_keys += 1,
             Err(err) => report.problems.push(format!(
                 "cold value of {:?} (db {}): {err}",
-                String::from_utf8_lossy(cold::user_key(key)),
-                cold::db_of(key)
+                String::from_utf8_lossy(keys::user_key(key)),
+                keys::db_of(key)
             )),
         }
         if let Some(filter) = &saved_filter {
@@ -208,7 +209,7 @@ fn for_each_cold_entry(
     cold: &dyn ColdRead,
     mut visit: impl FnMut(&[u8], &[u8]),
 ) -> Result<(), cold::ColdError> {
-    let end = cold::META_DB.to_be_bytes();
+    let end = keys::META_DB.to_be_bytes();
     cold::for_each_data_page(cold, &end, |page| {
         for (key, value) in page {
             visit(key, value);

@@ -290,7 +290,7 @@ impl ColdRead for FlakyCold {
 impl ColdStore for FlakyCold {
     fn write(&self, ops: Vec<ColdOp>) -> Result<(), ColdError> {
         if self.fail_writes.load(Ordering::Relaxed) {
-            return Err(ColdError("injected write failure".into()));
+            return Err(ColdError::Storage("injected write failure".into()));
         }
         self.inner.write(ops)
     }

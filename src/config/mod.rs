@@ -102,10 +102,10 @@ impl Default for EngineConfig {
 impl EngineConfig {
     /// Checks what serde cannot; each message names the key.
     pub fn validate(&self) -> Result<(), String> {
-        if self.databases == 0 || self.databases == crate::engine::cold::META_DB {
+        if self.databases == 0 || self.databases == crate::engine::keys::META_DB {
             return Err(format!(
                 "databases: must be 1..={}, got {}",
-                crate::engine::cold::META_DB - 1,
+                crate::engine::keys::META_DB - 1,
                 self.databases
             ));
         }

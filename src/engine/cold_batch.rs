@@ -6,14 +6,14 @@
 use bytes::Bytes;
 
 use super::api::{Access, EngineResult};
-use super::cold;
+use super::keys;
 use super::Engine;
 
 /// Keys read from the cold tier in one multi_get, waiting to be answered
 /// (`Engine::read_cold_batch`).
 pub struct ColdBatch {
     keys: Vec<(u16, Bytes)>,
-    encoded: Vec<cold::EncodedKey>,
+    encoded: Vec<keys::EncodedKey>,
     /// Each key's shard's cold write epoch before the read; None if a write was in flight.
     epochs: Vec<Option<u64>>,
     /// Each key's raw cold value; None if the multi_get failed.
@@ -25,9 +25,9 @@ impl Engine {
     /// clients at once, with `MayBlock`): one cold-tier multi_get for every key, made without
     /// any shard lock (so hot-tier traffic on those shards goes on meanwhile).
     pub fn read_cold_batch(&self, keys: Vec<(u16, Bytes)>) -> ColdBatch {
-        let encoded: Vec<cold::EncodedKey> = keys
+        let encoded: Vec<keys::EncodedKey> = keys
             .iter()
-            .map(|(db, key)| cold::EncodedKey::new(*db, key))
+            .map(|(db, key)| keys::EncodedKey::new(*db, key))
             .collect();
         let epochs = encoded
             .iter()

@@ -5,10 +5,11 @@
 //! write carries a change before that change's WAL record is durable (I5).
 
 use super::api::{Access, EngineError, EngineResult};
-use super::cold::{self, ColdOp, Space};
+use super::cold::{ColdOp, Space};
 use super::entry::{encode_cold_value, is_expired, NO_EXPIRY};
 use super::filter::hash_key;
 use super::hot::{ColdCopy, HotEntry, HotKey, HotShard, PENDING_LSN};
+use super::keys;
 use super::resolve::{live_entry, push_cold_delete, Removal};
 use super::Engine;
 
@@ -122,7 +123,7 @@ impl Engine {
                 if matches!(entry.cold, ColdCopy::Present { .. }) {
                     self.filter.forget(&[hash_key(&key)]);
                 }
-                self.count_key(cold::db_of(&key), -1);
+                self.count_key(keys::db_of(&key), -1);
                 self.stats.expired_keys.add(1);
             }
             if shard.is_empty() {
@@ -229,7 +230,7 @@ fn push_demotion_ops(
             if expire_at != NO_EXPIRY && expire_at != entry.expire_at {
                 ops.push(ColdOp::Delete {
                     space: Space::Expiry,
-                    key: cold::expiry_index_key(key, expire_at),
+                    key: keys::expiry_index_key(key, expire_at),
                 });
             }
         }
@@ -238,7 +239,7 @@ fn push_demotion_ops(
     if entry.expire_at != NO_EXPIRY {
         ops.push(ColdOp::Put {
             space: Space::Expiry,
-            key: cold::expiry_index_key(key, entry.expire_at),
+            key: keys::expiry_index_key(key, entry.expire_at),
             value: Vec::new(),
         });
     }

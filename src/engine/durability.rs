@@ -22,10 +22,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::cold::{self, ColdOp, ColdRead, SharedClock, Space, META_DB};
+use super::cold::{self, ColdOp, ColdRead, SharedClock, Space};
 use super::entry::{decode_cold_value, is_expired, ColdValue};
 use super::filter::CuckooFilter;
 use super::hot::{ColdCopy, HotEntry};
+use super::keys::{self, META_DB};
 use super::mutation::{self, Mutation, MutationBatch};
 use super::resolve::Removal;
 use super::wal::{self, Lsn, Wal, WalOptions};
@@ -168,11 +169,9 @@ pub fn read_checkpoint_record(cold: &dyn ColdRead) -> EngineResult<Option<Checkp
     let Some(raw) = cold.get(&meta_key(CHECKPOINT_META))? else {
         return Ok(None);
     };
-    decode_checkpoint(&raw).map(Some).ok_or_else(|| {
-        EngineError::Cold(cold::ColdError(
-            "the checkpoint meta record is damaged".into(),
-        ))
-    })
+    decode_checkpoint(&raw)
+        .map(Some)
+        .ok_or(EngineError::Cold(cold::ColdError::DamagedCheckpointRecord))
 }
 
 /// The filter and per-database key counts a clean shutdown saved, with the LSN of the
@@ -203,7 +202,7 @@ fn decode_saved_state(raw: &[u8]) -> Option<(Lsn, Vec<u64>, CuckooFilter)> {
 }
 
 fn meta_key(name: &[u8]) -> Vec<u8> {
-    cold::encode_key(META_DB, name)
+    keys::encode_key(META_DB, name)
 }
 
 fn encode_checkpoint(record: &CheckpointRecord) -> Vec<u8> {
@@ -287,11 +286,13 @@ impl Engine {
     }
 
     fn read_checkpoint_record(&self) -> EngineResult<Option<CheckpointRecord>> {
-        read_checkpoint_record(&*self.cold).map_err(|err| {
-            EngineError::Cold(cold::ColdError(format!(
-                "{err}; run `hypercache-tool check --dir {}`",
-                self.config.dir.display()
-            )))
+        // Reading the record fails only in the cold tier.
+        read_checkpoint_record(&*self.cold).map_err(|err| match err {
+            EngineError::Cold(cause) => EngineError::Cold(cold::ColdError::NeedsCheck {
+                cause: Box::new(cause),
+                dir: self.config.dir.clone(),
+            }),
+            other => other,
         })
     }
 
@@ -429,8 +430,9 @@ impl Engine {
         let started = Instant::now();
         let mut last_progress = Instant::now();
         let stats = wal::replay(&dir, checkpoint_lsn, |lsn, payload| {
-            self.apply_record(payload)
-                .map_err(|err| format!("record {lsn} cannot be applied: {err}"))?;
+            // The WAL wraps the engine's error with the file, offset and LSN
+            // (`WalError::Apply`), keeping it as the source.
+            self.apply_record(payload)?;
             if lsn.is_multiple_of(REPLAY_PROGRESS_EVERY)
                 || last_progress.elapsed() >= Duration::from_secs(5)
             {
@@ -516,7 +518,7 @@ impl Engine {
     }
 
     fn check_encoded(&self, key: &[u8]) -> EngineResult<()> {
-        if key.len() < cold::KEY_PREFIX_LEN || cold::db_of(key) >= self.databases() {
+        if key.len() < keys::KEY_PREFIX_LEN || keys::db_of(key) >= self.databases() {
             return Err(LogError::KeyOutsideDatabases.into());
         }
         Ok(())

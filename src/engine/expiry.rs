@@ -3,9 +3,10 @@
 //! compaction filter. Lazy expiry (a read finding a dead key) is in `resolve.rs`.
 
 use super::api::{Access, EngineResult};
-use super::cold::{self, ColdOp, Space};
+use super::cold::{ColdOp, Space};
 use super::entry::{decode_cold_value, ColdValue};
 use super::filter::hash_key;
+use super::keys;
 use super::resolve::Removal;
 use super::{db_prefix, Engine};
 
@@ -48,7 +49,7 @@ impl Engine {
             None => db_prefix(db),
         };
         for (index_key, _) in entries {
-            let Some((deadline, data_key)) = cold::parse_expiry_index_key(&index_key) else {
+            let Some((deadline, data_key)) = keys::parse_expiry_index_key(&index_key) else {
                 continue;
             };
             let shard = self.hot.lock_encoded(&data_key);

@@ -12,9 +12,8 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::api::{Access, EngineError, EngineResult};
-use super::cold;
 use super::hot::HotShard;
-use super::slot;
+use super::keys;
 
 /// How long an `HotOnly` call waits for a busy shard before handing the work to a blocking
 /// thread: long enough to ride out another hot-path holder, far shorter than a disk read.
@@ -56,13 +55,13 @@ impl HotTier {
 
     /// Shards are chosen by slot, so one slot's hot keys all live in one shard.
     pub(super) fn shard_of_encoded(&self, encoded: &[u8]) -> usize {
-        cold::hot_shard_of(encoded, self.shards.len())
+        keys::hot_shard_of(encoded, self.shards.len())
     }
 
     /// The shard of a user key: the same as `shard_of_encoded` of the key in any database,
     /// since the database is not part of the slot.
     pub(super) fn shard_of_user_key(&self, key: &[u8]) -> usize {
-        usize::from(slot::key_slot(key)) & (self.shards.len() - 1)
+        keys::hot_shard_of_user_key(key, self.shards.len())
     }
 
     /// Locks shard `index`; with `HotOnly` a shard busy for longer than a hot-path call

@@ -17,6 +17,7 @@ pub mod entry;
 pub mod filter;
 pub mod glob;
 pub mod hot;
+pub mod keys;
 pub mod mutation;
 pub mod slot;
 pub mod stats;
@@ -133,7 +134,7 @@ impl Engine {
 
     pub(super) fn encode(&self, db: u16, key: &[u8]) -> EngineResult<Vec<u8>> {
         self.check_db(db)?;
-        Ok(cold::encode_key(db, key))
+        Ok(keys::encode_key(db, key))
     }
 
     pub(super) fn count_key(&self, db: u16, delta: i64) {

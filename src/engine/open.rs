@@ -14,6 +14,7 @@ use super::cold::{self, ColdStore, MemCold, RocksCold, RocksSizing, SharedClock}
 use super::durability::{self, Durability};
 use super::filter::{self, hash_key, CuckooFilter, FilterConfig};
 use super::hot_tier::HotTier;
+use super::keys;
 use super::shared_filter::SharedFilter;
 use super::stats::{Counter, EngineStats};
 use super::watch::WatchRegistry;
@@ -140,8 +141,8 @@ impl Engine {
         let mut hashes = Vec::new();
         self.for_each_cold_page(|page| {
             for (key, _) in page {
-                if key.len() >= cold::KEY_PREFIX_LEN {
-                    self.count_key(cold::db_of(key), 1);
+                if key.len() >= keys::KEY_PREFIX_LEN {
+                    self.count_key(keys::db_of(key), 1);
                     hashes.push(hash_key(key));
                 }
             }

@@ -6,10 +6,11 @@
 //! every removal lands, deleting or tombstoning the cold copy before the command is answered.
 
 use super::api::{Access, EngineError, EngineResult};
-use super::cold::{self, ColdOp, Space};
+use super::cold::{ColdOp, Space};
 use super::entry::{decode_cold_value, is_expired, ColdValue, ExpireAt, NO_EXPIRY};
 use super::filter::hash_key;
 use super::hot::{ColdCopy, HotEntry, HotKey, HotShard, Tombstone, PENDING_LSN};
+use super::keys;
 use super::mutation::MutationBatch;
 use super::{seconds, Engine};
 
@@ -56,7 +57,7 @@ impl Engine {
             }
         }
         if is_new_key {
-            self.count_key(cold::db_of(&encoded), 1);
+            self.count_key(keys::db_of(&encoded), 1);
         }
         self.watches.touch(&encoded);
         let key = HotKey::from(encoded);
@@ -141,7 +142,7 @@ impl Engine {
         push_cold_delete(&mut ops, encoded, dead_deadline);
         self.cold.write(ops)?;
         self.filter.forget(&[hash]);
-        self.count_key(cold::db_of(encoded), -1);
+        self.count_key(keys::db_of(encoded), -1);
         self.stats.expired_keys.add(1);
         Ok(Lookup::Absent)
     }
@@ -190,7 +191,7 @@ impl Engine {
                 shard.remove(encoded);
             }
         }
-        self.count_key(cold::db_of(encoded), -1);
+        self.count_key(keys::db_of(encoded), -1);
         self.watches.touch(encoded);
         if why == Removal::Expired {
             self.stats.expired_keys.add(1);
@@ -235,7 +236,7 @@ pub(super) fn push_cold_delete(ops: &mut Vec<ColdOp>, encoded: &[u8], expire_at:
     if expire_at != NO_EXPIRY {
         ops.push(ColdOp::Delete {
             space: Space::Expiry,
-            key: cold::expiry_index_key(encoded, expire_at),
+            key: keys::expiry_index_key(encoded, expire_at),
         });
     }
 }

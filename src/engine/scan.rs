@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use super::api::{Access, EngineError, EngineResult, ScanPage};
-use super::cold::{self, Space};
+use super::cold::Space;
 use super::entry::{decode_cold_value, is_expired, ColdValue};
 use super::glob;
 use super::hot::HotShard;
+use super::keys;
 use super::slot;
 use super::txn::{Guards, Txn};
 use super::Engine;
@@ -72,25 +73,25 @@ impl Engine {
             }
         };
         let count = count.max(1);
-        let from = cold::slot_start(db, start);
+        let from = keys::slot_start(db, start);
 
         // Find where this page ends: after about `count` keys, on a slot boundary.
         let mut end = slot_count;
         let probe = self
             .cold
-            .range(Space::Data, &from, &cold::slot_start(db, end), count)?;
+            .range(Space::Data, &from, &keys::slot_start(db, end), count)?;
         if probe.len() >= count {
-            end = end.min(u32::from(cold::slot_of(&probe[count - 1].0)) + 1);
+            end = end.min(u32::from(keys::slot_of(&probe[count - 1].0)) + 1);
         }
         each_shard(&mut |shard| {
             let keys = shard.keys_in_slots(db, start, end, count);
             if keys.len() >= count {
-                end = end.min(u32::from(cold::slot_of(&keys[count - 1])) + 1);
+                end = end.min(u32::from(keys::slot_of(&keys[count - 1])) + 1);
             }
         });
 
         // Collect both tiers for slots [start, end): hot first, then cold.
-        let to = cold::slot_start(db, end);
+        let to = keys::slot_start(db, end);
         let now = self.now_ms();
         let mut candidates: BTreeMap<Bytes, bool> = BTreeMap::new();
         each_shard(&mut |shard| {
@@ -119,7 +120,7 @@ impl Engine {
         let keys = candidates
             .into_iter()
             .filter(|(_, live)| *live)
-            .map(|(key, _)| key.slice(cold::KEY_PREFIX_LEN..))
+            .map(|(key, _)| key.slice(keys::KEY_PREFIX_LEN..))
             .filter(|key| pattern.is_none_or(|pattern| glob::glob_match(pattern, key)))
             .collect();
         Ok(ScanPage {

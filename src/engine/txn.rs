@@ -10,9 +10,10 @@ use super::api::{
     Access, EngineError, EngineResult, ExpireCondition, KeyInfo, KeyTtl, LogError, RenameOutcome,
     SetCondition, SetExpiry, SetOptions, SetOutcome,
 };
-use super::cold::{self, ColdOp, Space};
+use super::cold::{ColdOp, Space};
 use super::entry::{is_expired, ExpireAt, NO_EXPIRY};
 use super::hot::{self, ColdCopy, HotEntry, HotShard};
+use super::keys;
 use super::mutation::MutationBatch;
 use super::resolve::live_entry;
 use super::types::string::StoredValue;
@@ -92,9 +93,9 @@ impl<'e> Txn<'e> {
         &mut self,
         db: u16,
         key: &[u8],
-    ) -> EngineResult<(cold::EncodedKey, &mut HotShard)> {
+    ) -> EngineResult<(keys::EncodedKey, &mut HotShard)> {
         self.engine.check_db(db)?;
-        let encoded = cold::EncodedKey::new(db, key);
+        let encoded = keys::EncodedKey::new(db, key);
         let index = self.engine.hot.shard_of_encoded(&encoded);
         Ok((encoded, self.guards.shard(index)?))
     }
