@@ -202,7 +202,6 @@ fn replace_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     std::fs::rename(temporary, path)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,7 +215,7 @@ mod tests {
             .map(|(name, value)| (name.as_bytes(), value.as_bytes()))
             .collect();
         apply_config_set(current, PORT, &pairs).map_err(|err| match err {
-            CommandError::Reply(text) => text,
+            error @ CommandError::Reply { .. } => error.to_string(),
             other => panic!("{other:?}"),
         })
     }

@@ -82,7 +82,6 @@ fn c_atoi(arg: &[u8]) -> i64 {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

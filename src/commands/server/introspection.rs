@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use crate::commands::args::{self, is};
-use crate::commands::table::{self, CommandSpec, ADMIN, FAST, READONLY, WRITE};
+use crate::commands::table::{self, key, CommandSpec, KeySpec};
 use crate::commands::{help_reply, CommandError, CommandResult, Ctx};
 use crate::engine::glob::glob_match;
 use crate::protocol::Reply;
@@ -52,50 +52,6 @@ fn find_command(name: &[u8]) -> Option<(&'static CommandSpec, Option<&'static Co
     }
 }
 
-/// ACL categories, derived from the flags and the group the way Redis assigns most of
-/// them, in Redis's order (the table has no ACL data of its own).
-fn acl_categories(spec: &CommandSpec) -> Vec<&'static str> {
-    let mut categories = Vec::new();
-    if spec.group == "generic" {
-        categories.push("@keyspace");
-    }
-    if spec.has(READONLY) {
-        categories.push("@read");
-    }
-    if spec.has(WRITE) {
-        categories.push("@write");
-    }
-    let data_type = match spec.group {
-        "set" => Some("@set"),
-        "sorted-set" => Some("@sortedset"),
-        "list" => Some("@list"),
-        "hash" => Some("@hash"),
-        "string" => Some("@string"),
-        "bitmap" => Some("@bitmap"),
-        "hyperloglog" => Some("@hyperloglog"),
-        "geo" => Some("@geo"),
-        "stream" => Some("@stream"),
-        "pubsub" => Some("@pubsub"),
-        _ => None,
-    };
-    categories.extend(data_type);
-    if spec.has(ADMIN) {
-        categories.push("@admin");
-    }
-    categories.push(if spec.has(FAST) { "@fast" } else { "@slow" });
-    if spec.has(ADMIN) {
-        categories.push("@dangerous");
-    }
-    let family = match spec.group {
-        "connection" => Some("@connection"),
-        "transactions" => Some("@transaction"),
-        "scripting" => Some("@scripting"),
-        _ => None,
-    };
-    categories.extend(family);
-    categories
-}
-
 fn simple_set(items: Vec<&'static str>) -> Reply {
     Reply::Set(
         items
@@ -106,8 +62,7 @@ fn simple_set(items: Vec<&'static str>) -> Reply {
 }
 
 /// One COMMAND INFO entry, shaped as Redis 7's: name, arity, flags, first key, last key,
-/// step, ACL categories, tips, key specifications, subcommands. The table has no tips or
-/// key specifications, so those are empty (clients fall back on first/last/step).
+/// step, ACL categories, tips, key specifications, subcommands. The table has no tips.
 fn info_entry(spec: &CommandSpec, parent: Option<&CommandSpec>) -> Reply {
     let subcommands = if spec.subcommands.is_empty() {
         Reply::Set(Vec::new())
@@ -126,10 +81,55 @@ fn info_entry(spec: &CommandSpec, parent: Option<&CommandSpec>) -> Reply {
         Reply::Integer(i64::from(spec.first_key)),
         Reply::Integer(i64::from(spec.last_key)),
         Reply::Integer(i64::from(spec.step)),
-        simple_set(acl_categories(spec)),
+        simple_set(spec.acl_category_names()),
         Reply::Set(Vec::new()),
-        Reply::Set(Vec::new()),
+        Reply::Set(spec.keys.iter().map(key_spec_entry).collect()),
         subcommands,
+    ])
+}
+
+/// One key specification as Redis 7 shows it: flags, an index `begin_search` and a range
+/// `find_keys`.
+fn key_spec_entry(spec: &KeySpec) -> Reply {
+    let map = |fields: Vec<(&str, Reply)>| {
+        Reply::Map(
+            fields
+                .into_iter()
+                .map(|(name, value)| (Reply::bulk(name.to_string()), value))
+                .collect(),
+        )
+    };
+    let flags = key::NAMES
+        .iter()
+        .filter(|(flag, _)| spec.flags & flag != 0)
+        .map(|(_, name)| *name)
+        .collect();
+    map(vec![
+        ("flags", simple_set(flags)),
+        (
+            "begin_search",
+            map(vec![
+                ("type", Reply::bulk("index")),
+                (
+                    "spec",
+                    map(vec![("index", Reply::Integer(i64::from(spec.index)))]),
+                ),
+            ]),
+        ),
+        (
+            "find_keys",
+            map(vec![
+                ("type", Reply::bulk("range")),
+                (
+                    "spec",
+                    map(vec![
+                        ("lastkey", Reply::Integer(i64::from(spec.last))),
+                        ("keystep", Reply::Integer(i64::from(spec.step))),
+                        ("limit", Reply::Integer(0)),
+                    ]),
+                ),
+            ]),
+        ),
     ])
 }
 
@@ -229,7 +229,7 @@ pub(super) fn command_list(_ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandRes
         Filter::All => true,
         // There are no modules.
         Filter::Module => false,
-        Filter::AclCategory(category) => acl_categories(spec).contains(&category.as_str()),
+        Filter::AclCategory(category) => spec.acl_category_names().contains(&category.as_str()),
         Filter::Pattern(pattern) => glob_match(pattern, name.as_bytes()),
     };
     let mut names = Vec::new();
@@ -270,7 +270,6 @@ pub(super) fn command_getkeys(_ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> Command
             .collect(),
     ))
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -336,6 +335,41 @@ mod tests {
     }
 
     #[test]
+    fn command_info_and_docs_answer_from_the_table() {
+        for spec in table::all() {
+            let entries = std::iter::once((spec, None))
+                .chain(spec.subcommands.iter().map(|sub| (sub, Some(spec))));
+            for (command, parent) in entries {
+                let Reply::Array(info) = info_entry(command, parent) else {
+                    panic!()
+                };
+                assert_eq!(info[0], Reply::bulk(command.full_name(parent)));
+                assert_eq!(info[1], Reply::Integer(i64::from(command.arity)));
+                assert_eq!(info[2], simple_set(command.flag_names()));
+                assert_eq!(
+                    info[3..6],
+                    [
+                        Reply::Integer(i64::from(command.first_key)),
+                        Reply::Integer(i64::from(command.last_key)),
+                        Reply::Integer(i64::from(command.step)),
+                    ]
+                );
+                assert_eq!(info[6], simple_set(command.acl_category_names()));
+                let Reply::Set(key_specs) = &info[8] else {
+                    panic!()
+                };
+                assert_eq!(key_specs.len(), command.keys.len());
+                let Reply::Map(docs) = docs_entry(command) else {
+                    panic!()
+                };
+                assert_eq!(docs[0].1, Reply::bulk(command.summary));
+                assert_eq!(docs[1].1, Reply::bulk(command.since));
+                assert_eq!(docs[2].1, Reply::bulk(command.group));
+            }
+        }
+    }
+
+    #[test]
     fn command_docs_entries_nest_subcommands() {
         let Reply::Map(fields) = docs_entry(command_spec("slowlog")) else {
             panic!()
@@ -363,15 +397,65 @@ mod tests {
     }
 
     #[test]
-    fn acl_categories_follow_flags_and_group() {
+    fn acl_categories_are_redis_7s() {
+        // What Redis 7.0's COMMAND INFO answers (FLUSHALL was "@write @slow" while the
+        // categories were guessed from the flags).
         assert_eq!(
-            acl_categories(command_spec("flushall")),
-            ["@write", "@slow"]
+            command_spec("flushall").acl_category_names(),
+            ["@keyspace", "@write", "@slow", "@dangerous"]
         );
-        assert_eq!(acl_categories(command_spec("time")), ["@fast"]);
+        assert_eq!(command_spec("time").acl_category_names(), ["@fast"]);
         assert_eq!(
-            acl_categories(command_spec("debug")),
+            command_spec("debug").acl_category_names(),
             ["@admin", "@slow", "@dangerous"]
+        );
+        assert_eq!(
+            command_spec("lastsave").acl_category_names(),
+            ["@admin", "@fast", "@dangerous"]
+        );
+        assert_eq!(
+            command_spec("get").acl_category_names(),
+            ["@read", "@string", "@fast"]
+        );
+    }
+
+    #[test]
+    fn key_specs_have_redis_7_shape() {
+        let Reply::Array(entry) = info_entry(command_spec("bitop"), None) else {
+            panic!()
+        };
+        let Reply::Set(specs) = &entry[8] else {
+            panic!("{:?}", entry[8])
+        };
+        assert_eq!(specs.len(), 2);
+        let bulk = |text: &str| Reply::bulk(text.to_string());
+        let int_map = |name: &str, value: i64| (bulk(name), Reply::Integer(value));
+        assert_eq!(
+            specs[0],
+            Reply::Map(vec![
+                (bulk("flags"), simple(&["OW", "update"])),
+                (
+                    bulk("begin_search"),
+                    Reply::Map(vec![
+                        (bulk("type"), bulk("index")),
+                        (bulk("spec"), Reply::Map(vec![int_map("index", 2)])),
+                    ])
+                ),
+                (
+                    bulk("find_keys"),
+                    Reply::Map(vec![
+                        (bulk("type"), bulk("range")),
+                        (
+                            bulk("spec"),
+                            Reply::Map(vec![
+                                int_map("lastkey", 0),
+                                int_map("keystep", 1),
+                                int_map("limit", 0),
+                            ])
+                        ),
+                    ])
+                ),
+            ])
         );
     }
 }

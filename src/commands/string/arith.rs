@@ -214,9 +214,8 @@ impl Natural {
         let mut limbs = Vec::with_capacity(self.limbs.len());
         let mut borrow = 0i64;
         for (index, &limb) in self.limbs.iter().enumerate() {
-            let mut difference = i64::from(limb)
-                - i64::from(other.limbs.get(index).copied().unwrap_or(0))
-                - borrow;
+            let mut difference =
+                i64::from(limb) - i64::from(other.limbs.get(index).copied().unwrap_or(0)) - borrow;
             borrow = i64::from(difference < 0);
             if difference < 0 {
                 difference += 1 << 32;

@@ -297,7 +297,6 @@ pub(super) fn bitop(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     Ok(Reply::Integer(len as i64))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

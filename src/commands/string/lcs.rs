@@ -170,7 +170,6 @@ pub(super) fn lcs(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     ]))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,59 +14,314 @@ mod bitmap;
 mod lcs;
 
 use super::args::{self, is};
-use super::table::{CommandSpec, DENYOOM, FAST, READONLY, WRITE};
+use super::table::{acl, key, CommandSpec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{CommandError, CommandResult, Ctx};
-use bitmap::{bitcount, bitop, bitpos, getbit, setbit};
-use lcs::lcs;
 use crate::engine::{ExpireCondition, SetCondition, SetExpiry, SetOptions};
 use crate::protocol::Reply;
+use bitmap::{bitcount, bitop, bitpos, getbit, setbit};
+use lcs::lcs;
 
 const STRING: &str = "string";
 const BITMAP: &str = "bitmap";
 
-macro_rules! spec {
-    ($name:literal, $arity:expr, $flags:expr, $first:expr, $last:expr, $step:expr, $group:expr, $since:literal, $summary:literal, $handler:expr) => {
-        CommandSpec::new(
-            $name,
-            $arity,
-            $flags,
-            ($first, $last, $step),
-            $group,
-            $since,
-            $summary,
-            $handler,
-        )
-    };
-}
-
 pub const COMMANDS: &[CommandSpec] = &[
-    spec!("get", 2, READONLY | FAST, 1, 1, 1, STRING, "1.0.0", "Returns the string value of a key.", get),
-    spec!("set", -3, WRITE | DENYOOM, 1, 1, 1, STRING, "1.0.0", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.", set),
-    spec!("setnx", 3, WRITE | DENYOOM | FAST, 1, 1, 1, STRING, "1.0.0", "Set the string value of a key only when the key doesn't exist.", setnx),
-    spec!("setex", 4, WRITE | DENYOOM, 1, 1, 1, STRING, "2.0.0", "Sets the string value and expiration time of a key. Creates the key if it doesn't exist.", setex),
-    spec!("psetex", 4, WRITE | DENYOOM, 1, 1, 1, STRING, "2.6.0", "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist.", setex),
-    spec!("getset", 3, WRITE | DENYOOM | FAST, 1, 1, 1, STRING, "1.0.0", "Returns the previous string value of a key after setting it to a new value.", getset),
-    spec!("getdel", 2, WRITE | FAST, 1, 1, 1, STRING, "6.2.0", "Returns the string value of a key after deleting the key.", getdel),
-    spec!("getex", -2, WRITE | FAST, 1, 1, 1, STRING, "6.2.0", "Returns the string value of a key after setting its expiration time.", getex),
-    spec!("mget", -2, READONLY | FAST, 1, -1, 1, STRING, "1.0.0", "Atomically returns the string values of one or more keys.", mget),
-    spec!("mset", -3, WRITE | DENYOOM, 1, -1, 2, STRING, "1.0.1", "Atomically creates or modifies the string values of one or more keys.", mset),
-    spec!("msetnx", -3, WRITE | DENYOOM, 1, -1, 2, STRING, "1.0.1", "Atomically modifies the string values of one or more keys only when all keys don't exist.", msetnx),
-    spec!("incr", 2, WRITE | DENYOOM | FAST, 1, 1, 1, STRING, "1.0.0", "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", incr),
-    spec!("decr", 2, WRITE | DENYOOM | FAST, 1, 1, 1, STRING, "1.0.0", "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", decr),
-    spec!("incrby", 3, WRITE | DENYOOM | FAST, 1, 1, 1, STRING, "1.0.0", "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.", incrby),
-    spec!("decrby", 3, WRITE | DENYOOM | FAST, 1, 1, 1, STRING, "1.0.0", "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.", decrby),
-    spec!("incrbyfloat", 3, WRITE | DENYOOM | FAST, 1, 1, 1, STRING, "2.6.0", "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.", incrbyfloat),
-    spec!("append", 3, WRITE | DENYOOM | FAST, 1, 1, 1, STRING, "2.0.0", "Appends a string to the value of a key. Creates the key if it doesn't exist.", append),
-    spec!("strlen", 2, READONLY | FAST, 1, 1, 1, STRING, "2.2.0", "Returns the length of a string value.", strlen),
-    spec!("getrange", 4, READONLY, 1, 1, 1, STRING, "2.4.0", "Returns a substring of the string stored at a key.", getrange),
-    spec!("substr", 4, READONLY, 1, 1, 1, STRING, "1.0.0", "Returns a substring from a string value.", getrange),
-    spec!("setrange", 4, WRITE | DENYOOM, 1, 1, 1, STRING, "2.2.0", "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.", setrange),
-    spec!("setbit", 4, WRITE | DENYOOM, 1, 1, 1, BITMAP, "2.2.0", "Sets or clears the bit at offset of the string value. Creates the key if it doesn't exist.", setbit),
-    spec!("getbit", 3, READONLY | FAST, 1, 1, 1, BITMAP, "2.2.0", "Returns a bit value by offset.", getbit),
-    spec!("bitcount", -2, READONLY, 1, 1, 1, BITMAP, "2.6.0", "Counts the number of set bits (population counting) in a string.", bitcount),
-    spec!("bitpos", -3, READONLY, 1, 1, 1, BITMAP, "2.8.7", "Finds the first set (1) or clear (0) bit in a string.", bitpos),
-    spec!("bitop", -4, WRITE | DENYOOM, 2, -1, 1, BITMAP, "2.6.0", "Performs bitwise operations on multiple strings, and stores the result.", bitop),
-    spec!("lcs", -3, READONLY, 1, 2, 1, STRING, "7.0.0", "Finds the longest common substring.", lcs),
+    CommandSpec::new(
+        "get",
+        2,
+        READONLY | FAST,
+        acl::STRING,
+        &[KeySpec::at(key::RO | key::ACCESS, 1)],
+        STRING,
+        "1.0.0",
+        "Returns the string value of a key.",
+        get,
+    ),
+    CommandSpec::new(
+        "set",
+        -3,
+        WRITE | DENYOOM,
+        acl::STRING,
+        &[KeySpec::at(key::RW | key::ACCESS | key::UPDATE | key::VARIABLE_FLAGS, 1)],
+        STRING,
+        "1.0.0",
+        "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.",
+        set,
+    ),
+    CommandSpec::new(
+        "setnx",
+        3,
+        WRITE | DENYOOM | FAST,
+        acl::STRING,
+        &[KeySpec::at(key::OW | key::INSERT, 1)],
+        STRING,
+        "1.0.0",
+        "Set the string value of a key only when the key doesn't exist.",
+        setnx,
+    ),
+    CommandSpec::new(
+        "setex",
+        4,
+        WRITE | DENYOOM,
+        acl::STRING,
+        &[KeySpec::at(key::OW | key::UPDATE, 1)],
+        STRING,
+        "2.0.0",
+        "Sets the string value and expiration time of a key. Creates the key if it doesn't exist.",
+        setex,
+    ),
+    CommandSpec::new(
+        "psetex",
+        4,
+        WRITE | DENYOOM,
+        acl::STRING,
+        &[KeySpec::at(key::OW | key::UPDATE, 1)],
+        STRING,
+        "2.6.0",
+        "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist.",
+        setex,
+    ),
+    CommandSpec::new(
+        "getset",
+        3,
+        WRITE | DENYOOM | FAST,
+        acl::STRING,
+        &[KeySpec::at(key::RW | key::ACCESS | key::UPDATE, 1)],
+        STRING,
+        "1.0.0",
+        "Returns the previous string value of a key after setting it to a new value.",
+        getset,
+    ),
+    CommandSpec::new(
+        "getdel",
+        2,
+        WRITE | FAST,
+        acl::STRING,
+        &[KeySpec::at(key::RW | key::ACCESS | key::DELETE, 1)],
+        STRING,
+        "6.2.0",
+        "Returns the string value of a key after deleting the key.",
+        getdel,
+    ),
+    CommandSpec::new(
+        "getex",
+        -2,
+        WRITE | FAST,
+        acl::STRING,
+        &[KeySpec::at(key::RW | key::ACCESS | key::UPDATE, 1)],
+        STRING,
+        "6.2.0",
+        "Returns the string value of a key after setting its expiration time.",
+        getex,
+    ),
+    CommandSpec::new(
+        "mget",
+        -2,
+        READONLY | FAST,
+        acl::STRING,
+        &[KeySpec::range(key::RO | key::ACCESS, 1, -1, 1)],
+        STRING,
+        "1.0.0",
+        "Atomically returns the string values of one or more keys.",
+        mget,
+    ),
+    CommandSpec::new(
+        "mset",
+        -3,
+        WRITE | DENYOOM,
+        acl::STRING,
+        &[KeySpec::range(key::OW | key::UPDATE, 1, -1, 2)],
+        STRING,
+        "1.0.1",
+        "Atomically creates or modifies the string values of one or more keys.",
+        mset,
+    ),
+    CommandSpec::new(
+        "msetnx",
+        -3,
+        WRITE | DENYOOM,
+        acl::STRING,
+        &[KeySpec::range(key::OW | key::INSERT, 1, -1, 2)],
+        STRING,
+        "1.0.1",
+        "Atomically modifies the string values of one or more keys only when all keys don't exist.",
+        msetnx,
+    ),
+    CommandSpec::new(
+        "incr",
+        2,
+        WRITE | DENYOOM | FAST,
+        acl::STRING,
+        &[KeySpec::at(key::RW | key::ACCESS | key::UPDATE, 1)],
+        STRING,
+        "1.0.0",
+        "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.",
+        incr,
+    ),
+    CommandSpec::new(
+        "decr",
+        2,
+        WRITE | DENYOOM | FAST,
+        acl::STRING,
+        &[KeySpec::at(key::RW | key::ACCESS | key::UPDATE, 1)],
+        STRING,
+        "1.0.0",
+        "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.",
+        decr,
+    ),
+    CommandSpec::new(
+        "incrby",
+        3,
+        WRITE | DENYOOM | FAST,
+        acl::STRING,
+        &[KeySpec::at(key::RW | key::ACCESS | key::UPDATE, 1)],
+        STRING,
+        "1.0.0",
+        "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
+        incrby,
+    ),
+    CommandSpec::new(
+        "decrby",
+        3,
+        WRITE | DENYOOM | FAST,
+        acl::STRING,
+        &[KeySpec::at(key::RW | key::ACCESS | key::UPDATE, 1)],
+        STRING,
+        "1.0.0",
+        "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.",
+        decrby,
+    ),
+    CommandSpec::new(
+        "incrbyfloat",
+        3,
+        WRITE | DENYOOM | FAST,
+        acl::STRING,
+        &[KeySpec::at(key::RW | key::ACCESS | key::UPDATE, 1)],
+        STRING,
+        "2.6.0",
+        "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
+        incrbyfloat,
+    ),
+    CommandSpec::new(
+        "append",
+        3,
+        WRITE | DENYOOM | FAST,
+        acl::STRING,
+        &[KeySpec::at(key::RW | key::INSERT, 1)],
+        STRING,
+        "2.0.0",
+        "Appends a string to the value of a key. Creates the key if it doesn't exist.",
+        append,
+    ),
+    CommandSpec::new(
+        "strlen",
+        2,
+        READONLY | FAST,
+        acl::STRING,
+        &[KeySpec::at(key::RO, 1)],
+        STRING,
+        "2.2.0",
+        "Returns the length of a string value.",
+        strlen,
+    ),
+    CommandSpec::new(
+        "getrange",
+        4,
+        READONLY,
+        acl::STRING,
+        &[KeySpec::at(key::RO | key::ACCESS, 1)],
+        STRING,
+        "2.4.0",
+        "Returns a substring of the string stored at a key.",
+        getrange,
+    ),
+    CommandSpec::new(
+        "substr",
+        4,
+        READONLY,
+        acl::STRING,
+        &[KeySpec::at(key::RO | key::ACCESS, 1)],
+        STRING,
+        "1.0.0",
+        "Returns a substring from a string value.",
+        getrange,
+    ),
+    CommandSpec::new(
+        "setrange",
+        4,
+        WRITE | DENYOOM,
+        acl::STRING,
+        &[KeySpec::at(key::RW | key::UPDATE, 1)],
+        STRING,
+        "2.2.0",
+        "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.",
+        setrange,
+    ),
+    CommandSpec::new(
+        "setbit",
+        4,
+        WRITE | DENYOOM,
+        acl::BITMAP,
+        &[KeySpec::at(key::RW | key::ACCESS | key::UPDATE, 1)],
+        BITMAP,
+        "2.2.0",
+        "Sets or clears the bit at offset of the string value. Creates the key if it doesn't exist.",
+        setbit,
+    ),
+    CommandSpec::new(
+        "getbit",
+        3,
+        READONLY | FAST,
+        acl::BITMAP,
+        &[KeySpec::at(key::RO | key::ACCESS, 1)],
+        BITMAP,
+        "2.2.0",
+        "Returns a bit value by offset.",
+        getbit,
+    ),
+    CommandSpec::new(
+        "bitcount",
+        -2,
+        READONLY,
+        acl::BITMAP,
+        &[KeySpec::at(key::RO | key::ACCESS, 1)],
+        BITMAP,
+        "2.6.0",
+        "Counts the number of set bits (population counting) in a string.",
+        bitcount,
+    ),
+    CommandSpec::new(
+        "bitpos",
+        -3,
+        READONLY,
+        acl::BITMAP,
+        &[KeySpec::at(key::RO | key::ACCESS, 1)],
+        BITMAP,
+        "2.8.7",
+        "Finds the first set (1) or clear (0) bit in a string.",
+        bitpos,
+    ),
+    CommandSpec::new(
+        "bitop",
+        -4,
+        WRITE | DENYOOM,
+        acl::BITMAP,
+        &[KeySpec::at(key::OW | key::UPDATE, 2), KeySpec::range(key::RO | key::ACCESS, 3, -1, 1)],
+        BITMAP,
+        "2.6.0",
+        "Performs bitwise operations on multiple strings, and stores the result.",
+        bitop,
+    ),
+    CommandSpec::new(
+        "lcs",
+        -3,
+        READONLY,
+        acl::STRING,
+        &[KeySpec::range(key::RO | key::ACCESS, 1, 1, 1)],
+        STRING,
+        "7.0.0",
+        "Finds the longest common substring.",
+        lcs,
+    ),
 ];
 
 // ----- shared helpers -------------------------------------------------------------------
@@ -443,9 +698,7 @@ fn incrbyfloat(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let by = &args[2];
     ctx.store.update(ctx.db(), &args[1], |current| {
         let text = arith::increment(current.as_deref(), by).map_err(|error| match error {
-            arith::IncrementError::NotAFloat => {
-                CommandError::err("value is not a valid float")
-            }
+            arith::IncrementError::NotAFloat => CommandError::err("value is not a valid float"),
             arith::IncrementError::NotFinite => {
                 CommandError::err("increment would produce NaN or Infinity")
             }
@@ -552,7 +805,7 @@ mod tests {
     fn parse_set(words: &[&str]) -> Result<ExtendedOptions<'static>, String> {
         let owned: &'static [Bytes] = Box::leak(options(words).into_boxed_slice());
         parse_extended_options(owned, OptionSet::Set).map_err(|error| match error {
-            CommandError::Reply(text) => text,
+            error @ CommandError::Reply { .. } => error.to_string(),
             other => format!("{other:?}"),
         })
     }
@@ -560,7 +813,7 @@ mod tests {
     fn parse_getex(words: &[&str]) -> Result<ExtendedOptions<'static>, String> {
         let owned: &'static [Bytes] = Box::leak(options(words).into_boxed_slice());
         parse_extended_options(owned, OptionSet::GetEx).map_err(|error| match error {
-            CommandError::Reply(text) => text,
+            error @ CommandError::Reply { .. } => error.to_string(),
             other => format!("{other:?}"),
         })
     }
@@ -617,7 +870,7 @@ mod tests {
     #[test]
     fn expire_deadlines_reject_what_redis_rejects() {
         let error = |result: Result<u64, CommandError>| match result {
-            Err(CommandError::Reply(text)) => text,
+            Err(error @ CommandError::Reply { .. }) => error.to_string(),
             other => format!("{other:?}"),
         };
         let now = 1_000_000;
