@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use serde::Serialize;
 
-use crate::commands::dispatch;
+use crate::commands::{self, ClientState, Shared};
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::engine::cold::{self, ColdRead, RocksCold};
@@ -21,7 +21,6 @@ use crate::engine::entry::{decode_cold_value, is_expired, ColdValue};
 use crate::engine::filter::hash_key;
 use crate::engine::{self, wal, Access, Engine, KeyTtl};
 use crate::protocol::{parse_command, ParserLimits, Reply};
-use crate::server::{ClientState, Shared};
 
 /// Where progress goes: called with the number of items (records, keys, bytes) done so far.
 pub type Progress<'a> = &'a dyn Fn(u64);
@@ -201,6 +200,10 @@ pub fn check(dir: &Path, force: bool, progress: Progress<'_>) -> Result<CheckRep
     }
     Ok(report)
 }
+
+// The config's database limit stops right below the cold tier's meta records; config
+// cannot name the engine's constant (the engine depends on config), so they meet here.
+const _: () = assert!(cold::META_DB as u32 == crate::config::MAX_DATABASES as u32 + 1);
 
 /// Calls `visit` with every data entry of the user databases (all keys below the meta
 /// records), in key order.
@@ -581,7 +584,7 @@ fn import_into(
             })?;
             let Some(args) = args else { break };
             report.commands += 1;
-            if let Reply::Error(text) = dispatch::execute(&shared, &mut client, &args) {
+            if let Reply::Error(text) = commands::execute(&shared, &mut client, &args) {
                 report.errors += 1;
                 if report.first_errors.len() < IMPORT_ERRORS_KEPT {
                     report.first_errors.push(format!(

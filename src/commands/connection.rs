@@ -4,11 +4,11 @@ use bytes::Bytes;
 
 use super::args::{self, is};
 use super::dispatch::unwatch_all;
+use super::server::info::REDIS_COMPAT_VERSION;
 use super::table::{acl, CommandSpec, ADMIN, FAST, LOADING, NOSCRIPT, NO_AUTH, NO_KEYS, STALE};
+use super::ReplyMode;
 use super::{help_reply, CommandError, CommandResult, Ctx, ErrorCode};
-use crate::metrics::info::REDIS_COMPAT_VERSION;
 use crate::protocol::{ProtocolVersion, Reply};
-use crate::server::ReplyMode;
 
 const GROUP: &str = "connection";
 

@@ -3,15 +3,20 @@
 //! through a [`Store`]: on the async worker with `Access::HotOnly` first, and on a blocking
 //! thread (`MayBlock`, or a transaction holding every key's shard) when it must.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::table::{self, CommandSpec};
 use super::{error_reply, CommandError, CommandResult, Ctx, ErrorCode, Store};
+use super::{ClientState, Shared};
 use crate::engine::Access;
+use crate::engine::EngineResult;
 use crate::protocol::Reply;
-use crate::server::{ClientState, ColdGetAnswer, Shared};
+
+/// A GET's answer from a cold-read batch, and how long the batch took to make it (the cold
+/// read's share of the command's time, for command stats and the slow log).
+pub type ColdGetAnswer = (EngineResult<Option<Bytes>>, Duration);
 
 /// A command found in the table: the spec that runs, and its container for subcommands.
 #[derive(Clone, Copy)]
@@ -358,7 +363,11 @@ fn run_since(
     shared
         .stats
         .record_command(name, subcommand, elapsed, failed);
-    shared.slowlog.record(client, args, elapsed);
+    shared.slowlog.record(args, elapsed, || {
+        let handle = &client.handle;
+        let name = handle.name.lock().clone().unwrap_or_default();
+        (handle.addr.to_string(), name)
+    });
     Ok(reply)
 }
 

@@ -3,8 +3,10 @@
 //! calls the engine through a [`Store`], and returns a [`Reply`]; it never does I/O itself.
 
 pub mod args;
+pub mod clients;
 pub mod dispatch;
 pub mod error;
+pub mod state;
 pub mod table;
 
 mod connection;
@@ -20,8 +22,10 @@ use crate::engine::{
     ScanPage, SetOptions, SetOutcome, Txn,
 };
 use crate::protocol::Reply;
-use crate::server::{ClientState, Shared};
+pub use clients::{ClientHandle, ClientRegistry, ClientState, ReplyMode};
+pub use dispatch::execute;
 pub use error::{error_reply, CommandError, CommandResult, ErrorCode};
+pub use state::{Shared, ShutdownRequest};
 
 /// Every family's commands; the table is built from these.
 pub(crate) const FAMILIES: &[&[table::CommandSpec]] = &[

@@ -13,24 +13,31 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{ClientState, ReplyMode, Shared};
+use super::ColdReads;
 use crate::commands::dispatch::{self, Plan};
 use crate::commands::{error_reply, CommandError, ErrorCode};
+use crate::commands::{ClientState, ReplyMode, Shared};
 use crate::config::SyncPolicy;
-use crate::protocol::{parse_command, write_reply, ParserLimits, Reply};
+use crate::protocol::{parse_command, write_reply, ParserLimits, ProtocolVersion, Reply};
 
 const READ_CHUNK: usize = 16 * 1024;
 
-pub(super) async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr) {
+pub(super) async fn serve(
+    shared: Arc<Shared>,
+    cold_reads: Arc<ColdReads>,
+    mut stream: TcpStream,
+    addr: SocketAddr,
+) {
     let local_addr = stream.local_addr().unwrap_or(addr);
     // Replies go out as soon as a batch is done; Nagle would hold small ones back.
     let _ = stream.set_nodelay(true);
     let maxclients = shared.config.read().server.maxclients;
     let Some(handle) = shared.clients.register(addr, local_addr, maxclients) else {
         shared.stats.connection_rejected();
-        let _ = stream
-            .write_all(b"-ERR max number of clients reached\r\n")
-            .await;
+        let mut refusal = BytesMut::new();
+        let reply = error_reply(ErrorCode::Err, "max number of clients reached");
+        write_reply(&mut refusal, &reply, ProtocolVersion::Resp2);
+        let _ = stream.write_all(&refusal).await;
         return;
     };
     let id = handle.id;
@@ -38,6 +45,7 @@ pub(super) async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: Sock
     let mut connection = Connection {
         client: Some(Box::new(ClientState::new(handle, authenticated))),
         shared: Arc::clone(&shared),
+        cold_reads,
         stream,
         read_buf: BytesMut::with_capacity(READ_CHUNK),
         write_buf: BytesMut::with_capacity(READ_CHUNK),
@@ -53,6 +61,7 @@ pub(super) async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: Sock
 
 struct Connection {
     shared: Arc<Shared>,
+    cold_reads: Arc<ColdReads>,
     stream: TcpStream,
     read_buf: BytesMut,
     write_buf: BytesMut,
@@ -183,7 +192,7 @@ impl Connection {
                     (&result, job.batchable_get(&args))
                 {
                     // A GET that must read the cold tier: batched with other clients'.
-                    let batched = self.shared.cold_reads.get(client.db, args[1].clone());
+                    let batched = self.cold_reads.get(client.db, args[1].clone());
                     if let Some(answer) = batched.await {
                         result = dispatch::run_batched_get(
                             &self.shared,

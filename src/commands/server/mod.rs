@@ -6,6 +6,7 @@
 
 mod config;
 mod debug;
+pub(super) mod info;
 mod introspection;
 mod slowlog;
 
@@ -18,11 +19,10 @@ use super::table::{
     acl, key, CommandSpec, KeySpec, ADMIN, ALL_SHARDS, FAST, LOADING, NOSCRIPT, NO_KEYS, NO_MULTI,
     READONLY, STALE, WRITE,
 };
+use super::ReplyMode;
 use super::{help_reply, CommandError, CommandResult, Ctx};
 use crate::engine::{Access, CheckpointReason};
-use crate::metrics::info;
 use crate::protocol::Reply;
-use crate::server::ReplyMode;
 use config::{config_get, config_help, config_resetstat, config_rewrite, config_set};
 use debug::debug;
 use introspection::{
@@ -468,7 +468,7 @@ fn bgsave(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
             match engine.checkpoint(CheckpointReason::Requested) {
                 Ok(checkpoint) => {
                     last_save.store(
-                        crate::server::unix_seconds(),
+                        crate::metrics::unix_seconds(),
                         std::sync::atomic::Ordering::Relaxed,
                     );
                     tracing::info!(
