@@ -10,10 +10,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use serde::Serialize;
 
-use crate::commands::dispatch::{self, Plan};
+use crate::commands::{self, ClientState, Shared};
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::engine::cold::{self, ColdRead, RocksCold};
@@ -22,7 +22,6 @@ use crate::engine::filter::hash_key;
 use crate::engine::keys;
 use crate::engine::{self, wal, Access, Engine, KeyTtl};
 use crate::protocol::{parse_command, ParserLimits, Reply};
-use crate::server::{ClientState, Shared};
 
 /// Where progress goes: called with the number of items (records, keys, bytes) done so far.
 pub type Progress<'a> = &'a dyn Fn(u64);
@@ -582,7 +581,7 @@ fn import_into(
             })?;
             let Some(args) = args else { break };
             report.commands += 1;
-            if let Some(Reply::Error(text)) = run_one(&shared, &mut client, &args) {
+            if let Reply::Error(text) = commands::execute(&shared, &mut client, &args) {
                 report.errors += 1;
                 if report.first_errors.len() < IMPORT_ERRORS_KEPT {
                     report.first_errors.push(format!(
@@ -613,16 +612,4 @@ fn import_into(
     }
     report.keys = engine.tier_report().keys_per_db.iter().sum();
     Ok(report)
-}
-
-/// One command through the dispatcher, as a connection runs it (without the network).
-fn run_one(shared: &Shared, client: &mut ClientState, args: &[Bytes]) -> Option<Reply> {
-    match dispatch::plan(shared, client, args) {
-        Plan::Reply(reply) => Some(reply),
-        Plan::Run(command) if command.needs_transaction(args) => {
-            dispatch::run_in_transaction(shared, client, command, args)
-        }
-        Plan::Run(command) => dispatch::run_direct(shared, client, command, args, Access::MayBlock),
-        Plan::Exec => dispatch::exec(shared, client),
-    }
 }

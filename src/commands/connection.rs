@@ -4,177 +4,229 @@ use bytes::Bytes;
 
 use super::args::{self, is};
 use super::dispatch::unwatch_all;
-use super::table::{CommandSpec, ADMIN, FAST, LOADING, NOSCRIPT, NO_AUTH, NO_KEYS, STALE};
-use super::{help_reply, CommandError, CommandResult, Ctx};
-use crate::metrics::info::REDIS_COMPAT_VERSION;
+use super::server::info::REDIS_COMPAT_VERSION;
+use super::table::{acl, CommandSpec, ADMIN, FAST, LOADING, NOSCRIPT, NO_AUTH, NO_KEYS, STALE};
+use super::ReplyMode;
+use super::{help_reply, CommandError, CommandResult, Ctx, ErrorCode};
 use crate::protocol::{ProtocolVersion, Reply};
-use crate::server::ReplyMode;
 
 const GROUP: &str = "connection";
 
-macro_rules! spec {
-    ($name:literal, $arity:expr, $flags:expr, $since:literal, $summary:literal, $handler:expr) => {
-        CommandSpec::new(
-            $name, $arity, $flags, NO_KEYS, GROUP, $since, $summary, $handler,
-        )
-    };
-}
-
 pub const COMMANDS: &[CommandSpec] = &[
-    spec!(
+    CommandSpec::new(
         "auth",
         -2,
         NOSCRIPT | LOADING | STALE | FAST | NO_AUTH,
+        acl::CONNECTION,
+        NO_KEYS,
+        GROUP,
         "1.0.0",
         "Authenticates the connection.",
-        auth
+        auth,
     ),
-    spec!(
+    CommandSpec::new(
         "hello",
         -1,
         NOSCRIPT | LOADING | STALE | FAST | NO_AUTH,
+        acl::CONNECTION,
+        NO_KEYS,
+        GROUP,
         "6.0.0",
         "Handshakes with the Redis server.",
-        hello
+        hello,
     ),
-    spec!(
+    CommandSpec::new(
         "ping",
         -1,
         FAST,
+        acl::CONNECTION,
+        NO_KEYS,
+        GROUP,
         "1.0.0",
         "Returns the server's liveliness response.",
-        ping
+        ping,
     ),
-    spec!("echo", 2, FAST, "1.0.0", "Returns the given string.", echo),
-    spec!(
+    CommandSpec::new(
+        "echo",
+        2,
+        FAST,
+        acl::CONNECTION,
+        NO_KEYS,
+        GROUP,
+        "1.0.0",
+        "Returns the given string.",
+        echo,
+    ),
+    CommandSpec::new(
         "select",
         2,
         LOADING | STALE | FAST,
+        acl::CONNECTION,
+        NO_KEYS,
+        GROUP,
         "1.0.0",
         "Changes the selected database.",
-        select
+        select,
     ),
-    spec!(
+    CommandSpec::new(
         "quit",
         -1,
         NOSCRIPT | LOADING | STALE | FAST | NO_AUTH,
+        acl::CONNECTION,
+        NO_KEYS,
+        GROUP,
         "1.0.0",
         "Closes the connection.",
-        quit
+        quit,
     ),
-    spec!(
+    CommandSpec::new(
         "reset",
         1,
         NOSCRIPT | LOADING | STALE | FAST | NO_AUTH,
+        acl::CONNECTION,
+        NO_KEYS,
+        GROUP,
         "6.2.0",
         "Resets the connection.",
-        reset
+        reset,
     ),
-    CommandSpec {
-        name: "client",
-        arity: -2,
-        flags: 0,
-        first_key: 0,
-        last_key: 0,
-        step: 0,
-        group: GROUP,
-        since: "2.4.0",
-        summary: "A container for client connection commands.",
-        handler: client_help,
-        subcommands: &[
-            spec!(
-                "id",
-                2,
-                NOSCRIPT | LOADING | STALE,
-                "5.0.0",
-                "Returns the unique client ID of the connection.",
-                client_id
-            ),
-            spec!(
-                "getname",
-                2,
-                NOSCRIPT | LOADING | STALE,
-                "2.6.9",
-                "Returns the name of the connection.",
-                client_getname
-            ),
-            spec!(
-                "setname",
-                3,
-                NOSCRIPT | LOADING | STALE,
-                "2.6.9",
-                "Sets the connection name.",
-                client_setname
-            ),
-            spec!(
-                "list",
-                -2,
-                ADMIN | NOSCRIPT | LOADING | STALE,
-                "2.4.0",
-                "Lists open connections.",
-                client_list
-            ),
-            spec!(
-                "info",
-                2,
-                NOSCRIPT | LOADING | STALE,
-                "6.2.0",
-                "Returns information about the connection.",
-                client_info
-            ),
-            spec!(
-                "kill",
-                -3,
-                ADMIN | NOSCRIPT | LOADING | STALE,
-                "2.4.0",
-                "Terminates open connections.",
-                client_kill
-            ),
-            spec!(
-                "setinfo",
-                4,
-                NOSCRIPT | LOADING | STALE,
-                "7.2.0",
-                "Sets information specific to the client or connection.",
-                client_setinfo
-            ),
-            spec!(
-                "reply",
-                3,
-                NOSCRIPT | LOADING | STALE,
-                "3.2.0",
-                "Instructs the server whether to reply to commands.",
-                client_reply
-            ),
-            spec!(
-                "no-evict",
-                3,
-                ADMIN | NOSCRIPT | LOADING | STALE,
-                "7.0.0",
-                "Sets the client eviction mode of the connection.",
-                client_flag_ok
-            ),
-            spec!(
-                "no-touch",
-                3,
-                NOSCRIPT | LOADING | STALE,
-                "7.2.0",
-                "Controls whether commands sent by the client affect the LRU/LFU of accessed keys.",
-                client_flag_ok
-            ),
-            spec!(
-                "help",
-                2,
-                LOADING | STALE,
-                "5.0.0",
-                "Returns helpful text about the different subcommands.",
-                client_help
-            ),
-        ],
-    },
+    CommandSpec::new(
+        "client",
+        -2,
+        0,
+        acl::NONE,
+        NO_KEYS,
+        GROUP,
+        "2.4.0",
+        "A container for client connection commands.",
+        client_help,
+    )
+    .with_subcommands(&[
+        CommandSpec::new(
+            "id",
+            2,
+            NOSCRIPT | LOADING | STALE,
+            acl::CONNECTION,
+            NO_KEYS,
+            GROUP,
+            "5.0.0",
+            "Returns the unique client ID of the connection.",
+            client_id,
+        ),
+        CommandSpec::new(
+            "getname",
+            2,
+            NOSCRIPT | LOADING | STALE,
+            acl::CONNECTION,
+            NO_KEYS,
+            GROUP,
+            "2.6.9",
+            "Returns the name of the connection.",
+            client_getname,
+        ),
+        CommandSpec::new(
+            "setname",
+            3,
+            NOSCRIPT | LOADING | STALE,
+            acl::CONNECTION,
+            NO_KEYS,
+            GROUP,
+            "2.6.9",
+            "Sets the connection name.",
+            client_setname,
+        ),
+        CommandSpec::new(
+            "list",
+            -2,
+            ADMIN | NOSCRIPT | LOADING | STALE,
+            acl::CONNECTION,
+            NO_KEYS,
+            GROUP,
+            "2.4.0",
+            "Lists open connections.",
+            client_list,
+        ),
+        CommandSpec::new(
+            "info",
+            2,
+            NOSCRIPT | LOADING | STALE,
+            acl::CONNECTION,
+            NO_KEYS,
+            GROUP,
+            "6.2.0",
+            "Returns information about the connection.",
+            client_info,
+        ),
+        CommandSpec::new(
+            "kill",
+            -3,
+            ADMIN | NOSCRIPT | LOADING | STALE,
+            acl::CONNECTION,
+            NO_KEYS,
+            GROUP,
+            "2.4.0",
+            "Terminates open connections.",
+            client_kill,
+        ),
+        CommandSpec::new(
+            "setinfo",
+            4,
+            NOSCRIPT | LOADING | STALE,
+            acl::CONNECTION,
+            NO_KEYS,
+            GROUP,
+            "7.2.0",
+            "Sets information specific to the client or connection.",
+            client_setinfo,
+        ),
+        CommandSpec::new(
+            "reply",
+            3,
+            NOSCRIPT | LOADING | STALE,
+            acl::CONNECTION,
+            NO_KEYS,
+            GROUP,
+            "3.2.0",
+            "Instructs the server whether to reply to commands.",
+            client_reply,
+        ),
+        CommandSpec::new(
+            "no-evict",
+            3,
+            ADMIN | NOSCRIPT | LOADING | STALE,
+            acl::CONNECTION,
+            NO_KEYS,
+            GROUP,
+            "7.0.0",
+            "Sets the client eviction mode of the connection.",
+            client_flag_ok,
+        ),
+        CommandSpec::new(
+            "no-touch",
+            3,
+            NOSCRIPT | LOADING | STALE,
+            acl::CONNECTION,
+            NO_KEYS,
+            GROUP,
+            "7.2.0",
+            "Controls whether commands sent by the client affect the LRU/LFU of accessed keys.",
+            client_flag_ok,
+        ),
+        CommandSpec::new(
+            "help",
+            2,
+            LOADING | STALE,
+            acl::CONNECTION,
+            NO_KEYS,
+            GROUP,
+            "5.0.0",
+            "Returns helpful text about the different subcommands.",
+            client_help,
+        ),
+    ]),
 ];
 
-const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+const WRONGPASS: &str = "invalid username-password pair or user is disabled.";
 
 /// Checks a username/password pair against `requirepass` (the only user is "default").
 fn check_password(
@@ -186,7 +238,7 @@ fn check_password(
     let user_ok = user.is_none_or(|user| is(user, "default"));
     match required {
         Some(required) if user_ok && required.as_bytes() == &password[..] => Ok(()),
-        _ => Err(CommandError::Reply(WRONGPASS.into())),
+        _ => Err(CommandError::new(ErrorCode::WrongPass, WRONGPASS)),
     }
 }
 
@@ -215,8 +267,9 @@ fn hello(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
             Some(2) => ProtocolVersion::Resp2,
             Some(3) => ProtocolVersion::Resp3,
             Some(_) => {
-                return Err(CommandError::Reply(
-                    "NOPROTO unsupported protocol version".into(),
+                return Err(CommandError::new(
+                    ErrorCode::NoProto,
+                    "unsupported protocol version",
                 ))
             }
             None => {
@@ -257,8 +310,9 @@ fn hello(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
         ctx.client.authenticated = true;
     }
     if !ctx.client.authenticated {
-        return Err(CommandError::Reply(
-            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into(),
+        return Err(CommandError::new(
+            ErrorCode::NoAuth,
+            "HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
         ));
     }
     if let Some(name) = name {

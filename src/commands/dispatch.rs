@@ -3,15 +3,20 @@
 //! through a [`Store`]: on the async worker with `Access::HotOnly` first, and on a blocking
 //! thread (`MayBlock`, or a transaction holding every key's shard) when it must.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::table::{self, CommandSpec};
-use super::{CommandError, Ctx, Store};
+use super::{error_reply, CommandError, CommandResult, Ctx, ErrorCode, Store};
+use super::{ClientState, Shared};
 use crate::engine::Access;
+use crate::engine::EngineResult;
 use crate::protocol::Reply;
-use crate::server::{ClientState, ColdGetAnswer, Shared};
+
+/// A GET's answer from a cold-read batch, and how long the batch took to make it (the cold
+/// read's share of the command's time, for command stats and the slow log).
+pub type ColdGetAnswer = (EngineResult<Option<Bytes>>, Duration);
 
 /// A command found in the table: the spec that runs, and its container for subcommands.
 #[derive(Clone, Copy)]
@@ -41,30 +46,90 @@ impl Resolved {
 pub enum Plan {
     /// Answer at once (errors, +QUEUED, MULTI/DISCARD/...).
     Reply(Reply),
-    Run(Resolved),
-    /// EXEC with a non-empty queue: run it as one transaction.
+    Run(Job),
+}
+
+/// How a command that passed the checks runs. [`Job::run`] is the one place that tells the
+/// three apart; a connection first offers a job to [`Job::run_without_blocking`] and
+/// otherwise hands it to a blocking thread.
+#[derive(Clone, Copy)]
+pub enum Job {
+    /// One command straight against the engine.
+    Direct(Resolved),
+    /// A multi-key command, inside one transaction over its keys' shards (I7).
+    Transaction(Resolved),
+    /// EXEC: the queue as one transaction holding every shard its commands touch.
     Exec,
 }
 
-fn unknown_command(args: &[Bytes]) -> Reply {
+impl Job {
+    /// Runs on the async worker (`Access::HotOnly`) when that needs no blocking;
+    /// `Err(CommandError::WouldBlock)` otherwise, with nothing done and nothing recorded.
+    pub fn run_without_blocking(
+        self,
+        shared: &Shared,
+        client: &mut ClientState,
+        args: &[Bytes],
+    ) -> CommandResult {
+        match self {
+            Job::Direct(command) => run_direct(shared, client, command, args, Access::HotOnly),
+            Job::Transaction(_) | Job::Exec => Err(CommandError::WouldBlock),
+        }
+    }
+
+    /// Runs where blocking is allowed: a blocking thread, or outside any connection.
+    pub fn run(self, shared: &Shared, client: &mut ClientState, args: &[Bytes]) -> Reply {
+        let result = match self {
+            Job::Direct(command) => run_direct(shared, client, command, args, Access::MayBlock),
+            Job::Transaction(command) => run_in_transaction(shared, client, command, args),
+            Job::Exec => exec(shared, client),
+        };
+        result.unwrap_or_else(CommandError::into_reply)
+    }
+
+    /// The command, if this is a plain `GET key`: the one command whose cold read can join
+    /// a batch of other clients' (`server::cold_reads`).
+    pub fn batchable_get(&self, args: &[Bytes]) -> Option<Resolved> {
+        match self {
+            Job::Direct(command)
+                if command.parent.is_none() && command.spec.name == "get" && args.len() == 2 =>
+            {
+                Some(*command)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Runs one command outside a connection (import, scripts, replication apply, tests): the
+/// same checks, stats and slow log as a connection's, on the calling thread, which may
+/// block.
+pub fn execute(shared: &Shared, client: &mut ClientState, args: &[Bytes]) -> Reply {
+    match plan(shared, client, args) {
+        Plan::Reply(reply) => reply,
+        Plan::Run(job) => job.run(shared, client, args),
+    }
+}
+
+fn unknown_command(args: &[Bytes]) -> CommandError {
     let name = String::from_utf8_lossy(&args[0]);
-    let mut text = format!("ERR unknown command '{name}', with args beginning with: ");
+    let mut text = format!("unknown command '{name}', with args beginning with: ");
     for arg in args.iter().skip(1).take(16) {
         text.push_str(&format!("'{}' ", String::from_utf8_lossy(arg)));
     }
-    Reply::Error(text)
+    CommandError::err(text)
 }
 
 /// Finds the command and its subcommand; checks arity.
-pub fn resolve(args: &[Bytes]) -> Result<Resolved, Reply> {
+pub fn resolve(args: &[Bytes]) -> Result<Resolved, CommandError> {
     let Some(spec) = table::lookup(&args[0]) else {
         return Err(unknown_command(args));
     };
     let mut resolved = Resolved { spec, parent: None };
     if !spec.subcommands.is_empty() && args.len() >= 2 {
         let Some(sub) = spec.subcommand(&args[1]) else {
-            return Err(Reply::Error(format!(
-                "ERR unknown subcommand '{}'. Try {} HELP.",
+            return Err(CommandError::err(format!(
+                "unknown subcommand '{}'. Try {} HELP.",
                 String::from_utf8_lossy(&args[1]),
                 spec.name.to_ascii_uppercase()
             )));
@@ -75,8 +140,8 @@ pub fn resolve(args: &[Bytes]) -> Result<Resolved, Reply> {
         };
     }
     if !resolved.spec.arity_ok(args.len()) {
-        return Err(Reply::Error(format!(
-            "ERR wrong number of arguments for '{}' command",
+        return Err(CommandError::err(format!(
+            "wrong number of arguments for '{}' command",
             resolved.full_name()
         )));
     }
@@ -86,28 +151,36 @@ pub fn resolve(args: &[Bytes]) -> Result<Resolved, Reply> {
 /// The generic checks; decides how the command runs.
 pub fn plan(shared: &Shared, client: &mut ClientState, args: &[Bytes]) -> Plan {
     shared.stats.command_received();
-    let resolved = match resolve(args) {
-        Ok(resolved) => resolved,
-        Err(reply) => {
-            if client.multi.is_some() {
-                client.multi_failed = true;
-            }
+    match check(shared, client, args) {
+        Ok(plan) => plan,
+        Err(error) => {
             shared.stats.error_reply();
-            return Plan::Reply(reply);
+            Plan::Reply(error.into_reply())
         }
-    };
+    }
+}
+
+/// `plan` before its stats: each generic check, in Redis's order.
+fn check(shared: &Shared, client: &mut ClientState, args: &[Bytes]) -> Result<Plan, CommandError> {
+    let resolved = resolve(args).inspect_err(|_| {
+        if client.multi.is_some() {
+            client.multi_failed = true;
+        }
+    })?;
     let flags = resolved.flags();
     if !client.authenticated && flags & table::NO_AUTH == 0 {
-        shared.stats.error_reply();
-        return Plan::Reply(Reply::error("NOAUTH Authentication required."));
+        return Err(CommandError::new(
+            ErrorCode::NoAuth,
+            "Authentication required.",
+        ));
     }
     if flags & table::WRITE != 0 {
         if let Some(failure) = shared.engine.wal_failure() {
             // Redis's answer when its AOF cannot be written.
-            shared.stats.error_reply();
-            return Plan::Reply(Reply::Error(format!(
-                "MISCONF Errors writing to the AOF file: {failure}"
-            )));
+            return Err(CommandError::new(
+                ErrorCode::Misconf,
+                format!("Errors writing to the AOF file: {failure}"),
+            ));
         }
     }
     if client.multi.is_some() {
@@ -120,27 +193,33 @@ pub fn plan(shared: &Shared, client: &mut ClientState, args: &[Bytes]) -> Plan {
         if !controls {
             if flags & table::NO_MULTI != 0 {
                 client.multi_failed = true;
-                return Plan::Reply(Reply::error("ERR Command not allowed inside a transaction"));
+                return Ok(Plan::Reply(
+                    CommandError::err("Command not allowed inside a transaction").into_reply(),
+                ));
             }
             client.queue(args.to_vec());
-            return Plan::Reply(Reply::Simple("QUEUED".into()));
+            return Ok(Plan::Reply(Reply::Simple("QUEUED".into())));
         }
         if name == "exec" && resolved.parent.is_none() {
-            return Plan::Exec;
+            return Ok(Plan::Run(Job::Exec));
         }
     }
-    Plan::Run(resolved)
+    Ok(Plan::Run(if resolved.needs_transaction(args) {
+        Job::Transaction(resolved)
+    } else {
+        Job::Direct(resolved)
+    }))
 }
 
 /// Runs a command straight against the engine: on the async worker with `HotOnly`, where
-/// `None` means it must move to a blocking thread, or there with `MayBlock`.
-pub fn run_direct(
+/// `WouldBlock` means it must move to a blocking thread, or there with `MayBlock`.
+fn run_direct(
     shared: &Shared,
     client: &mut ClientState,
     command: Resolved,
     args: &[Bytes],
     access: Access,
-) -> Option<Reply> {
+) -> CommandResult {
     let mut store = Store::Direct {
         engine: &shared.engine,
         access,
@@ -149,22 +228,16 @@ pub fn run_direct(
     run(shared, client, command, args, &mut store)
 }
 
-/// A plain `GET key`, the one command whose cold read can join a batch of other clients'
-/// (`server::cold_reads`).
-pub fn is_batchable_get(command: &Resolved, args: &[Bytes]) -> bool {
-    command.parent.is_none() && command.spec.name == "get" && args.len() == 2
-}
-
 /// Runs a GET with the answer its cold-read batch already read (stats and reply exactly as
 /// any GET, its time including the batch's time to make the answer, so a slow cold read
-/// shows in the slow log). `None` if the command could not use it.
+/// shows in the slow log). `WouldBlock` if the command could not use it.
 pub fn run_batched_get(
     shared: &Shared,
     client: &mut ClientState,
     command: Resolved,
     args: &[Bytes],
     (answer, cold_read_time): ColdGetAnswer,
-) -> Option<Reply> {
+) -> CommandResult {
     let mut store = Store::Direct {
         engine: &shared.engine,
         access: Access::HotOnly,
@@ -177,12 +250,12 @@ pub fn run_batched_get(
 }
 
 /// Runs a multi-key command inside one transaction over its keys' shards.
-pub fn run_in_transaction(
+fn run_in_transaction(
     shared: &Shared,
     client: &mut ClientState,
     command: Resolved,
     args: &[Bytes],
-) -> Option<Reply> {
+) -> CommandResult {
     let keys: Vec<&[u8]> = command
         .spec
         .key_positions(args.len())
@@ -194,19 +267,20 @@ pub fn run_in_transaction(
 }
 
 /// EXEC: runs the queue as one transaction holding every shard its commands touch.
-pub fn exec(shared: &Shared, client: &mut ClientState) -> Option<Reply> {
+fn exec(shared: &Shared, client: &mut ClientState) -> CommandResult {
     shared.stats.command_received();
     let failed = client.multi_failed;
     let queue = client.end_multi();
     let watched_changed = client.watch_flag.load(std::sync::atomic::Ordering::Relaxed);
     unwatch_all(shared, client);
     if failed {
-        return Some(Reply::error(
-            "EXECABORT Transaction discarded because of previous errors.",
+        return Ok(error_reply(
+            ErrorCode::ExecAbort,
+            "Transaction discarded because of previous errors.",
         ));
     }
     if watched_changed {
-        return Some(Reply::NilArray);
+        return Ok(Reply::NilArray);
     }
     let commands: Vec<Resolved> = queue
         .iter()
@@ -234,22 +308,23 @@ pub fn exec(shared: &Shared, client: &mut ClientState) -> Option<Reply> {
     let mut store = Store::Txn(txn);
     let mut replies = Vec::with_capacity(queue.len());
     for (command, args) in commands.into_iter().zip(&queue) {
-        let reply = run(shared, client, command, args, &mut store)
-            .unwrap_or_else(|| Reply::error("ERR internal error: transaction would block"));
+        // A transaction holds its shards, so nothing in it is ever told to block.
+        let reply =
+            run(shared, client, command, args, &mut store).unwrap_or_else(CommandError::into_reply);
         replies.push(reply);
     }
-    Some(Reply::Array(replies))
+    Ok(Reply::Array(replies))
 }
 
-/// Runs the handler, then records stats and the slow log. `None` = WouldBlock (nothing
-/// happened and nothing was recorded).
+/// Runs the handler, then records stats and the slow log. Any error but `WouldBlock`
+/// (nothing happened and nothing was recorded) is already a reply.
 fn run(
     shared: &Shared,
     client: &mut ClientState,
     command: Resolved,
     args: &[Bytes],
     store: &mut Store<'_>,
-) -> Option<Reply> {
+) -> CommandResult {
     run_since(shared, client, command, args, store, Instant::now())
 }
 
@@ -261,7 +336,7 @@ fn run_since(
     args: &[Bytes],
     store: &mut Store<'_>,
     started: Instant,
-) -> Option<Reply> {
+) -> CommandResult {
     let (name, subcommand) = match command.parent {
         Some(parent) => (parent.name, Some(command.spec.name)),
         None => (command.spec.name, None),
@@ -276,9 +351,9 @@ fn run_since(
         (command.spec.handler)(&mut ctx, args)
     };
     let reply = match result {
-        Err(CommandError::WouldBlock) => return None,
+        Err(CommandError::WouldBlock) => return Err(CommandError::WouldBlock),
         Ok(reply) => reply,
-        Err(CommandError::Reply(text)) => Reply::Error(text),
+        Err(error) => error.into_reply(),
     };
     let elapsed = started.elapsed();
     let failed = matches!(reply, Reply::Error(_));
@@ -288,8 +363,12 @@ fn run_since(
     shared
         .stats
         .record_command(name, subcommand, elapsed, failed);
-    shared.slowlog.record(client, args, elapsed);
-    Some(reply)
+    shared.slowlog.record(args, elapsed, || {
+        let handle = &client.handle;
+        let name = handle.name.lock().clone().unwrap_or_default();
+        (handle.addr.to_string(), name)
+    });
+    Ok(reply)
 }
 
 pub fn unwatch_all(shared: &Shared, client: &mut ClientState) {

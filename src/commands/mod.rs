@@ -3,7 +3,10 @@
 //! calls the engine through a [`Store`], and returns a [`Reply`]; it never does I/O itself.
 
 pub mod args;
+pub mod clients;
 pub mod dispatch;
+pub mod error;
+pub mod state;
 pub mod table;
 
 mod connection;
@@ -19,7 +22,10 @@ use crate::engine::{
     ScanPage, SetOptions, SetOutcome, Txn,
 };
 use crate::protocol::Reply;
-use crate::server::{ClientState, Shared};
+pub use clients::{ClientHandle, ClientRegistry, ClientState, ReplyMode};
+pub use dispatch::execute;
+pub use error::{error_reply, CommandError, CommandResult, ErrorCode};
+pub use state::{Shared, ShutdownRequest};
 
 /// Every family's commands; the table is built from these.
 pub(crate) const FAMILIES: &[&[table::CommandSpec]] = &[
@@ -29,44 +35,6 @@ pub(crate) const FAMILIES: &[&[table::CommandSpec]] = &[
     connection::COMMANDS,
     transaction::COMMANDS,
 ];
-
-/// Why a command did not produce a normal reply.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum CommandError {
-    /// The engine needs to block; the dispatcher retries on a blocking thread.
-    WouldBlock,
-    /// A reply error, the whole line after '-' (e.g. "ERR syntax error").
-    Reply(String),
-}
-
-impl CommandError {
-    pub fn err(message: impl std::fmt::Display) -> Self {
-        CommandError::Reply(format!("ERR {message}"))
-    }
-
-    pub fn syntax() -> Self {
-        CommandError::Reply("ERR syntax error".into())
-    }
-
-    pub fn not_integer() -> Self {
-        CommandError::Reply("ERR value is not an integer or out of range".into())
-    }
-}
-
-/// The one place engine errors become RESP errors (CONVENTIONS 8).
-impl From<EngineError> for CommandError {
-    fn from(err: EngineError) -> Self {
-        match err {
-            EngineError::WouldBlock => CommandError::WouldBlock,
-            EngineError::NoSuchKey => CommandError::err("no such key"),
-            EngineError::DbIndexOutOfRange => CommandError::err("DB index is out of range"),
-            other => CommandError::err(other),
-        }
-    }
-}
-
-pub type CommandResult = Result<Reply, CommandError>;
 
 /// Redis's `addReplyHelp`: a usage line, the subcommand lines, and HELP itself.
 pub(crate) fn help_reply(command: &str, lines: &[&str]) -> Reply {

@@ -6,7 +6,9 @@
 use bytes::Bytes;
 
 use super::dispatch::unwatch_all;
-use super::table::{CommandSpec, FAST, LOADING, NOSCRIPT, NO_MULTI, STALE};
+use super::table::{
+    acl, key, CommandSpec, KeySpec, FAST, LOADING, NOSCRIPT, NO_KEYS, NO_MULTI, STALE,
+};
 use super::{CommandError, CommandResult, Ctx};
 use crate::protocol::Reply;
 
@@ -17,7 +19,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         "multi",
         1,
         NOSCRIPT | LOADING | STALE | FAST,
-        (0, 0, 0),
+        acl::TRANSACTION,
+        NO_KEYS,
         GROUP,
         "1.2.0",
         "Starts a transaction.",
@@ -27,7 +30,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         "exec",
         1,
         NOSCRIPT | LOADING | STALE,
-        (0, 0, 0),
+        acl::TRANSACTION,
+        NO_KEYS,
         GROUP,
         "1.2.0",
         "Executes all commands in a transaction.",
@@ -37,7 +41,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         "discard",
         1,
         NOSCRIPT | LOADING | STALE | FAST,
-        (0, 0, 0),
+        acl::TRANSACTION,
+        NO_KEYS,
         GROUP,
         "2.0.0",
         "Discards a transaction.",
@@ -47,7 +52,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         "watch",
         -2,
         NOSCRIPT | LOADING | STALE | FAST | NO_MULTI,
-        (1, -1, 1),
+        acl::TRANSACTION,
+        &[KeySpec::range(key::RO, 1, -1, 1)],
         GROUP,
         "2.2.0",
         "Monitors changes to keys to determine the execution of a transaction.",
@@ -57,7 +63,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         "unwatch",
         1,
         NOSCRIPT | LOADING | STALE | FAST,
-        (0, 0, 0),
+        acl::TRANSACTION,
+        NO_KEYS,
         GROUP,
         "2.2.0",
         "Forgets about watched keys of a transaction.",

@@ -5,6 +5,7 @@
 //! variables < command-line flags (see `load`).
 
 mod layers;
+mod memory;
 pub mod params;
 mod size;
 
@@ -32,8 +33,12 @@ pub fn set_log_level_hook(hook: LogLevelHook) {
     let _ = LOG_LEVEL_HOOK.set(hook);
 }
 
-pub use crate::engine::budget::MemorySplit;
+pub use memory::{MemorySplit, MIN_MAXMEMORY};
 pub use size::ByteSize;
+
+/// The most databases a server may have: the cold tier keeps its own records under the
+/// next database number (`engine::cold::META_DB`, `u16::MAX`).
+pub const MAX_DATABASES: u16 = u16::MAX - 1;
 
 /// Which cold-tier implementation backs the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,10 +107,9 @@ impl Default for EngineConfig {
 impl EngineConfig {
     /// Checks what serde cannot; each message names the key.
     pub fn validate(&self) -> Result<(), String> {
-        if self.databases == 0 || self.databases == crate::engine::keys::META_DB {
+        if self.databases == 0 || self.databases > MAX_DATABASES {
             return Err(format!(
-                "databases: must be 1..={}, got {}",
-                crate::engine::keys::META_DB - 1,
+                "databases: must be 1..={MAX_DATABASES}, got {}",
                 self.databases
             ));
         }
@@ -124,8 +128,8 @@ impl EngineConfig {
         if self.filter_initial_capacity == 0 {
             return Err("filter_initial_capacity: must be > 0".into());
         }
-        crate::engine::budget::MemoryBudget::new(self.maxmemory.0, &self.memory_split)
-            .map(|_| ())
+        self.memory_split
+            .check(self.maxmemory.0)
             .map_err(|err| format!("maxmemory/memory_split: {err}"))
     }
 }

@@ -3,43 +3,12 @@
 //! filter and a reserve for client buffers. The filter starts small and grows into its share;
 //! whatever share it is not using goes to the hot tier, so when it grows the hot tier shrinks.
 
-use serde::{Deserialize, Serialize};
-
-/// How `maxmemory` is split, in percent. Defaults are documented in configs/hypercache.yaml.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MemorySplit {
-    /// Hot tier (LRU of entries). Default 55.
-    pub hot_percent: u8,
-    /// RocksDB block cache, memtables included. Default 25.
-    pub cold_cache_percent: u8,
-    /// Share of `cold_cache_percent` that memtables may use. Default 50.
-    pub memtable_percent_of_cold_cache: u8,
-    /// Cuckoo filter ceiling; unused filter room goes to the hot tier. Default 10.
-    pub filter_percent: u8,
-    /// Reserve for client query and output buffers. Default 10.
-    pub clients_percent: u8,
-}
-
-impl Default for MemorySplit {
-    fn default() -> Self {
-        MemorySplit {
-            hot_percent: 55,
-            cold_cache_percent: 25,
-            memtable_percent_of_cold_cache: 50,
-            filter_percent: 10,
-            clients_percent: 10,
-        }
-    }
-}
+use crate::config::MemorySplit;
 
 /// Process memory outside the budget: code, thread stacks, allocator and runtime state,
 /// RocksDB's table readers and background threads. RSS stays within `maxmemory` plus this
 /// (measured by tests/memory_budget.rs; see docs/architecture.md).
 pub const FIXED_OVERHEAD_BYTES: u64 = 48 << 20;
-
-/// The smallest `maxmemory` accepted: RocksDB needs a few MiB of cache to work at all.
-pub const MIN_MAXMEMORY: u64 = 16 << 20;
 
 /// Byte amounts derived from `maxmemory` and a [`MemorySplit`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,27 +23,7 @@ pub struct MemoryBudget {
 
 impl MemoryBudget {
     pub fn new(maxmemory: u64, split: &MemorySplit) -> Result<Self, String> {
-        if maxmemory < MIN_MAXMEMORY {
-            return Err(format!(
-                "maxmemory must be at least {} bytes (16mb), got {maxmemory}",
-                MIN_MAXMEMORY
-            ));
-        }
-        let total = u32::from(split.hot_percent)
-            + u32::from(split.cold_cache_percent)
-            + u32::from(split.filter_percent)
-            + u32::from(split.clients_percent);
-        if total > 100 {
-            return Err(format!(
-                "memory split adds up to {total}% (hot + cold_cache + filter + clients must be <= 100)"
-            ));
-        }
-        if split.hot_percent == 0 || split.cold_cache_percent == 0 {
-            return Err("memory split: hot_percent and cold_cache_percent must be > 0".into());
-        }
-        if split.memtable_percent_of_cold_cache == 0 || split.memtable_percent_of_cold_cache > 90 {
-            return Err("memory split: memtable_percent_of_cold_cache must be 1..=90".into());
-        }
+        split.check(maxmemory)?;
         let part = |percent: u8| (maxmemory as u128 * u128::from(percent) / 100) as usize;
         let block_cache_bytes = part(split.cold_cache_percent);
         Ok(MemoryBudget {

@@ -13,8 +13,9 @@
 use super::entry::ExpireAt;
 use super::slot::{key_slot, SLOT_COUNT};
 
-/// Database index 0xFFFF is reserved for the engine's own metadata records.
-pub const META_DB: u16 = u16::MAX;
+/// The database index right after the last one a user may configure (0xFFFF) is reserved
+/// for the engine's own metadata records.
+pub const META_DB: u16 = crate::config::MAX_DATABASES + 1;
 const DB_LEN: usize = 2;
 const SLOT_LEN: usize = 2;
 /// Length of the `[db][slot]` prefix of an encoded key.

@@ -1,19 +1,25 @@
-//! Server counters and the slow log. INFO is built from these and the engine's counters,
-//! one function per section (`info`).
-
-pub mod info;
+//! Server counters and the slow log: what INFO (the `info` command module) and SLOWLOG
+//! read. Recording never locks a shared map or allocates for a command that is not logged.
+//! This module knows nothing of commands or connections: the command names it counts are
+//! handed to it, and a slow-log entry names its client with what the caller passes.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use foldhash::fast::RandomState;
 use parking_lot::Mutex;
 
-use crate::commands::table;
 use crate::engine::stats::Counter;
-use crate::server::{unix_seconds, ClientState};
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
 
 /// Per-command counters (INFO commandstats).
 #[derive(Default)]
@@ -30,28 +36,9 @@ struct CommandStats {
     subcommands: HashMap<&'static str, CommandStat, RandomState>,
 }
 
-/// One counter set per command and subcommand, built from the table when a server starts,
-/// so recording a call never takes a lock or allocates.
+/// One counter set per command and subcommand, built from the command table when a server
+/// starts, so recording a call never takes a lock or allocates.
 type CommandStatsTable = HashMap<&'static str, CommandStats, RandomState>;
-
-fn command_stats_table() -> CommandStatsTable {
-    table::all()
-        .map(|spec| {
-            let subcommands = spec
-                .subcommands
-                .iter()
-                .map(|sub| (sub.name, CommandStat::default()))
-                .collect();
-            (
-                spec.name,
-                CommandStats {
-                    own: CommandStat::default(),
-                    subcommands,
-                },
-            )
-        })
-        .collect()
-}
 
 pub struct ServerStats {
     pub total_connections_received: Counter,
@@ -65,8 +52,22 @@ pub struct ServerStats {
     commands: CommandStatsTable,
 }
 
-impl Default for ServerStats {
-    fn default() -> Self {
+impl ServerStats {
+    /// Counters for `commands`: each command's name with its subcommands' names.
+    pub fn new<Subcommands: Iterator<Item = &'static str>>(
+        commands: impl Iterator<Item = (&'static str, Subcommands)>,
+    ) -> Self {
+        let commands = commands
+            .map(|(name, subcommands)| {
+                let stats = CommandStats {
+                    own: CommandStat::default(),
+                    subcommands: subcommands
+                        .map(|sub| (sub, CommandStat::default()))
+                        .collect(),
+                };
+                (name, stats)
+            })
+            .collect();
         ServerStats {
             total_connections_received: Counter::default(),
             rejected_connections: Counter::default(),
@@ -76,12 +77,10 @@ impl Default for ServerStats {
             total_error_replies: Counter::default(),
             keyspace_hits: Counter::default(),
             keyspace_misses: Counter::default(),
-            commands: command_stats_table(),
+            commands,
         }
     }
-}
 
-impl ServerStats {
     /// Every counter set with its INFO name ("get", "config|get").
     fn each_command_stat(&self) -> impl Iterator<Item = (String, &CommandStat)> {
         self.commands.iter().flat_map(|(name, stats)| {
@@ -227,7 +226,14 @@ impl SlowLog {
         self.threshold_us.store(threshold_us, Ordering::Relaxed);
     }
 
-    pub fn record(&self, client: &ClientState, args: &[Bytes], elapsed: Duration) {
+    /// Logs the command if it took long enough; `client` gives its client's address and
+    /// name, asked only then.
+    pub fn record(
+        &self,
+        args: &[Bytes],
+        elapsed: Duration,
+        client: impl FnOnce() -> (String, String),
+    ) {
         let threshold = self.threshold_us.load(Ordering::Relaxed);
         let micros = elapsed.as_micros() as u64;
         if threshold < 0 || micros < threshold as u64 {
@@ -253,13 +259,14 @@ impl SlowLog {
                 args.len() - SLOWLOG_MAX_ARGS + 1
             ));
         }
+        let (client_addr, client_name) = client();
         let entry = SlowEntry {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             unix_time: unix_seconds(),
             micros,
             args: kept,
-            client_addr: client.handle.addr.to_string(),
-            client_name: client.handle.name.lock().clone().unwrap_or_default(),
+            client_addr,
+            client_name,
         };
         let max_len = self.max_len.load(Ordering::Relaxed) as usize;
         let mut entries = self.entries.lock();

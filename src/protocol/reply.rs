@@ -39,11 +39,6 @@ impl Reply {
         Reply::Simple("OK".to_owned())
     }
 
-    /// An error reply; `text` is everything after the `-`, e.g. `"ERR syntax error"`.
-    pub fn error(text: impl Into<String>) -> Reply {
-        Reply::Error(text.into())
-    }
-
     /// A bulk string: binary-safe, length-prefixed.
     pub fn bulk(bytes: impl Into<Bytes>) -> Reply {
         Reply::Bulk(bytes.into())
@@ -358,12 +353,12 @@ mod tests {
             b"+two  lines\r\n",
         );
         check(
-            Reply::error("ERR syntax error"),
+            Reply::Error("ERR syntax error".into()),
             b"-ERR syntax error\r\n",
             b"-ERR syntax error\r\n",
         );
         check(
-            Reply::error("ERR bad\r\nthing\n"),
+            Reply::Error("ERR bad\r\nthing\n".into()),
             b"-ERR bad  thing \r\n",
             b"-ERR bad  thing \r\n",
         );

@@ -9,21 +9,18 @@ use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use crate::engine::{Engine, EngineResult};
+use crate::commands::dispatch::ColdGetAnswer as Answer;
+use crate::engine::Engine;
 
 /// Most keys one batch reads: enough to amortise the multi_get, few enough that the first
 /// client in the batch does not wait long for the last.
 const MAX_BATCH: usize = 128;
-
-/// A GET's answer, and how long its batch took to make it (the cold read's share of the
-/// command's time, for command stats and the slow log).
-pub type Answer = (EngineResult<Option<Bytes>>, Duration);
 
 struct Request {
     db: u16,

@@ -13,24 +13,31 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{ClientState, ReplyMode, Shared};
+use super::ColdReads;
 use crate::commands::dispatch::{self, Plan};
+use crate::commands::{error_reply, CommandError, ErrorCode};
+use crate::commands::{ClientState, ReplyMode, Shared};
 use crate::config::SyncPolicy;
-use crate::engine::Access;
-use crate::protocol::{parse_command, write_reply, ParserLimits, Reply};
+use crate::protocol::{parse_command, write_reply, ParserLimits, ProtocolVersion, Reply};
 
 const READ_CHUNK: usize = 16 * 1024;
 
-pub(super) async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr) {
+pub(super) async fn serve(
+    shared: Arc<Shared>,
+    cold_reads: Arc<ColdReads>,
+    mut stream: TcpStream,
+    addr: SocketAddr,
+) {
     let local_addr = stream.local_addr().unwrap_or(addr);
     // Replies go out as soon as a batch is done; Nagle would hold small ones back.
     let _ = stream.set_nodelay(true);
     let maxclients = shared.config.read().server.maxclients;
     let Some(handle) = shared.clients.register(addr, local_addr, maxclients) else {
         shared.stats.connection_rejected();
-        let _ = stream
-            .write_all(b"-ERR max number of clients reached\r\n")
-            .await;
+        let mut refusal = BytesMut::new();
+        let reply = error_reply(ErrorCode::Err, "max number of clients reached");
+        write_reply(&mut refusal, &reply, ProtocolVersion::Resp2);
+        let _ = stream.write_all(&refusal).await;
         return;
     };
     let id = handle.id;
@@ -38,6 +45,7 @@ pub(super) async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: Sock
     let mut connection = Connection {
         client: Some(Box::new(ClientState::new(handle, authenticated))),
         shared: Arc::clone(&shared),
+        cold_reads,
         stream,
         read_buf: BytesMut::with_capacity(READ_CHUNK),
         write_buf: BytesMut::with_capacity(READ_CHUNK),
@@ -53,6 +61,7 @@ pub(super) async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: Sock
 
 struct Connection {
     shared: Arc<Shared>,
+    cold_reads: Arc<ColdReads>,
     stream: TcpStream,
     read_buf: BytesMut,
     write_buf: BytesMut,
@@ -164,7 +173,7 @@ impl Connection {
                 Ok(None) => return Ok(()),
                 Err(err) => {
                     // Protocol errors end this connection only, after telling the client why.
-                    let reply = Reply::error(format!("ERR {err}"));
+                    let reply = error_reply(ErrorCode::Err, &err.to_string());
                     let protocol = self.client().protocol;
                     write_reply(&mut self.write_buf, &reply, protocol);
                     return Err(Close::Now);
@@ -176,29 +185,16 @@ impl Connection {
     async fn execute(&mut self, args: Vec<Bytes>) {
         let mut client = self.client.take().expect("client state is home");
         let reply = match dispatch::plan(&self.shared, &mut client, &args) {
-            Plan::Reply(reply) => Some(reply),
-            Plan::Run(command) if command.needs_transaction(&args) => {
-                let (back, reply) = self
-                    .on_blocking_thread(client, args, move |shared, client, args| {
-                        dispatch::run_in_transaction(shared, client, command, args)
-                    })
-                    .await;
-                client = back;
-                reply
-            }
-            Plan::Run(command) => {
-                let mut reply = dispatch::run_direct(
-                    &self.shared,
-                    &mut client,
-                    command,
-                    &args,
-                    Access::HotOnly,
-                );
-                if reply.is_none() && dispatch::is_batchable_get(&command, &args) {
+            Plan::Reply(reply) => reply,
+            Plan::Run(job) => {
+                let mut result = job.run_without_blocking(&self.shared, &mut client, &args);
+                if let (Err(CommandError::WouldBlock), Some(command)) =
+                    (&result, job.batchable_get(&args))
+                {
                     // A GET that must read the cold tier: batched with other clients'.
-                    let batched = self.shared.cold_reads.get(client.db, args[1].clone());
+                    let batched = self.cold_reads.get(client.db, args[1].clone());
                     if let Some(answer) = batched.await {
-                        reply = dispatch::run_batched_get(
+                        result = dispatch::run_batched_get(
                             &self.shared,
                             &mut client,
                             command,
@@ -207,42 +203,25 @@ impl Connection {
                         );
                     }
                 }
-                match reply {
-                    Some(reply) => Some(reply),
-                    None => {
+                match result {
+                    Err(CommandError::WouldBlock) => {
                         let (back, reply) = self
                             .on_blocking_thread(client, args, move |shared, client, args| {
-                                dispatch::run_direct(
-                                    shared,
-                                    client,
-                                    command,
-                                    args,
-                                    Access::MayBlock,
-                                )
+                                job.run(shared, client, args)
                             })
                             .await;
                         client = back;
                         reply
                     }
+                    result => result.unwrap_or_else(CommandError::into_reply),
                 }
             }
-            Plan::Exec => {
-                let (back, reply) = self
-                    .on_blocking_thread(client, args, |shared, client, _| {
-                        dispatch::exec(shared, client)
-                    })
-                    .await;
-                client = back;
-                reply
-            }
         };
-        if let Some(reply) = reply {
-            match client.reply_mode {
-                ReplyMode::On => write_reply(&mut self.write_buf, &reply, client.protocol),
-                ReplyMode::Skip => client.reply_mode = ReplyMode::SkipNext,
-                ReplyMode::SkipNext => client.reply_mode = ReplyMode::On,
-                ReplyMode::Off => {}
-            }
+        match client.reply_mode {
+            ReplyMode::On => write_reply(&mut self.write_buf, &reply, client.protocol),
+            ReplyMode::Skip => client.reply_mode = ReplyMode::SkipNext,
+            ReplyMode::SkipNext => client.reply_mode = ReplyMode::On,
+            ReplyMode::Off => {}
         }
         self.client = Some(client);
     }
@@ -252,8 +231,8 @@ impl Connection {
         &self,
         mut client: Box<ClientState>,
         args: Vec<Bytes>,
-        work: impl FnOnce(&Shared, &mut ClientState, &[Bytes]) -> Option<Reply> + Send + 'static,
-    ) -> (Box<ClientState>, Option<Reply>) {
+        work: impl FnOnce(&Shared, &mut ClientState, &[Bytes]) -> Reply + Send + 'static,
+    ) -> (Box<ClientState>, Reply) {
         let shared = Arc::clone(&self.shared);
         let handle = Arc::clone(&client.handle);
         let outcome = tokio::task::spawn_blocking(move || {
@@ -270,7 +249,7 @@ impl Connection {
                 client.close_after_reply = true;
                 (
                     client,
-                    Some(Reply::error("ERR internal error while running the command")),
+                    error_reply(ErrorCode::Err, "internal error while running the command"),
                 )
             }
         }

@@ -75,7 +75,6 @@ impl Instance {
         tracing::info!(port = shared.port, "Ready to accept connections tcp");
         let request = run(listener, Arc::clone(&shared)).await;
         drop(background);
-        shared.cold_reads.stop();
         let save = matches!(request, ShutdownRequest::Stop { save: true });
         let engine = Arc::clone(&shared.engine);
         tokio::task::spawn_blocking(move || {

@@ -4,7 +4,8 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-use crate::server::{unix_seconds, Shared};
+use crate::commands::Shared;
+use crate::metrics::unix_seconds;
 
 pub const HYPERCACHE_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The Redis version clients are told; they gate features on it.
