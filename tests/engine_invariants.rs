@@ -9,6 +9,10 @@ use hypercache::config::{ByteSize, ColdBackend, EngineConfig};
 use hypercache::engine::cold::{
     ColdError, ColdOp, ColdRead, ColdStore, Entries, RocksCold, RocksSizing, SharedClock, Space,
 };
+use hypercache::engine::entry::encode_cold_value;
+use hypercache::engine::keys;
+use hypercache::engine::types::string::StoredValue;
+use hypercache::engine::types::Value;
 use hypercache::engine::{
     Access, Engine, EngineError, ExpireCondition, KeyTtl, SetExpiry, SetOptions,
 };
@@ -252,6 +256,73 @@ fn i2_flushall_leaves_nothing_in_either_tier_or_the_filter() {
         assert_eq!(e.dbsize(db).unwrap(), 0);
         assert!(scan_all(e, db).is_empty());
     }
+}
+
+/// Collections stored field by field keep their fields in the cold tier's members space; a
+/// field must never be read, listed, counted or filtered as a key (I1), and no field may
+/// outlive its database's flush (I2).
+#[test]
+fn i1_i2_member_records_are_never_keys_and_flushdb_removes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(SharedClock::default());
+    clock.set_manual_ms(NOW);
+    let sizing = RocksSizing {
+        block_cache_bytes: 8 << 20,
+        memtable_bytes: 4 << 20,
+        engine_filter: true,
+    };
+    let cold_path = dir.path().join("cold");
+    let member = |db: u16, field: &[u8]| keys::member_key(&keys::encode_key(db, b"h"), 1, field);
+    {
+        let cold = RocksCold::open(&cold_path, &sizing, clock.clone()).unwrap();
+        let mut ops: Vec<ColdOp> = [(0, b"f1"), (0, b"f2"), (1, b"f1")]
+            .into_iter()
+            .map(|(db, field)| ColdOp::Put {
+                space: Space::Members,
+                key: member(db, &field[..]),
+                value: b"field value".to_vec(),
+            })
+            .collect();
+        let string = Value::String(StoredValue::new(Bytes::from_static(b"v"), 0));
+        ops.push(ColdOp::Put {
+            space: Space::Data,
+            key: keys::encode_key(0, b"s"),
+            value: encode_cold_value(&string, 0),
+        });
+        cold.write(ops).unwrap();
+    }
+    let cold = RocksCold::open(&cold_path, &sizing, clock.clone()).unwrap();
+    let e = Engine::with_cold_store(config(dir.path(), 4 * 1024), Box::new(cold), clock).unwrap();
+    assert_eq!(
+        e.dbsize(0).unwrap(),
+        1,
+        "the rebuilt count has the string only"
+    );
+    assert_eq!(e.dbsize(1).unwrap(), 0);
+    assert_eq!(scan_all(&e, 0), vec!["s".to_string()]);
+    assert!(scan_all(&e, 1).is_empty());
+    assert_eq!(
+        e.keys(BLOCK, 0, b"*").unwrap(),
+        vec![Bytes::from_static(b"s")]
+    );
+    assert_eq!(e.check_filter_covers_cold().unwrap(), (1, 0));
+    assert_eq!(e.tier_report().filter_fingerprints, 1);
+    for db in [0, 1] {
+        let field_key = keys::user_key(&member(db, b"f1")).to_vec();
+        assert!(!e.exists(BLOCK, db, &field_key).unwrap());
+    }
+    e.compact_cold_tier().unwrap();
+    e.flushdb(BLOCK, 0).unwrap();
+    drop(e);
+
+    let cold = RocksCold::open(&cold_path, &sizing, Arc::new(SharedClock::default())).unwrap();
+    let members = cold.range(Space::Members, b"", &[0xFF], 100).unwrap();
+    let left: Vec<Vec<u8>> = members.into_iter().map(|(key, _)| key).collect();
+    assert_eq!(
+        left,
+        vec![member(1, b"f1")],
+        "FLUSHDB 0 took db 0's fields only"
+    );
 }
 
 /// A cold store whose writes can be made to fail.

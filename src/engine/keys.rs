@@ -134,9 +134,84 @@ pub fn parse_expiry_index_key(index_key: &[u8]) -> Option<(ExpireAt, Vec<u8>)> {
     Some((expire_at, encoded))
 }
 
+/// The first bytes of every member record (`cold::Space::Members`) of one version of a
+/// collection: `[db][slot][user key length: u32 BE][user key][version: u64 BE]`. The length
+/// keeps a key's members apart from those of a longer key that starts with it; the slot
+/// keeps them in their key's slot, so a slot (and a database) is one range in every space.
+pub fn member_prefix(encoded: &[u8], version: u64) -> Vec<u8> {
+    let user = user_key(encoded);
+    let mut out = Vec::with_capacity(KEY_PREFIX_LEN + 4 + user.len() + 8);
+    out.extend_from_slice(&encoded[..KEY_PREFIX_LEN]);
+    out.extend_from_slice(&(user.len() as u32).to_be_bytes());
+    out.extend_from_slice(user);
+    out.extend_from_slice(&version.to_be_bytes());
+    out
+}
+
+/// The record key of one field or member of a collection version.
+pub fn member_key(encoded: &[u8], version: u64, member: &[u8]) -> Vec<u8> {
+    let mut out = member_prefix(encoded, version);
+    out.extend_from_slice(member);
+    out
+}
+
+/// `[from, to)` holding every member record of a collection version, in member order.
+pub fn member_range(encoded: &[u8], version: u64) -> (Vec<u8>, Vec<u8>) {
+    let from = member_prefix(encoded, version);
+    let to = prefix_end(&from);
+    (from, to)
+}
+
+/// The first byte string after every string that starts with `prefix`. Only a prefix of
+/// 0xFF bytes alone has none (it then gets one 0xFF more, bounding its shorter extensions);
+/// a member prefix starts with a user database, below `META_DB`, so never is one.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last != 0xFF {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0xFF; prefix.len() + 1]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_collections_members_are_one_range_in_its_slot_and_database() {
+        let key = encode_key(3, b"user:{42}");
+        let other = encode_key(3, b"user:{42}x");
+        let (from, to) = member_range(&key, 7);
+        let inside = [
+            member_key(&key, 7, b""),
+            member_key(&key, 7, b"name"),
+            member_key(&key, 7, &[0xFF; 20]),
+        ];
+        let outside = [
+            member_key(&key, 6, b"name"),
+            member_key(&key, 8, b""),
+            member_key(&other, 7, b"name"),
+            member_key(&encode_key(4, b"user:{42}"), 7, b"name"),
+        ];
+        for member in &inside {
+            assert!(from <= *member && *member < to, "{member:?} is inside");
+        }
+        for member in &outside {
+            assert!(!(from <= *member && *member < to), "{member:?} is outside");
+        }
+        // Same slot and database as the key, so FLUSHDB's and a slot's ranges cover them.
+        for member in inside.iter().chain(&outside[..3]) {
+            assert_eq!(db_of(member), 3);
+            assert_eq!(slot_of(member), slot_of(&key));
+        }
+        let (from, to) = member_range(&key, u64::MAX);
+        assert!(from < member_key(&key, u64::MAX, &[0xFF; 64]));
+        assert!(member_key(&key, u64::MAX, &[0xFF; 64]) < to);
+        assert!(member_key(&other, 0, b"") > to || member_key(&other, 0, b"") < from);
+    }
 
     #[test]
     fn stack_and_heap_encodings_match_encode_key() {

@@ -523,6 +523,12 @@ impl<'e> Txn<'e> {
                 from: from.clone(),
                 to: to.clone(),
             },
+            // Fields of collections stored member by member (I2: none outlives its key).
+            ColdOp::DeleteRange {
+                space: Space::Members,
+                from: from.clone(),
+                to: to.clone(),
+            },
         ])?;
         for index in all {
             let shard = self.guards.shard(index)?;

@@ -19,6 +19,7 @@ use super::{
 pub struct MemCold {
     data: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
     expiry: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
+    members: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
     clock: Arc<SharedClock>,
 }
 
@@ -34,6 +35,7 @@ impl MemCold {
         match space {
             Space::Data => &self.data,
             Space::Expiry => &self.expiry,
+            Space::Members => &self.members,
         }
     }
 }
@@ -83,37 +85,29 @@ impl ColdRead for MemCold {
 
 impl ColdStore for MemCold {
     fn write(&self, ops: Vec<ColdOp>) -> Result<(), ColdError> {
-        // Both maps locked for the whole batch: atomic like a WriteBatch.
+        // Every map locked for the whole batch: atomic like a WriteBatch.
         let mut data = self.data.write();
         let mut expiry = self.expiry.write();
+        let mut members = self.members.write();
         for op in ops {
-            let map = |space| match space {
-                Space::Data => 0,
-                Space::Expiry => 1,
+            let space = match &op {
+                ColdOp::Put { space, .. }
+                | ColdOp::Delete { space, .. }
+                | ColdOp::DeleteRange { space, .. } => *space,
+            };
+            let target = match space {
+                Space::Data => &mut data,
+                Space::Expiry => &mut expiry,
+                Space::Members => &mut members,
             };
             match op {
-                ColdOp::Put { space, key, value } => {
-                    if map(space) == 0 {
-                        &mut data
-                    } else {
-                        &mut expiry
-                    }
-                    .insert(key, value);
+                ColdOp::Put { key, value, .. } => {
+                    target.insert(key, value);
                 }
-                ColdOp::Delete { space, key } => {
-                    if map(space) == 0 {
-                        &mut data
-                    } else {
-                        &mut expiry
-                    }
-                    .remove(&key);
+                ColdOp::Delete { key, .. } => {
+                    target.remove(&key);
                 }
-                ColdOp::DeleteRange { space, from, to } => {
-                    let target = if map(space) == 0 {
-                        &mut data
-                    } else {
-                        &mut expiry
-                    };
+                ColdOp::DeleteRange { from, to, .. } => {
                     let doomed: Vec<Vec<u8>> = target
                         .range::<[u8], _>((Bound::Included(&from[..]), Bound::Excluded(&to[..])))
                         .map(|(k, _)| k.clone())

@@ -31,13 +31,19 @@ pub use rocks::{RocksCold, RocksSizing};
 /// Key-value pairs read from a range, in key order.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// The two key spaces of the cold tier.
+/// The key spaces of the cold tier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Space {
     /// Encoded key -> encoded cold value (see `entry`), plus META_DB records.
     Data,
     /// Expiry index key -> empty; one entry per cold value that has an expiry.
     Expiry,
+    /// Sub-records of collections stored field by field (`keys::member_key`): a collection's
+    /// fields are one range, inside its key's slot. SCAN, the key counts, the filter and the
+    /// expiry compaction filter read only `Data`, so a field is never listed, counted,
+    /// filtered or expired as a key; only the batched GET's write epochs ignore it too,
+    /// since a GET reads `Data` alone.
+    Members,
 }
 
 /// One change in an atomic cold-tier write.
@@ -203,14 +209,14 @@ impl ColdTier {
         self.store.write(ops)
     }
 
-    /// The shards whose keys' values `ops` may change. Expiry-index entries change no value
-    /// a read returns; a range (FLUSHDB) or a key without a slot counts for every shard.
+    /// The shards whose keys' values `ops` may change. Expiry-index entries and members
+    /// change no value a (batched) GET returns; a range (FLUSHDB) or a key without a slot counts for every shard.
     fn shards_written(&self, ops: &[ColdOp]) -> Vec<usize> {
         let mut shards = Vec::new();
         for op in ops {
             match op {
                 ColdOp::Put { space, key, .. } | ColdOp::Delete { space, key } => {
-                    if *space == Space::Expiry {
+                    if *space != Space::Data {
                         continue;
                     }
                     if key.len() < KEY_PREFIX_LEN {

@@ -29,6 +29,7 @@ pub struct RocksSizing {
 }
 
 const EXPIRY_CF: &str = "expiry";
+const MEMBERS_CF: &str = "members";
 
 /// The RocksDB cold tier.
 pub struct RocksCold {
@@ -99,6 +100,11 @@ impl RocksCold {
         expiry_opts.set_write_buffer_size((sizing.memtable_bytes / 4).max(1 << 20));
         expiry_opts.set_max_write_buffer_number(2);
 
+        let mut members_opts = rocksdb::Options::default();
+        members_opts.set_block_based_table_factory(&table);
+        members_opts.set_write_buffer_size((sizing.memtable_bytes / 4).max(1 << 20));
+        members_opts.set_max_write_buffer_number(2);
+
         let mut db_opts = data_opts.clone();
         // Compactions run at a lower CPU priority (nice), so on a machine with few cores
         // the commands being served preempt them; flushes keep normal priority, since a
@@ -116,6 +122,8 @@ impl RocksCold {
         let cfs = vec![
             rocksdb::ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, data_opts),
             rocksdb::ColumnFamilyDescriptor::new(EXPIRY_CF, expiry_opts),
+            // Created on first open of a directory written before it existed.
+            rocksdb::ColumnFamilyDescriptor::new(MEMBERS_CF, members_opts),
         ];
         let db = rocksdb::DB::open_cf_descriptors(&db_opts, path, cfs)?;
         Ok(RocksCold {
@@ -138,10 +146,15 @@ impl RocksCold {
         table.set_block_cache(&cache);
         let mut opts = rocksdb::Options::default();
         opts.set_block_based_table_factory(&table);
-        let cfs = vec![
-            rocksdb::ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, opts.clone()),
-            rocksdb::ColumnFamilyDescriptor::new(EXPIRY_CF, opts.clone()),
-        ];
+        // A directory written before the members space existed lacks its column family, and
+        // a read-only open cannot create it: open what is there (`cf` reads a missing one as
+        // empty).
+        let existing = rocksdb::DB::list_cf(&opts, path)?;
+        let cfs = [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, EXPIRY_CF, MEMBERS_CF]
+            .into_iter()
+            .filter(|name| existing.iter().any(|have| have == name))
+            .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, opts.clone()))
+            .collect::<Vec<_>>();
         let db = rocksdb::DB::open_cf_descriptors_read_only(&opts, path, cfs, false)?;
         Ok(RocksCold {
             db,
@@ -150,20 +163,26 @@ impl RocksCold {
         })
     }
 
-    fn expiry_cf(&self) -> &rocksdb::ColumnFamily {
-        self.db
-            .cf_handle(EXPIRY_CF)
-            .expect("expiry column family is created at open")
+    /// The column family of `space`. `None` only for a space a directory opened read-only
+    /// does not have yet (members, before they existed): it holds nothing.
+    fn cf(&self, space: Space) -> Option<&rocksdb::ColumnFamily> {
+        self.db.cf_handle(match space {
+            Space::Data => rocksdb::DEFAULT_COLUMN_FAMILY_NAME,
+            Space::Expiry => EXPIRY_CF,
+            Space::Members => MEMBERS_CF,
+        })
     }
 
-    fn cf(&self, space: Space) -> &rocksdb::ColumnFamily {
-        match space {
-            Space::Data => self
-                .db
-                .cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
-                .expect("default column family always exists"),
-            Space::Expiry => self.expiry_cf(),
-        }
+    fn data_cf(&self) -> &rocksdb::ColumnFamily {
+        self.cf(Space::Data)
+            .expect("the default column family always exists")
+    }
+
+    /// The column family a write to `space` goes to.
+    fn writable_cf(&self, space: Space) -> Result<&rocksdb::ColumnFamily, ColdError> {
+        self.cf(space).ok_or_else(|| {
+            ColdError::Storage(format!("the cold tier has no column family for {space:?}"))
+        })
     }
 
     fn no_sync_write_options() -> rocksdb::WriteOptions {
@@ -183,7 +202,7 @@ impl ColdRead for RocksCold {
         // The batched form: one pass through the memtables and each file's filter and index
         // for all keys (the plain `multi_get` is a loop of single gets).
         self.db
-            .batched_multi_get_cf(self.cf(Space::Data), keys.iter().copied(), false)
+            .batched_multi_get_cf(self.data_cf(), keys.iter().copied(), false)
             .into_iter()
             .map(|result| Ok(result?.map(|slice| slice.to_vec())))
             .collect()
@@ -196,13 +215,16 @@ impl ColdRead for RocksCold {
         to: &[u8],
         limit: usize,
     ) -> Result<Entries, ColdError> {
+        let Some(cf) = self.cf(space) else {
+            return Ok(Vec::new());
+        };
         if from >= to || limit == 0 {
             return Ok(Vec::new());
         }
         let mut opts = rocksdb::ReadOptions::default();
         opts.set_iterate_upper_bound(to.to_vec());
         let iter = self.db.iterator_cf_opt(
-            self.cf(space),
+            cf,
             opts,
             rocksdb::IteratorMode::From(from, rocksdb::Direction::Forward),
         );
@@ -228,7 +250,7 @@ impl ColdRead for RocksCold {
 
     fn estimate_keys(&self) -> u64 {
         self.db
-            .property_int_value_cf(self.cf(Space::Data), "rocksdb.estimate-num-keys")
+            .property_int_value_cf(self.data_cf(), "rocksdb.estimate-num-keys")
             .ok()
             .flatten()
             .unwrap_or(0)
@@ -240,10 +262,12 @@ impl ColdStore for RocksCold {
         let mut batch = rocksdb::WriteBatch::default();
         for op in &ops {
             match op {
-                ColdOp::Put { space, key, value } => batch.put_cf(self.cf(*space), key, value),
-                ColdOp::Delete { space, key } => batch.delete_cf(self.cf(*space), key),
+                ColdOp::Put { space, key, value } => {
+                    batch.put_cf(self.writable_cf(*space)?, key, value)
+                }
+                ColdOp::Delete { space, key } => batch.delete_cf(self.writable_cf(*space)?, key),
                 ColdOp::DeleteRange { space, from, to } => {
-                    batch.delete_range_cf(self.cf(*space), from, to)
+                    batch.delete_range_cf(self.writable_cf(*space)?, from, to)
                 }
             }
         }
@@ -256,7 +280,7 @@ impl ColdStore for RocksCold {
         opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
         self.db.flush()?;
         self.db
-            .compact_range_cf_opt(self.cf(Space::Data), None::<&[u8]>, None::<&[u8]>, &opts);
+            .compact_range_cf_opt(self.data_cf(), None::<&[u8]>, None::<&[u8]>, &opts);
         Ok(())
     }
 
@@ -311,5 +335,43 @@ mod tests {
     #[test]
     fn checkpoints_as_the_conformance_suite_says() {
         conformance::checkpoint::run_all(open);
+    }
+
+    /// A directory written before the members space existed: a read-only open (the tool's
+    /// `check`) reads it as empty, and a writable open adds it.
+    #[test]
+    fn a_directory_without_the_members_space_opens_both_ways() {
+        use super::{ColdRead, ColdStore, Space, EXPIRY_CF};
+        use crate::engine::cold::ColdOp;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        {
+            let mut opts = rocksdb::Options::default();
+            opts.create_if_missing(true);
+            opts.create_missing_column_families(true);
+            let db = rocksdb::DB::open_cf(&opts, &path, [EXPIRY_CF]).unwrap();
+            db.put(b"key", b"value").unwrap();
+        }
+        {
+            let old = RocksCold::open_read_only(&path).unwrap();
+            assert_eq!(old.get(b"key").unwrap(), Some(b"value".to_vec()));
+            assert!(old
+                .range(Space::Members, b"", &[0xFF], 10)
+                .unwrap()
+                .is_empty());
+        }
+        let store = open(&path, Arc::new(SharedClock::default()));
+        store
+            .write(vec![ColdOp::Put {
+                space: Space::Members,
+                key: b"member".to_vec(),
+                value: b"m".to_vec(),
+            }])
+            .unwrap();
+        assert_eq!(
+            store.range(Space::Members, b"", &[0xFF], 10).unwrap().len(),
+            1
+        );
+        assert_eq!(store.get(b"key").unwrap(), Some(b"value".to_vec()));
     }
 }

@@ -36,6 +36,29 @@ fn range_is_ordered_bounded_and_limited_and_spaces_are_separate(store: &dyn Cold
         1
     );
     store
+        .write(vec![ColdOp::Put {
+            space: Space::Members,
+            key: vec![b'a', 4, b'm'],
+            value: b"member".to_vec(),
+        }])
+        .unwrap();
+    assert_eq!(
+        store.range(Space::Members, b"", &[0xFF], 100).unwrap(),
+        vec![(vec![b'a', 4, b'm'], b"member".to_vec())]
+    );
+    assert_eq!(
+        store.get(&[b'a', 4, b'm']).unwrap(),
+        None,
+        "get reads Data only"
+    );
+    assert_eq!(
+        store
+            .range(Space::Data, &[b'a', 4], &[b'a', 5], 100)
+            .unwrap(),
+        vec![(vec![b'a', 4], vec![4])],
+        "a member is not in Data"
+    );
+    store
         .write(vec![ColdOp::DeleteRange {
             space: Space::Data,
             from: vec![b'a', 1],
@@ -49,4 +72,23 @@ fn range_is_ordered_bounded_and_limited_and_spaces_are_separate(store: &dyn Cold
         .map(|(k, _)| k[1])
         .collect();
     assert_eq!(left, vec![0, 9]);
+    assert_eq!(
+        store
+            .range(Space::Members, b"", &[0xFF], 100)
+            .unwrap()
+            .len(),
+        1,
+        "a Data range delete leaves other spaces alone"
+    );
+    store
+        .write(vec![ColdOp::DeleteRange {
+            space: Space::Members,
+            from: vec![b'a'],
+            to: vec![b'b'],
+        }])
+        .unwrap();
+    assert!(store
+        .range(Space::Members, b"", &[0xFF], 100)
+        .unwrap()
+        .is_empty());
 }
