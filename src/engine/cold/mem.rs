@@ -143,34 +143,10 @@ impl ColdStore for MemCold {
 #[cfg(test)]
 mod tests {
     use super::MemCold;
-    use crate::engine::cold::conformance;
 
     fn open(_dir: &std::path::Path, clock: std::sync::Arc<super::SharedClock>) -> MemCold {
         MemCold::new(clock)
     }
 
-    #[test]
-    fn reads_and_writes_as_the_conformance_suite_says() {
-        conformance::read_write::run_all(open);
-    }
-
-    #[test]
-    fn ranges_as_the_conformance_suite_says() {
-        conformance::range::run_all(open);
-    }
-
-    #[test]
-    fn batches_as_the_conformance_suite_says() {
-        conformance::batch::run_all(open);
-    }
-
-    #[test]
-    fn compacts_as_the_conformance_suite_says() {
-        conformance::compaction::run_all(open);
-    }
-
-    #[test]
-    fn checkpoints_as_the_conformance_suite_says() {
-        conformance::checkpoint::run_all(open);
-    }
+    crate::cold_store_conformance_tests!(open);
 }

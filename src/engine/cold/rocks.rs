@@ -299,7 +299,7 @@ impl ColdStore for RocksCold {
 #[cfg(test)]
 mod tests {
     use super::{RocksCold, RocksSizing};
-    use crate::engine::cold::{conformance, SharedClock};
+    use crate::engine::cold::SharedClock;
     use std::path::Path;
     use std::sync::Arc;
 
@@ -312,30 +312,7 @@ mod tests {
         RocksCold::open(dir, &sizing, clock).expect("open rocksdb")
     }
 
-    #[test]
-    fn reads_and_writes_as_the_conformance_suite_says() {
-        conformance::read_write::run_all(open);
-    }
-
-    #[test]
-    fn ranges_as_the_conformance_suite_says() {
-        conformance::range::run_all(open);
-    }
-
-    #[test]
-    fn batches_as_the_conformance_suite_says() {
-        conformance::batch::run_all(open);
-    }
-
-    #[test]
-    fn compacts_as_the_conformance_suite_says() {
-        conformance::compaction::run_all(open);
-    }
-
-    #[test]
-    fn checkpoints_as_the_conformance_suite_says() {
-        conformance::checkpoint::run_all(open);
-    }
+    crate::cold_store_conformance_tests!(open);
 
     /// A directory written before the members space existed: a read-only open (the tool's
     /// `check`) reads it as empty, and a writable open adds it.

@@ -17,6 +17,38 @@ pub mod compaction;
 pub mod range;
 pub mod read_write;
 
+/// One `#[test]` per capability for a store, given its `open(dir, clock)` function:
+/// `crate::cold_store_conformance_tests!(open);` inside a test module.
+#[macro_export]
+macro_rules! cold_store_conformance_tests {
+    ($open:expr) => {
+        #[test]
+        fn reads_and_writes_as_the_conformance_suite_says() {
+            $crate::engine::cold::conformance::read_write::run_all($open);
+        }
+
+        #[test]
+        fn ranges_as_the_conformance_suite_says() {
+            $crate::engine::cold::conformance::range::run_all($open);
+        }
+
+        #[test]
+        fn batches_as_the_conformance_suite_says() {
+            $crate::engine::cold::conformance::batch::run_all($open);
+        }
+
+        #[test]
+        fn compacts_as_the_conformance_suite_says() {
+            $crate::engine::cold::conformance::compaction::run_all($open);
+        }
+
+        #[test]
+        fn checkpoints_as_the_conformance_suite_says() {
+            $crate::engine::cold::conformance::checkpoint::run_all($open);
+        }
+    };
+}
+
 use std::path::Path;
 use std::sync::Arc;
 
