@@ -3,17 +3,26 @@
 #   redis-benchmark -t set,get -n N -r N -d 100 -c 50 at -P 1 and -P 16
 # By default Redis runs with persistence off and HyperCache with the WAL off (pure cache).
 # FSYNC=everysec|always runs both durable instead: Redis with `appendonly yes appendfsync
-# FSYNC`, HyperCache with `--appendonly yes --appendfsync FSYNC`. Both on loopback, one after
+# FSYNC`, HyperCache with `--appendonly yes --appendfsync FSYNC`. All on loopback, one after
 # the other. Prints each throughput and the ratio HyperCache / Redis.
 #
-# Each cell is the median of ROUNDS runs (default 3), Redis and HyperCache alternating, since
-# on a 2-core machine the benchmark client shares the CPU with the server and single runs
-# vary by 10-20%.
+# One core each: every server runs pinned to CPU $SERVER_CPU (1) and redis-benchmark to CPU
+# $CLIENT_CPU (0), so a server that spreads over both cores cannot look faster than it is.
+# HyperCache runs with one async worker (`HYPERCACHE_SERVER__THREADS=1`), like Redis's one
+# thread.
+#
+# BASELINE_BIN=/path/to/older/hypercache adds that build as a third server, measured in the
+# same rounds, and prints the ratio this build / baseline: how a change is shown to cost
+# nothing (build the older commit in a worktree with the same CARGO_TARGET_DIR).
+#
+# Each cell is the median of ROUNDS runs (default 3), the servers alternating, since this
+# machine drifts by 10-15% over minutes.
 #
 #   tools/bench/compare.sh            # N = 1,000,000, 3 rounds (the documented run)
 #   REQUESTS=200000 ROUNDS=1 tools/bench/compare.sh
 #   FSYNC=everysec tools/bench/compare.sh   # durable: both append-only, fsync every second
 #   TESTS=set tools/bench/compare.sh         # only SET
+#   BASELINE_BIN=/tmp/hypercache-old tools/bench/compare.sh   # A/B against an older build
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -22,6 +31,9 @@ ROUNDS="${ROUNDS:-3}"
 CLIENTS="${CLIENTS:-50}"
 FSYNC="${FSYNC:-off}"
 TESTS="${TESTS:-set,get}"
+SERVER_CPU="${SERVER_CPU:-1}"
+CLIENT_CPU="${CLIENT_CPU:-0}"
+BASELINE_BIN="${BASELINE_BIN:-}"
 case "$FSYNC" in
     off) REDIS_PERSIST=(--appendonly no); HC_PERSIST=(--appendonly no) ;;
     everysec|always|no)
@@ -33,13 +45,19 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hypercache/target}"
 bash tools/setup.sh
 cargo build --release --bin hypercache >&2
 BIN="$CARGO_TARGET_DIR/release/hypercache"
+if [ -n "$BASELINE_BIN" ] && [ ! -x "$BASELINE_BIN" ]; then
+    echo "BASELINE_BIN=$BASELINE_BIN is not an executable" >&2
+    exit 2
+fi
 
 WORK="$(mktemp -d)"
 REDIS_PORT=$((20000 + RANDOM % 10000))
 HC_PORT=$((REDIS_PORT + 1))
+BASE_PORT=$((REDIS_PORT + 2))
 cleanup() {
-    redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
-    redis-cli -p "$HC_PORT" shutdown nosave >/dev/null 2>&1 || true
+    for port in "$REDIS_PORT" "$HC_PORT" "$BASE_PORT"; do
+        redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+    done
     sleep 0.5
     rm -rf "$WORK"
 }
@@ -57,31 +75,55 @@ wait_for() {
 # Prints "<set rps> <get rps>" for the server on port $1 with pipeline $2.
 measure() {
     redis-cli -p "$1" flushall >/dev/null
-    redis-benchmark -p "$1" -t "$TESTS" -n "$REQUESTS" -r "$REQUESTS" -d 100 -c "$CLIENTS" -P "$2" -q 2>/dev/null \
+    taskset -c "$CLIENT_CPU" redis-benchmark -p "$1" -t "$TESTS" -n "$REQUESTS" -r "$REQUESTS" \
+        -d 100 -c "$CLIENTS" -P "$2" -q 2>/dev/null \
         | tr '\r' '\n' | awk '/^SET:/ {set=$2} /^GET:/ {get=$2} END {print set, get}'
 }
 
-echo "persistence: $FSYNC" >&2
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' "${REDIS_PERSIST[@]}" \
-    --dir "$WORK" --daemonize yes --logfile "$WORK/redis.log"
+start_hypercache() { # binary port name
+    HYPERCACHE_SERVER__THREADS=1 taskset -c "$SERVER_CPU" "$1" --port "$2" \
+        --dir "$WORK/$3" --maxmemory 1gb "${HC_PERSIST[@]}" >"$WORK/$3.log" 2>&1 &
+    wait_for "$2"
+}
+
+echo "persistence: $FSYNC; servers on CPU $SERVER_CPU, redis-benchmark on CPU $CLIENT_CPU" >&2
+taskset -c "$SERVER_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+    "${REDIS_PERSIST[@]}" --dir "$WORK" --daemonize yes --logfile "$WORK/redis.log"
 wait_for "$REDIS_PORT"
-"$BIN" --port "$HC_PORT" --dir "$WORK/hypercache" --maxmemory 1gb "${HC_PERSIST[@]}" \
-    >"$WORK/hypercache.log" 2>&1 &
-wait_for "$HC_PORT"
+start_hypercache "$BIN" "$HC_PORT" hypercache
+servers=(redis hc)
+if [ -n "$BASELINE_BIN" ]; then
+    start_hypercache "$BASELINE_BIN" "$BASE_PORT" baseline
+    servers+=(base)
+fi
+port_of() { case "$1" in redis) echo "$REDIS_PORT" ;; hc) echo "$HC_PORT" ;; base) echo "$BASE_PORT" ;; esac; }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
-printf "%-10s %-4s %14s %14s %8s\n" "pipeline" "op" "redis rps" "hypercache rps" "ratio"
+if [ -n "$BASELINE_BIN" ]; then
+    printf "%-10s %-4s %14s %14s %14s %8s %8s\n" "pipeline" "op" "redis rps" "hypercache rps" \
+        "baseline rps" "hc/redis" "hc/base"
+else
+    printf "%-10s %-4s %14s %14s %8s\n" "pipeline" "op" "redis rps" "hypercache rps" "ratio"
+fi
 for pipeline in 1 16; do
-    : >"$WORK/redis.set"; : >"$WORK/redis.get"; : >"$WORK/hc.set"; : >"$WORK/hc.get"
+    for server in "${servers[@]}"; do : >"$WORK/$server.set"; : >"$WORK/$server.get"; done
     for _ in $(seq 1 "$ROUNDS"); do
-        read -r s g < <(measure "$REDIS_PORT" "$pipeline"); echo "$s" >>"$WORK/redis.set"; echo "$g" >>"$WORK/redis.get"
-        read -r s g < <(measure "$HC_PORT" "$pipeline"); echo "$s" >>"$WORK/hc.set"; echo "$g" >>"$WORK/hc.get"
+        for server in "${servers[@]}"; do
+            read -r s g < <(measure "$(port_of "$server")" "$pipeline")
+            echo "$s" >>"$WORK/$server.set"; echo "$g" >>"$WORK/$server.get"
+        done
     done
     for op in set get; do
         r=$(median <"$WORK/redis.$op"); h=$(median <"$WORK/hc.$op")
         [ -n "$r" ] && [ -n "$h" ] || continue   # not in TESTS
-        ratio=$(awk -v h="$h" -v r="$r" 'BEGIN { printf "%.2f", h / r }')
-        printf "%-10s %-4s %14s %14s %8s\n" "-P $pipeline" "${op^^}" "$r" "$h" "$ratio"
+        if [ -n "$BASELINE_BIN" ]; then
+            b=$(median <"$WORK/base.$op")
+            printf "%-10s %-4s %14s %14s %14s %8s %8s\n" "-P $pipeline" "${op^^}" "$r" "$h" "$b" \
+                "$(ratio "$h" "$r")" "$(ratio "$h" "$b")"
+        else
+            printf "%-10s %-4s %14s %14s %8s\n" "-P $pipeline" "${op^^}" "$r" "$h" "$(ratio "$h" "$r")"
+        fi
     done
 done
