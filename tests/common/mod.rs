@@ -197,6 +197,10 @@ pub struct BinaryServer {
     pub child: Child,
     pub port: u16,
     pub dir: std::path::PathBuf,
+    /// Where the child's stderr goes: the caller's file, or one of our own (kept for as long
+    /// as the server, so a failure can quote it).
+    stderr_path: std::path::PathBuf,
+    _own_stderr: Option<tempfile::NamedTempFile>,
 }
 
 pub fn free_port() -> u16 {
@@ -232,14 +236,60 @@ pub fn build_workspace_binary(package: &str) -> std::path::PathBuf {
     exe.parent().and_then(Path::parent).unwrap().join(package)
 }
 
+/// Fresh ports tried when the one picked was taken (by a parallel test) before the server
+/// could bind it: a free port can only be picked, released and then passed on, so another
+/// process may take it in between.
+const PORT_ATTEMPTS: usize = 8;
+
+/// The last lines of a log file, for a failure message.
+fn log_tail(path: &Path, lines: usize) -> String {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = log.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Whether the server answering on `port` is process `pid`: after a port race, another
+/// test's server may be the one that answers.
+fn answers_as(port: u16, pid: u32) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut reader = std::io::BufReader::new(stream);
+    let mut header = String::new();
+    if std::io::BufRead::read_line(&mut reader, &mut header).is_err() {
+        return false;
+    }
+    let Some(len) = header
+        .strip_prefix('$')
+        .and_then(|len| len.trim_end().parse::<usize>().ok())
+    else {
+        return false;
+    };
+    let mut body = vec![0u8; len];
+    if reader.read_exact(&mut body).is_err() {
+        return false;
+    }
+    String::from_utf8_lossy(&body)
+        .lines()
+        .any(|line| line == format!("process_id:{pid}"))
+}
+
 impl BinaryServer {
     pub fn start(dir: &Path, extra: &[&str]) -> BinaryServer {
         Self::start_with_env(dir, extra, &[], None)
     }
 
     /// Like [`BinaryServer::start`] with extra environment variables; the server's stderr
-    /// is appended to `stderr_log` when given (else discarded). Panics, quoting the end of
-    /// that log, if the process exits before it answers PING.
+    /// is appended to `stderr_log` when given (else to a file of the server's own). Panics,
+    /// quoting the end of that log, if the process exits before it answers; a port taken
+    /// before the server bound it is retried on another port.
     ///
     /// The server refuses unknown `HYPERCACHE_*` variables, so none is inherited from the
     /// test's environment (test knobs like `HYPERCACHE_BIN` live there) except
@@ -250,17 +300,35 @@ impl BinaryServer {
         env: &[(&str, &str)],
         stderr_log: Option<&Path>,
     ) -> BinaryServer {
+        for _ in 0..PORT_ATTEMPTS {
+            if let Some(server) = Self::try_start(dir, extra, env, stderr_log) {
+                return server;
+            }
+        }
+        panic!("hypercache found no free port in {PORT_ATTEMPTS} attempts");
+    }
+
+    /// One start on a fresh port; `None` if another process had taken the port.
+    fn try_start(
+        dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        stderr_log: Option<&Path>,
+    ) -> Option<BinaryServer> {
         let port = free_port();
-        let stderr = match stderr_log {
-            Some(path) => Stdio::from(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .unwrap(),
-            ),
-            None => Stdio::null(),
+        let (stderr_path, own_stderr) = match stderr_log {
+            Some(path) => (path.to_path_buf(), None),
+            None => {
+                let file = tempfile::NamedTempFile::new().unwrap();
+                (file.path().to_path_buf(), Some(file))
+            }
         };
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&stderr_path)
+            .unwrap();
+        let log_start = stderr.metadata().map(|meta| meta.len()).unwrap_or(0);
         let mut command = Command::new(binary_path());
         for (name, _) in std::env::vars_os() {
             let text = name.to_string_lossy();
@@ -275,41 +343,47 @@ impl BinaryServer {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(stderr)
+            .stderr(Stdio::from(stderr))
             .spawn()
             .unwrap();
         let mut server = BinaryServer {
             child,
             port,
             dir: dir.to_path_buf(),
+            stderr_path,
+            _own_stderr: own_stderr,
         };
-        server.wait_ready(stderr_log);
-        server
+        server.wait_ready(log_start).then_some(server)
     }
 
-    fn wait_ready(&mut self, stderr_log: Option<&Path>) {
+    /// Waits until this child answers on its port: true once it does, false if it exited
+    /// because the port was taken (its stderr from `log_start` on says so). Panics, quoting
+    /// the child's stderr, on any other exit or after 30 s.
+    fn wait_ready(&mut self, log_start: u64) -> bool {
         let deadline = Instant::now() + Duration::from_secs(30);
+        let pid = self.child.id();
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                let log = stderr_log
-                    .and_then(|path| std::fs::read_to_string(path).ok())
-                    .unwrap_or_default();
-                let lines: Vec<&str> = log.lines().collect();
-                let tail = lines[lines.len().saturating_sub(20)..].join("\n");
-                panic!("hypercache binary exited before serving ({status}); stderr ends:\n{tail}");
-            }
-            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-                if stream.write_all(b"PING\r\n").is_ok() {
-                    let mut buf = [0u8; 7];
-                    if stream.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n" {
-                        return;
-                    }
+                let log = std::fs::read(&self.stderr_path).unwrap_or_default();
+                let this_run = String::from_utf8_lossy(&log[(log_start as usize).min(log.len())..]);
+                if this_run.contains("Address already in use") {
+                    return false;
                 }
+                panic!(
+                    "hypercache binary exited before serving ({status}); stderr ends:\n{}",
+                    log_tail(&self.stderr_path, 20)
+                );
+            }
+            if answers_as(self.port, pid) {
+                return true;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("hypercache binary did not start on port {}", self.port);
+        panic!(
+            "hypercache binary did not start on port {} within 30 s; stderr ends:\n{}",
+            self.port,
+            log_tail(&self.stderr_path, 20)
+        );
     }
 
     pub fn client(&self) -> redis::Connection {
