@@ -15,8 +15,8 @@
 # same rounds, and prints the ratio this build / baseline: how a change is shown to cost
 # nothing (build the older commit in a worktree with the same CARGO_TARGET_DIR).
 #
-# Each cell is the median of ROUNDS runs (default 3), the servers alternating, since this
-# machine drifts by 10-15% over minutes.
+# Each cell is the median of ROUNDS runs (default 3), the servers alternating (in reverse
+# order every other round), since this machine drifts by 10-15% over minutes.
 #
 #   tools/bench/compare.sh            # N = 1,000,000, 3 rounds (the documented run)
 #   REQUESTS=200000 ROUNDS=1 tools/bench/compare.sh
@@ -109,8 +109,15 @@ else
 fi
 for pipeline in 1 16; do
     for server in "${servers[@]}"; do : >"$WORK/$server.set"; : >"$WORK/$server.get"; done
-    for _ in $(seq 1 "$ROUNDS"); do
-        for server in "${servers[@]}"; do
+    for round in $(seq 1 "$ROUNDS"); do
+        # Every other round runs the servers in reverse order, so none always follows the
+        # same neighbour (the page cache, CPU frequency and the client's state carry over).
+        order=("${servers[@]}")
+        if ((round % 2 == 0)); then
+            order=()
+            for ((i = ${#servers[@]} - 1; i >= 0; i--)); do order+=("${servers[i]}"); done
+        fi
+        for server in "${order[@]}"; do
             read -r s g < <(measure "$(port_of "$server")" "$pipeline")
             echo "$s" >>"$WORK/$server.set"; echo "$g" >>"$WORK/$server.get"
         done
