@@ -13,7 +13,8 @@
 #
 # BASELINE_BIN=/path/to/older/hypercache adds that build as a third server, measured in the
 # same rounds, and prints the ratio this build / baseline: how a change is shown to cost
-# nothing (build the older commit in a worktree with the same CARGO_TARGET_DIR).
+# nothing. Build the older commit in a worktree with a target directory of its own: with a
+# shared one, cargo compares file times and may take one tree's build for the other's.
 #
 # Each cell is the median of ROUNDS runs (default 3), the servers alternating (in reverse
 # order every other round), since this machine drifts by 10-15% over minutes.
