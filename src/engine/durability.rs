@@ -483,14 +483,7 @@ impl Engine {
                         true => shard.peek(key).expect("resolved").cold,
                         false => ColdCopy::Absent,
                     };
-                    let entry = HotEntry {
-                        value,
-                        expire_at,
-                        dirty: true,
-                        cold,
-                        last_access_s: seconds(now),
-                        lsn: 0,
-                    };
+                    let entry = HotEntry::written(value, expire_at, cold, seconds(now));
                     self.store(&mut shard, &mut discard, key.to_vec(), entry, !exists);
                     self.settle(Access::MayBlock, &mut shard);
                 }

@@ -62,6 +62,31 @@ pub struct Tombstone {
 const TOMBSTONE_OVERHEAD_BYTES: usize = 64;
 
 impl HotEntry {
+    /// A value just written: dirty (the cold tier does not hold it), taking over `cold`, the
+    /// cold copy of the value it replaces (if any), so removal or demotion deals with it.
+    pub fn written(value: Value, expire_at: ExpireAt, cold: ColdCopy, now_s: u32) -> Self {
+        HotEntry {
+            value,
+            expire_at,
+            dirty: true,
+            cold,
+            last_access_s: now_s,
+            lsn: 0,
+        }
+    }
+
+    /// A value just read from the cold tier: clean, its cold copy present.
+    pub fn promoted(value: Value, expire_at: ExpireAt, now_s: u32) -> Self {
+        HotEntry {
+            value,
+            expire_at,
+            dirty: false,
+            cold: ColdCopy::Present { expire_at },
+            last_access_s: now_s,
+            lsn: 0,
+        }
+    }
+
     fn charge(key: &[u8], entry: &HotEntry) -> usize {
         key.len() + entry.value.memory_bytes() + ENTRY_OVERHEAD_BYTES
     }

@@ -121,14 +121,7 @@ impl Engine {
             ColdValue::Live { value, expire_at } if !is_expired(expire_at, now) => {
                 self.stats.cold_hits.add(1);
                 self.stats.promotions.add(1);
-                let entry = HotEntry {
-                    value,
-                    expire_at,
-                    dirty: false,
-                    cold: ColdCopy::Present { expire_at },
-                    last_access_s: seconds(now),
-                    lsn: 0,
-                };
+                let entry = HotEntry::promoted(value, expire_at, seconds(now));
                 shard.insert(HotKey::from(encoded), entry);
                 return Ok(Lookup::Cold);
             }

@@ -241,14 +241,12 @@ impl<'e> Txn<'e> {
             }
             SetExpiry::At(at) => at,
         };
-        let entry = HotEntry {
-            value: Value::String(StoredValue::new(value, engine.config.compress_min_bytes)),
+        let entry = HotEntry::written(
+            engine.string_value(value),
             expire_at,
-            dirty: true,
-            cold: current.map_or(ColdCopy::Absent, |(_, cold)| cold),
-            last_access_s: seconds(now),
-            lsn: 0,
-        };
+            current.map_or(ColdCopy::Absent, |(_, cold)| cold),
+            seconds(now),
+        );
         engine.store(shard, log, encoded, entry, !exists);
         engine.settle(access, shard);
         Ok(SetOutcome {
@@ -353,14 +351,12 @@ impl<'e> Txn<'e> {
         };
         let (new_value, reply) = update(current_value)?;
         if let Some(value) = new_value {
-            let entry = HotEntry {
-                value: Value::String(StoredValue::new(value, engine.config.compress_min_bytes)),
-                expire_at: current.as_ref().map_or(NO_EXPIRY, |entry| entry.expire_at),
-                dirty: true,
-                cold: current.map_or(ColdCopy::Absent, |entry| entry.cold),
-                last_access_s: seconds(engine.now_ms()),
-                lsn: 0,
-            };
+            let entry = HotEntry::written(
+                engine.string_value(value),
+                current.as_ref().map_or(NO_EXPIRY, |entry| entry.expire_at),
+                current.map_or(ColdCopy::Absent, |entry| entry.cold),
+                seconds(engine.now_ms()),
+            );
             engine.store(shard, log, encoded, entry, !exists);
             engine.settle(access, shard);
         }
@@ -550,5 +546,12 @@ impl<'e> Txn<'e> {
 
     pub fn dbsize(&self, db: u16) -> EngineResult<u64> {
         self.engine.dbsize(db)
+    }
+}
+
+impl Engine {
+    /// A string value as the hot tier holds it (compressed when that pays, per the config).
+    fn string_value(&self, value: Bytes) -> Value {
+        Value::String(StoredValue::new(value, self.config.compress_min_bytes))
     }
 }
