@@ -100,7 +100,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         10 => (db.clone(), key.clone()).prop_map(|(db, key)| Op::Get { db, key }),
         3 => (db.clone(), key.clone()).prop_map(|(db, key)| Op::Delete { db, key }),
         2 => (db.clone(), key.clone()).prop_map(|(db, key)| Op::Exists { db, key }),
-        4 => (db.clone(), key.clone(), -100i64..4000, 0u8..5)
+        4 => (db.clone(), key.clone(), -100i64..4000, 0u8..6)
             .prop_map(|(db, key, relative_ms, condition)| Op::Expire { db, key, relative_ms, condition }),
         1 => (db.clone(), key.clone()).prop_map(|(db, key)| Op::Persist { db, key }),
         2 => (db.clone(), key.clone()).prop_map(|(db, key)| Op::Ttl { db, key }),
@@ -226,6 +226,7 @@ fn run_engine(engine: &Engine, clock: &SharedClock, op: &Op, now: u64) -> Reply 
                 ExpireCondition::Xx,
                 ExpireCondition::Gt,
                 ExpireCondition::Lt,
+                ExpireCondition::XxLt,
             ][*condition as usize];
             let at = (now as i64 + relative_ms) as u64;
             Reply::Bool(
@@ -372,7 +373,8 @@ fn run_model(model: &mut Model, op: &Op) -> Reply {
                 1 => current == 0,
                 2 => current != 0,
                 3 => current != 0 && at > current,
-                _ => current == 0 || at < current,
+                4 => current == 0 || at < current,
+                _ => current != 0 && at < current,
             };
             if !allowed {
                 return Reply::Bool(false);

@@ -23,6 +23,38 @@ fn error_text(result: RedisResult<Value>) -> String {
     }
 }
 
+/// Every XX / GT / LT combination Redis allows, with Redis 7.0.15's answers: a key without a
+/// TTL counts as an infinite TTL, so LT passes and GT fails on it, and XX fails on it whatever
+/// it is combined with.
+#[test]
+fn expire_conditions_combine_as_in_redis() {
+    let server = TestServer::start();
+    let mut con = server.client();
+    let _: () = con.set("k", "v").unwrap();
+    for (args, reply) in [
+        (&["EXPIRE", "k", "200", "LT", "XX"][..], 0),
+        (&["EXPIRE", "k", "200", "LT"][..], 1),
+        (&["TTL", "k"][..], 200),
+        (&["EXPIRE", "k", "100", "XX", "LT"][..], 1),
+        (&["TTL", "k"][..], 100),
+        (&["EXPIRE", "k", "300", "XX", "LT"][..], 0),
+        (&["EXPIRE", "k", "50", "XX", "GT"][..], 0),
+        (&["EXPIRE", "k", "150", "XX", "GT"][..], 1),
+        (&["TTL", "k"][..], 150),
+    ] {
+        assert_eq!(cmd(&mut con, args).unwrap(), Value::Int(reply), "{args:?}");
+    }
+    let _: () = con.set("p", "v").unwrap();
+    for args in [
+        &["EXPIRE", "p", "100", "GT", "XX"][..],
+        &["EXPIRE", "p", "100", "GT"][..],
+        &["EXPIRE", "p", "100", "XX"][..],
+    ] {
+        assert_eq!(cmd(&mut con, args).unwrap(), Value::Int(0), "{args:?}");
+    }
+    assert_eq!(cmd(&mut con, &["TTL", "p"]).unwrap(), Value::Int(-1));
+}
+
 #[test]
 fn keys_family_matches_redis() {
     let server = TestServer::start();

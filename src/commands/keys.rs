@@ -403,6 +403,7 @@ fn expire(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let condition = match (nx, xx, gt, lt) {
         (true, ..) => ExpireCondition::Nx,
         (_, _, true, _) => ExpireCondition::Gt,
+        (_, true, _, true) => ExpireCondition::XxLt,
         (_, _, _, true) => ExpireCondition::Lt,
         (_, true, ..) => ExpireCondition::Xx,
         _ => ExpireCondition::Always,

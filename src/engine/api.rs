@@ -238,6 +238,9 @@ pub enum ExpireCondition {
     Gt,
     /// Only if the new expiry is earlier (no expiry counts as infinite).
     Lt,
+    /// XX and LT together: only if the key has an expiry and the new one is earlier. (XX
+    /// with GT is plain GT: a key without an expiry never passes GT.)
+    XxLt,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -292,6 +292,7 @@ impl<'e> Txn<'e> {
             ExpireCondition::Xx => current != NO_EXPIRY,
             ExpireCondition::Gt => current != NO_EXPIRY && at > current,
             ExpireCondition::Lt => current == NO_EXPIRY || at < current,
+            ExpireCondition::XxLt => current != NO_EXPIRY && at < current,
         };
         if !allowed {
             return Ok(false);
