@@ -442,6 +442,45 @@ fn client_commands() {
         cmd(&mut victim, &["PING"]).is_err(),
         "killed client still served"
     );
+    // Filters as Redis 7.0.15 answers them: unknown types and users are errors, known types
+    // with no such client kill none, and SKIPME no may kill the caller itself.
+    assert_eq!(
+        error_text(cmd(&mut con, &["CLIENT", "KILL", "TYPE", "wrong_type"])),
+        "ERR Unknown client type 'wrong_type'"
+    );
+    assert_eq!(
+        error_text(cmd(&mut con, &["CLIENT", "KILL", "USER", "nobody"])),
+        "ERR No such user 'nobody'"
+    );
+    for kind in ["master", "replica", "slave", "pubsub"] {
+        assert_eq!(
+            cmd(&mut con, &["CLIENT", "KILL", "TYPE", kind]).unwrap(),
+            Value::Int(0),
+            "{kind}"
+        );
+    }
+    assert_eq!(
+        cmd(
+            &mut con,
+            &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]
+        )
+        .unwrap(),
+        Value::Int(0)
+    );
+    let mut caller = server.client();
+    assert_eq!(
+        cmd(
+            &mut caller,
+            &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "no"]
+        )
+        .unwrap(),
+        Value::Int(2),
+        "both connections, the caller included"
+    );
+    assert!(
+        cmd(&mut caller, &["PING"]).is_err(),
+        "the caller was killed"
+    );
 
     let mut raw = server.raw();
     raw.roundtrip(b"CLIENT REPLY OFF\r\n", b"");

@@ -493,6 +493,7 @@ fn client_kill(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let mut laddr = None;
     let mut skip_me = true;
     let mut max_age = None;
+    let mut matches_nothing = false;
     let mut rest = args[2..].iter();
     while let Some(filter) = rest.next() {
         let value = rest.next().ok_or_else(CommandError::syntax)?;
@@ -517,17 +518,32 @@ fn client_kill(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
             };
         } else if is(filter, "maxage") {
             max_age = Some(args::int(value)?.max(0) as u64);
-        } else if is(filter, "type") || is(filter, "user") {
-            // Every client is a normal client of the default user.
-            if is(filter, "type") && !is(value, "normal") {
-                return Ok(Reply::Integer(0));
+        } else if is(filter, "type") {
+            // Every client here is a normal one; the other types Redis knows match none.
+            if !["normal", "master", "replica", "slave", "pubsub"]
+                .iter()
+                .any(|known| is(value, known))
+            {
+                return Err(CommandError::err(format!(
+                    "Unknown client type '{}'",
+                    args::text(value)
+                )));
             }
-            if is(filter, "user") && !is(value, "default") {
-                return Ok(Reply::Integer(0));
+            matches_nothing |= !is(value, "normal");
+        } else if is(filter, "user") {
+            // Every client is the default user's, the only user there is.
+            if !is(value, "default") {
+                return Err(CommandError::err(format!(
+                    "No such user '{}'",
+                    args::text(value)
+                )));
             }
         } else {
             return Err(CommandError::syntax());
         }
+    }
+    if matches_nothing {
+        return Ok(Reply::Integer(0));
     }
     let mut killed = 0;
     for client in ctx.shared.clients.all() {
