@@ -381,6 +381,39 @@ fn auth_with_requirepass() {
     );
     raw.roundtrip(b"AUTH sekret\r\n", b"+OK\r\n");
     raw.roundtrip(b"GET k\r\n", b"$-1\r\n");
+    // Authenticated, a client may announce more than 10 arguments and longer ones.
+    let mut mset = b"*11\r\n$4\r\nMSET\r\n".to_vec();
+    for i in 0..5 {
+        mset.extend_from_slice(format!("$2\r\nk{i}\r\n$16385\r\n").as_bytes());
+        mset.extend_from_slice(&[b'v'; 16385]);
+        mset.extend_from_slice(b"\r\n");
+    }
+    raw.roundtrip(&mset, b"+OK\r\n");
+
+    // Before AUTH, Redis's limits on what a client may announce (answers as Redis 7.0.15).
+    for (request, error) in [
+        (&b"*100\r\n"[..], "unauthenticated multibulk length"),
+        (&b"*11\r\n"[..], "unauthenticated multibulk length"),
+        (&b"*1\r\n$100000000\r\n"[..], "unauthenticated bulk length"),
+        (&b"*1\r\n$16385\r\n"[..], "unauthenticated bulk length"),
+    ] {
+        let mut stranger = server.raw();
+        let reply = format!("-ERR Protocol error: {error}\r\n");
+        stranger.roundtrip(request, reply.as_bytes());
+        assert!(stranger.is_closed(), "{request:?}");
+    }
+    let mut stranger = server.raw();
+    // At the limits themselves it is read, and answered as any unauthenticated command.
+    stranger.send(b"*2\r\n$3\r\nGET\r\n$16384\r\n");
+    stranger.roundtrip(
+        &[&[b'k'; 16384][..], b"\r\n"].concat(),
+        b"-NOAUTH Authentication required.\r\n",
+    );
+    // An AUTH earlier in the same pipeline lifts the limits for what follows it.
+    let mut pipelined = server.raw();
+    let mut request = b"AUTH sekret\r\n".to_vec();
+    request.extend_from_slice(&mset);
+    pipelined.roundtrip(&request, b"+OK\r\n+OK\r\n");
 
     let mut hello = server.raw();
     hello.send(b"HELLO 3 AUTH default sekret SETNAME app\r\n");

@@ -25,7 +25,17 @@ pub struct ParserLimits {
     pub max_multibulk_len: usize,
     /// Longest inline command line, in bytes, counting a trailing `\r` but not the `\n`.
     pub max_inline_len: usize,
+    /// The client has not authenticated where a password is required: as Redis does, it may
+    /// announce at most [`UNAUTHENTICATED_MAX_MULTIBULK_LEN`] arguments of at most
+    /// [`UNAUTHENTICATED_MAX_BULK_LEN`] bytes, so it cannot make the server buffer a large
+    /// request before it has proved who it is.
+    pub unauthenticated: bool,
 }
+
+/// Most arguments an unauthenticated client may announce (Redis's `ll > 10` check).
+pub const UNAUTHENTICATED_MAX_MULTIBULK_LEN: usize = 10;
+/// Longest argument an unauthenticated client may announce (Redis's `ll > 16384` check).
+pub const UNAUTHENTICATED_MAX_BULK_LEN: usize = 16384;
 
 impl Default for ParserLimits {
     fn default() -> Self {
@@ -33,6 +43,7 @@ impl Default for ParserLimits {
             max_bulk_len: 512 * 1024 * 1024,
             max_multibulk_len: 1024 * 1024,
             max_inline_len: 64 * 1024,
+            unauthenticated: false,
         }
     }
 }
@@ -44,6 +55,10 @@ impl Default for ParserLimits {
 pub enum ProtocolError {
     /// A `*` count that is not an integer or exceeds `max_multibulk_len`.
     InvalidMultibulkLength,
+    /// A `*` count above what an unauthenticated client may send.
+    UnauthenticatedMultibulkLength,
+    /// A `$` length above what an unauthenticated client may send.
+    UnauthenticatedBulkLength,
     /// A `$` length that is not an integer, is negative, or exceeds `max_bulk_len`.
     InvalidBulkLength,
     /// An argument header not starting with `$`; holds the byte found instead.
@@ -63,6 +78,8 @@ impl fmt::Display for ProtocolError {
         let what = match self {
             Self::InvalidMultibulkLength => "invalid multibulk length",
             Self::InvalidBulkLength => "invalid bulk length",
+            Self::UnauthenticatedMultibulkLength => "unauthenticated multibulk length",
+            Self::UnauthenticatedBulkLength => "unauthenticated bulk length",
             // Redis prints the raw byte; a `String` cannot hold a lone byte >= 0x80, so those
             // come out as the Latin-1 character of the same value.
             Self::ExpectedDollar(byte) => {
@@ -157,6 +174,9 @@ fn scan_multibulk(
         .ok()
         .filter(|&n| n <= limits.max_multibulk_len)
         .ok_or(ProtocolError::InvalidMultibulkLength)?;
+    if limits.unauthenticated && argc > UNAUTHENTICATED_MAX_MULTIBULK_LEN {
+        return Err(ProtocolError::UnauthenticatedMultibulkLength);
+    }
     for _ in 0..argc {
         let Some(cr) = find_header_end(buf, pos, ProtocolError::TooBigBulkCountString)? else {
             return Ok(None);
@@ -165,7 +185,13 @@ fn scan_multibulk(
             Some((b'$', digits)) => parse_integer(digits)
                 .and_then(|n| usize::try_from(n).ok())
                 .filter(|&n| n <= limits.max_bulk_len)
-                .ok_or(ProtocolError::InvalidBulkLength)?,
+                .ok_or(ProtocolError::InvalidBulkLength)
+                .and_then(
+                    |n| match limits.unauthenticated && n > UNAUTHENTICATED_MAX_BULK_LEN {
+                        true => Err(ProtocolError::UnauthenticatedBulkLength),
+                        false => Ok(n),
+                    },
+                )?,
             Some((&other, _)) => return Err(ProtocolError::ExpectedDollar(other)),
             // An empty header line: Redis reports the `\r` it found in place of the `$`.
             None => return Err(ProtocolError::ExpectedDollar(b'\r')),

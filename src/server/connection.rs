@@ -146,7 +146,7 @@ impl Connection {
 
     /// Runs every complete command in the read buffer, appending replies.
     async fn run_buffered_commands(&mut self) -> Result<(), Close> {
-        let limits = {
+        let mut limits = {
             let config = self.shared.config.read();
             self.output_limits = OutputLimits {
                 hard: config.limits.client_output_buffer_hard_limit.0 as usize,
@@ -162,6 +162,8 @@ impl Connection {
             if self.client().handle.is_killed() {
                 return Err(Close::Now);
             }
+            // Per command: an AUTH earlier in the same pipeline lifts the limits for the rest.
+            limits.unauthenticated = !self.client().authenticated;
             match parse_command(&mut self.read_buf, &limits) {
                 Ok(Some(args)) => {
                     self.execute(args).await;
