@@ -605,6 +605,7 @@ mod tests {
             max_bulk_len: 10,
             max_multibulk_len: 3,
             max_inline_len: 8,
+            unauthenticated: false,
         };
         let invalid_bulk = "Protocol error: invalid bulk length";
         assert_eq!(error_text(b"*1\r\n$11\r\n", &limits), invalid_bulk);
@@ -637,6 +638,7 @@ mod tests {
             max_bulk_len: usize::MAX,
             max_multibulk_len: usize::MAX,
             max_inline_len: usize::MAX,
+            unauthenticated: false,
         };
         let mut buf = BytesMut::from(&b"*1\r\n$9223372036854775807\r\nabc"[..]);
         assert_eq!(parse_command(&mut buf, &limits), Ok(None));
@@ -725,7 +727,33 @@ mod tests {
             max_bulk_len: 40,
             max_multibulk_len: 6,
             max_inline_len: 30,
+            unauthenticated: false,
         }
+    }
+
+    #[test]
+    fn an_unauthenticated_client_may_announce_ten_arguments_of_16384_bytes() {
+        let limits = ParserLimits {
+            unauthenticated: true,
+            ..ParserLimits::default()
+        };
+        assert_eq!(
+            error_text(b"*11\r\n", &limits),
+            "Protocol error: unauthenticated multibulk length"
+        );
+        assert_eq!(
+            error_text(b"*1\r\n$16385\r\n", &limits),
+            "Protocol error: unauthenticated bulk length"
+        );
+        let mut buf = BytesMut::from(&b"*10\r\n$16384\r\n"[..]);
+        assert_eq!(
+            parse_command(&mut buf, &limits),
+            Ok(None),
+            "at the limits: wait"
+        );
+        let authenticated = ParserLimits::default();
+        let mut buf = BytesMut::from(&b"*11\r\n$16385\r\n"[..]);
+        assert_eq!(parse_command(&mut buf, &authenticated), Ok(None));
     }
 
     proptest! {
