@@ -25,7 +25,7 @@ pub enum ValueType {
 }
 
 impl ValueType {
-    /// Every type, for code that must cover them all (tests, SCAN TYPE).
+    /// Every type, for code that must cover them all (the tag round-trip test today).
     pub const ALL: [ValueType; 1] = [ValueType::String];
 
     /// TYPE's reply (Redis's names).
