@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use hypercache::config::{self, ByteSize, Config, ConfigError, Overrides, SyncPolicy};
+use hypercache::config::{
+    self, ByteSize, Config, ConfigError, EvictionPolicy, Overrides, SyncPolicy,
+};
 use hypercache::server::{Instance, Shared};
 
 /// jemalloc, as Redis uses: many small allocations from several threads, and an RSS that
@@ -48,6 +50,13 @@ struct Cli {
     /// Memory bound for the whole process, e.g. 64mb, 1gb or bytes.
     #[arg(long, value_parser = parse_size)]
     maxmemory: Option<ByteSize>,
+    /// Disk budget of the cold tier, e.g. 10gb (0 = the default: half the free space).
+    #[arg(long, value_parser = parse_size)]
+    maxdisk: Option<ByteSize>,
+    /// Which keys leave the cache when RAM and disk are full: allkeys-lru, allkeys-lfu,
+    /// allkeys-random, volatile-lru, volatile-lfu, volatile-random, volatile-ttl, noeviction.
+    #[arg(long, value_parser = parse_policy)]
+    maxmemory_policy: Option<EvictionPolicy>,
     /// Number of databases.
     #[arg(long)]
     databases: Option<u16>,
@@ -69,6 +78,10 @@ fn parse_size(text: &str) -> Result<ByteSize, String> {
     ByteSize::parse(text)
 }
 
+fn parse_policy(text: &str) -> Result<EvictionPolicy, String> {
+    EvictionPolicy::parse(text).ok_or_else(|| format!("'{text}' is not a maxmemory-policy"))
+}
+
 fn parse_yes_no(text: &str) -> Result<bool, String> {
     match text.to_ascii_lowercase().as_str() {
         "yes" | "true" => Ok(true),
@@ -88,6 +101,8 @@ impl Cli {
             port: self.port,
             dir: self.dir.clone(),
             maxmemory: self.maxmemory,
+            maxdisk: self.maxdisk,
+            maxmemory_policy: self.maxmemory_policy,
             databases: self.databases,
             appendonly: self.appendonly,
             appendfsync: self.appendfsync,

@@ -183,6 +183,12 @@ fn check(shared: &Shared, client: &mut ClientState, args: &[Bytes]) -> Result<Pl
             ));
         }
     }
+    if flags & table::DENYOOM != 0 && shared.engine.disk_budget_refusing() {
+        return Err(CommandError::new(
+            ErrorCode::Oom,
+            super::error::DISK_BUDGET_OOM,
+        ));
+    }
     if client.multi.is_some() {
         let name = resolved.spec.name;
         let controls = resolved.parent.is_none()

@@ -135,6 +135,11 @@ impl fmt::Display for CommandError {
     }
 }
 
+/// Redis's OOM answer, naming the budget that is full here: the disk (RAM alone never
+/// refuses a write, it demotes).
+pub const DISK_BUDGET_OOM: &str =
+    "command not allowed when used memory > 'maxmemory' and the cold tier is at 'maxdisk'.";
+
 /// The one place engine errors become command errors.
 impl From<EngineError> for CommandError {
     fn from(err: EngineError) -> Self {
@@ -147,6 +152,7 @@ impl From<EngineError> for CommandError {
                 ErrorCode::WrongType,
                 "Operation against a key holding the wrong kind of value",
             ),
+            EngineError::DiskBudgetReached => CommandError::new(ErrorCode::Oom, DISK_BUDGET_OOM),
             other => CommandError::err(other),
         }
     }

@@ -574,21 +574,32 @@ fn object_encoding(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     Ok(Reply::bulk(encoding))
 }
 
+/// OBJECT FREQ and IDLETIME answer from the key's access stamp (hot or cold alike), each
+/// only under a policy that uses it, with Redis's errors otherwise.
 fn object_freq(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
-    if !ctx.store.exists(ctx.db(), &args[2])? {
+    let db = ctx.db();
+    let Some(info) = ctx.store.inspect(db, &args[2])? else {
         return Ok(Reply::Nil);
+    };
+    if !ctx.engine().eviction_policy().uses_lfu() {
+        return Err(CommandError::err(
+            "An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+        ));
     }
-    Err(CommandError::err(
-        "An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
-    ))
+    Ok(Reply::Integer(i64::from(info.lfu_counter)))
 }
 
 fn object_idletime(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let db = ctx.db();
-    Ok(match ctx.store.inspect(db, &args[2])? {
-        Some(info) => Reply::Integer(info.idle_seconds as i64),
-        None => Reply::Nil,
-    })
+    let Some(info) = ctx.store.inspect(db, &args[2])? else {
+        return Ok(Reply::Nil);
+    };
+    if ctx.engine().eviction_policy().uses_lfu() {
+        return Err(CommandError::err(
+            "An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+        ));
+    }
+    Ok(Reply::Integer(i64::from(info.idle_seconds)))
 }
 
 fn object_refcount(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
-use super::{ByteSize, Config, SyncPolicy};
+use super::{ByteSize, Config, EvictionPolicy, SyncPolicy};
 
 /// Command-line flags that override the other layers (Redis's names, so redis-server
 /// scripts carry over).
@@ -15,6 +15,8 @@ pub struct Overrides {
     pub port: Option<u16>,
     pub dir: Option<PathBuf>,
     pub maxmemory: Option<ByteSize>,
+    pub maxdisk: Option<ByteSize>,
+    pub maxmemory_policy: Option<EvictionPolicy>,
     pub databases: Option<u16>,
     pub appendonly: Option<bool>,
     pub appendfsync: Option<SyncPolicy>,
@@ -149,6 +151,12 @@ fn apply_overrides(config: &mut Config, flags: &Overrides) {
     }
     if let Some(maxmemory) = flags.maxmemory {
         config.storage.maxmemory = maxmemory;
+    }
+    if let Some(maxdisk) = flags.maxdisk {
+        config.storage.maxdisk = (maxdisk.0 != 0).then_some(maxdisk);
+    }
+    if let Some(policy) = flags.maxmemory_policy {
+        config.storage.maxmemory_policy = policy;
     }
     if let Some(databases) = flags.databases {
         config.storage.databases = databases;

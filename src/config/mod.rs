@@ -4,6 +4,7 @@
 //! Layers, lowest first: defaults < YAML file < `HYPERCACHE_<SECTION>__<KEY>` environment
 //! variables < command-line flags (see `load`).
 
+mod eviction;
 mod layers;
 mod memory;
 pub mod params;
@@ -33,6 +34,7 @@ pub fn set_log_level_hook(hook: LogLevelHook) {
     let _ = LOG_LEVEL_HOOK.set(hook);
 }
 
+pub use eviction::EvictionPolicy;
 pub use memory::{MemorySplit, MIN_MAXMEMORY};
 pub use size::ByteSize;
 
@@ -62,6 +64,23 @@ pub struct EngineConfig {
     pub maxmemory: ByteSize,
     /// How `maxmemory` is carved up.
     pub memory_split: MemorySplit,
+    /// Disk budget of the cold tier: RocksDB's files and WAL plus the engine WAL, with
+    /// slack for compaction (docs/operations.md). Default: half of what the file system
+    /// under `dir` has free at start (plus what the cold tier already holds there).
+    pub maxdisk: Option<ByteSize>,
+    /// Which keys leave the cache when RAM and the disk budget are both full (Redis's
+    /// names). Default allkeys-lru: HyperCache is a cache, and an unbounded stream of
+    /// distinct keys must never stop it accepting writes; Redis's own default,
+    /// noeviction, suits a store.
+    pub maxmemory_policy: EvictionPolicy,
+    /// Keys sampled per eviction, as Redis's `maxmemory-samples` (the cold tier reads at
+    /// most 64 a round, whatever is asked). Default 5.
+    pub maxmemory_samples: u32,
+    /// How slowly the LFU counter saturates (Redis's `lfu-log-factor`). Default 10.
+    pub lfu_log_factor: u32,
+    /// Minutes per step by which an unused key's LFU counter decays (Redis's
+    /// `lfu-decay-time`); 0 = never. Default 1.
+    pub lfu_decay_time: u32,
     /// Hot-tier shards (a power of two); more shards, less lock contention. Default 64.
     pub hot_shards: usize,
     /// Caps the hot tier below its share of `maxmemory` (leaving the rest unused), e.g. to
@@ -93,6 +112,11 @@ impl Default for EngineConfig {
             databases: 16,
             maxmemory: ByteSize(1 << 30),
             memory_split: MemorySplit::default(),
+            maxdisk: None,
+            maxmemory_policy: EvictionPolicy::AllkeysLru,
+            maxmemory_samples: 5,
+            lfu_log_factor: 10,
+            lfu_decay_time: 1,
             hot_shards: 64,
             hot_max_bytes: None,
             compress_min_bytes: 1024,
@@ -123,6 +147,12 @@ impl EngineConfig {
             return Err(format!(
                 "filter_fingerprint_bits: must be 8..=32, got {}",
                 self.filter_fingerprint_bits
+            ));
+        }
+        if self.maxmemory_samples == 0 || self.maxmemory_samples > i32::MAX as u32 {
+            return Err(format!(
+                "maxmemory_samples: must be 1..=2147483647, got {}",
+                self.maxmemory_samples
             ));
         }
         if self.filter_initial_capacity == 0 {

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use super::{ByteSize, ColdBackend, Config, LoggingConfig, SyncPolicy};
+use super::{ByteSize, ColdBackend, Config, EvictionPolicy, LoggingConfig, SyncPolicy};
 
 /// Whether CONFIG SET can change a parameter. Whatever cannot change may still be "set"
 /// to the value it has, so everything CONFIG GET shows can be set back.
@@ -112,26 +112,57 @@ pub const PARAMS: &[Param] = &[
             Ok(())
         },
     },
-    // HyperCache never evicts: keys that do not fit in RAM move to the cold tier.
+    // RAM pressure moves keys to the cold tier; the policy decides which keys leave the
+    // whole cache once `maxdisk` is reached too (DESIGN section 8).
     Param {
         name: "maxmemory-policy",
-        mutability: Mutability::Fixed,
-        get: |_| "noeviction".into(),
-        set: |_, v| {
-            const POLICIES: &[&str] = &[
-                "volatile-lru",
-                "volatile-lfu",
-                "volatile-random",
-                "volatile-ttl",
-                "allkeys-lru",
-                "allkeys-lfu",
-                "allkeys-random",
-                "noeviction",
-            ];
-            if !POLICIES.iter().any(|policy| policy.eq_ignore_ascii_case(v)) {
-                return Err(one_of(POLICIES));
-            }
-            fixed(v, "noeviction")
+        mutability: Mutability::Live,
+        get: |c| c.storage.maxmemory_policy.name().into(),
+        set: |c, v| {
+            c.storage.maxmemory_policy = EvictionPolicy::parse(v).ok_or_else(|| {
+                let names: Vec<&str> = EvictionPolicy::ALL.iter().map(|p| p.name()).collect();
+                one_of(&names)
+            })?;
+            Ok(())
+        },
+    },
+    Param {
+        name: "maxmemory-samples",
+        mutability: Mutability::Live,
+        get: |c| c.storage.maxmemory_samples.to_string(),
+        set: |c, v| {
+            c.storage.maxmemory_samples = in_range(v, 1, INT_MAX)? as u32;
+            Ok(())
+        },
+    },
+    Param {
+        name: "lfu-log-factor",
+        mutability: Mutability::Live,
+        get: |c| c.storage.lfu_log_factor.to_string(),
+        set: |c, v| {
+            c.storage.lfu_log_factor = in_range(v, 0, INT_MAX)? as u32;
+            Ok(())
+        },
+    },
+    Param {
+        name: "lfu-decay-time",
+        mutability: Mutability::Live,
+        get: |c| c.storage.lfu_decay_time.to_string(),
+        set: |c, v| {
+            c.storage.lfu_decay_time = in_range(v, 0, INT_MAX)? as u32;
+            Ok(())
+        },
+    },
+    // HyperCache's own: the cold tier's disk budget (0 shows the default is in use; INFO
+    // shows the bytes it came to).
+    Param {
+        name: "maxdisk",
+        mutability: Mutability::Live,
+        get: |c| c.storage.maxdisk.map_or(0, |size| size.0).to_string(),
+        set: |c, v| {
+            let size = memory_in_range(v, 0, LONG_MAX)?;
+            c.storage.maxdisk = (size.0 != 0).then_some(size);
+            Ok(())
         },
     },
     // There are no RDB snapshots; SAVE and shutdown checkpoint the cold tier instead.
@@ -614,6 +645,11 @@ mod tests {
                     filter_percent: 5,
                     clients_percent: 15,
                 },
+                maxdisk: Some(ByteSize(3 << 30)),
+                maxmemory_policy: EvictionPolicy::VolatileLfu,
+                maxmemory_samples: 7,
+                lfu_log_factor: 20,
+                lfu_decay_time: 3,
                 hot_shards: 8,
                 hot_max_bytes: Some(ByteSize(1 << 20)),
                 compress_min_bytes: 0,
@@ -744,15 +780,20 @@ mod tests {
             "argument(s) must be one of the following: debug, verbose, notice, warning"
         );
         assert_eq!(
-            set("maxmemory-policy", "allkeys-lru").unwrap_err(),
-            "can't set immutable config"
+            set("maxmemory-policy", "lru").unwrap_err(),
+            "argument(s) must be one of the following: volatile-lru, volatile-lfu, \
+             volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction"
         );
+        set("maxmemory-policy", "VOLATILE-TTL").unwrap();
+        set("maxdisk", "1gb").unwrap();
         set("proto-max-bulk-len", "2mb").unwrap();
         set("loglevel", "DEBUG").unwrap();
         set("requirepass", "").unwrap();
         assert_eq!(config.limits.proto_max_bulk_len, ByteSize(2 << 20));
         assert_eq!(config.logging.level, "debug");
         assert_eq!(config.security.requirepass, None);
+        assert_eq!(config.storage.maxmemory_policy, EvictionPolicy::VolatileTtl);
+        assert_eq!(config.storage.maxdisk, Some(ByteSize(1 << 30)));
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub enum EngineError {
     DbIndexOutOfRange,
     /// The key holds a value of another type than the operation works on.
     WrongType,
+    /// The cold tier is at its disk budget (`maxdisk`) and the eviction policy lets no key
+    /// go, so nothing more can be written down.
+    DiskBudgetReached,
     Cold(ColdError),
     Corrupt(CorruptValue),
     /// The configuration cannot be used (the config layer's own message).
@@ -122,6 +125,10 @@ impl std::fmt::Display for EngineError {
             EngineError::WrongType => {
                 write!(f, "Operation against a key holding the wrong kind of value")
             }
+            EngineError::DiskBudgetReached => write!(
+                f,
+                "the cold tier is at its disk budget (maxdisk) and the policy evicts nothing"
+            ),
             EngineError::Cold(err) => write!(f, "{err}"),
             EngineError::Corrupt(err) => write!(f, "{err}"),
             EngineError::Config(err) => write!(f, "invalid configuration: {err}"),
@@ -280,6 +287,11 @@ pub struct TierReport {
     pub filter_fingerprints: usize,
     pub filter_bypassed: bool,
     pub keys_per_db: Vec<u64>,
+    /// The disk budget and how much of it the cold tier uses.
+    pub disk: super::eviction::DiskReport,
+    /// Writes that need room are refused: the budget is reached and the policy evicts
+    /// nothing.
+    pub disk_budget_refusing: bool,
 }
 
 impl TierReport {
@@ -298,4 +310,6 @@ pub struct KeyInfo {
     pub compressed: bool,
     pub memory_bytes: usize,
     pub idle_seconds: u32,
+    /// The access frequency counter, decayed to now (OBJECT FREQ).
+    pub lfu_counter: u8,
 }

@@ -1,5 +1,6 @@
 //! The engine's background threads: the demoter (woken by the hot tier near its limit),
-//! the active expirer, and the checkpointer (with the WAL on). They stop and are joined when
+//! the active expirer, the evictor (keeping the cold tier within `maxdisk`), and the
+//! checkpointer (with the WAL on). They stop and are joined when
 //! the [`BackgroundTasks`] handle is dropped.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,7 +41,22 @@ impl Engine {
                 })
                 .expect("spawn expirer thread")
         };
-        let mut threads = vec![demoter, expirer];
+        let evictor = {
+            let engine = Arc::clone(self);
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("hc-evictor".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Err(err) = engine.enforce_disk_budget() {
+                            tracing::warn!(%err, "disk budget pass failed");
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                })
+                .expect("spawn evictor thread")
+        };
+        let mut threads = vec![demoter, expirer, evictor];
         if self.logging() {
             let engine = Arc::clone(self);
             let stop = Arc::clone(&stop);

@@ -6,7 +6,7 @@
 
 use super::api::{Access, EngineError, EngineResult};
 use super::cold::{ColdOp, Space};
-use super::entry::{encode_cold_value, is_expired, NO_EXPIRY};
+use super::entry::{encode_stamped_cold_value, is_expired, NO_EXPIRY};
 use super::filter::hash_key;
 use super::hot::{ColdCopy, HotEntry, HotKey, HotShard, PENDING_LSN};
 use super::keys;
@@ -69,7 +69,8 @@ impl Engine {
     pub(super) fn demote_until(&self, shard: &mut HotShard, target: usize) -> EngineResult<()> {
         self.apply_tombstones(shard, false)?;
         let mut blocked = false;
-        while shard.used_bytes() > target && !blocked {
+        let mut refused = false;
+        while shard.used_bytes() > target && !blocked && !refused {
             let now = self.now_ms();
             let mut ops = Vec::new();
             let mut demoted = Vec::new();
@@ -97,11 +98,21 @@ impl Engine {
                     expired.push((key, entry));
                     continue;
                 }
-                if !entry.dirty {
+                if !entry.dirty && !self.stamp_needs_refresh(&entry) {
                     self.stats.evictions.add(1);
                     continue;
                 }
-                push_demotion_ops(&mut ops, &mut new_in_cold, &key, &entry);
+                if self.eviction.refusing() {
+                    // The disk budget is reached and the policy may evict nothing: the
+                    // entry stays, and writes that need room are refused meanwhile.
+                    shard.insert(key, entry);
+                    refused = true;
+                    break;
+                }
+                if !entry.dirty {
+                    self.stats.stamp_refreshes.add(1);
+                }
+                self.push_demotion_ops(&mut ops, &mut new_in_cold, &key, &entry);
                 demoted.push((key, entry));
             }
             self.learn_in_filter(&new_in_cold);
@@ -132,6 +143,9 @@ impl Engine {
         }
         if shard.used_bytes() > target {
             self.apply_tombstones(shard, true)?;
+        }
+        if refused {
+            return Err(EngineError::DiskBudgetReached);
         }
         Ok(())
     }
@@ -188,7 +202,8 @@ impl Engine {
                     let mut ops = Vec::new();
                     let mut new_in_cold = Vec::new();
                     for key in &still_dirty {
-                        push_demotion_ops(&mut ops, &mut new_in_cold, key, live_entry(&shard, key));
+                        let entry = live_entry(&shard, key);
+                        self.push_demotion_ops(&mut ops, &mut new_in_cold, key, entry);
                     }
                     self.learn_in_filter(&new_in_cold);
                     self.cold.write(ops)?;
@@ -211,19 +226,58 @@ impl Engine {
     }
 }
 
-/// The cold writes that make the cold tier hold `entry` exactly: the value, its expiry
-/// index entry, and the removal of a stale index entry. Keys entering the cold tier for the
-/// first time are added to `new_in_cold`, for the filter to learn before the write.
-fn push_demotion_ops(
+impl Engine {
+    /// Whether a clean entry leaving the hot tier must be written down anyway, because the
+    /// eviction policy would misjudge it by its cold copy's stamp: only near the disk
+    /// budget (when eviction is close), under an LRU or LFU policy, and when the stamp has
+    /// moved (the key was used since it was written down or promoted).
+    fn stamp_needs_refresh(&self, entry: &HotEntry) -> bool {
+        use crate::config::EvictionPolicy::*;
+        if entry.cold == ColdCopy::Absent || !self.eviction.stamps_matter() {
+            return false;
+        }
+        match self.eviction.policy() {
+            AllkeysLru | VolatileLru => {
+                entry.access.last_access_s > entry.cold_access.last_access_s
+                    && (entry.expire_at != NO_EXPIRY || self.eviction.policy() == AllkeysLru)
+            }
+            AllkeysLfu | VolatileLfu => {
+                entry.access.lfu != entry.cold_access.lfu
+                    && (entry.expire_at != NO_EXPIRY || self.eviction.policy() == AllkeysLfu)
+            }
+            _ => false,
+        }
+    }
+
+    /// The cold writes that make the cold tier hold `entry` exactly: the value with its
+    /// access stamp, its expiry index entry, and the removal of a stale index entry. Keys
+    /// entering the cold tier for the first time are added to `new_in_cold`, for the filter
+    /// to learn before the write.
+    fn push_demotion_ops(
+        &self,
+        ops: &mut Vec<ColdOp>,
+        new_in_cold: &mut Vec<u64>,
+        key: &[u8],
+        entry: &HotEntry,
+    ) {
+        let value = encode_stamped_cold_value(&entry.value, entry.expire_at, entry.access);
+        self.eviction
+            .note_written(key.len() + value.len(), entry.expire_at);
+        push_entry_ops(ops, new_in_cold, key, entry, value);
+    }
+}
+
+fn push_entry_ops(
     ops: &mut Vec<ColdOp>,
     new_in_cold: &mut Vec<u64>,
     key: &[u8],
     entry: &HotEntry,
+    value: Vec<u8>,
 ) {
     ops.push(ColdOp::Put {
         space: Space::Data,
         key: key.to_vec(),
-        value: encode_cold_value(&entry.value, entry.expire_at),
+        value,
     });
     match entry.cold {
         ColdCopy::Present { expire_at } => {

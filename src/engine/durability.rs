@@ -460,7 +460,9 @@ impl Engine {
                 Mutation::Put { key, value } => {
                     self.check_encoded(key)?;
                     let (value, expire_at) = match decode_cold_value(value)? {
-                        ColdValue::Live { value, expire_at } => (value, expire_at),
+                        ColdValue::Live {
+                            value, expire_at, ..
+                        } => (value, expire_at),
                         ColdValue::ExpiredMarker => return Err(LogError::MarkerValue.into()),
                     };
                     let mut shard = self.hot.lock_encoded(key);

@@ -5,16 +5,18 @@
 //! Expiry is always an absolute Unix time in milliseconds (0 = never) so that a value read
 //! back from disk, or replayed from a log, means the same thing at any later time.
 
+use super::eviction::access::{self, AccessStamp};
 use super::types::{Value, ValueType};
 
 /// Absolute expiry in Unix milliseconds; `NO_EXPIRY` means the key never expires.
 pub type ExpireAt = u64;
 pub const NO_EXPIRY: ExpireAt = 0;
 
-/// Cold value header: 1 flag byte, then the expiry as 8 big-endian bytes, then the payload
-/// in the value type's own encoding. The flag byte's high nibble is the value type's tag
-/// (0 = string, so values written before types existed read as strings); its low bits are
-/// the marker below and the type's own flags (a string's "compressed").
+/// Cold value header: 1 flag byte, then the expiry as 8 big-endian bytes, then (when
+/// `FLAG_ACCESS` is set) the entry's access stamp for the eviction policies, then the
+/// payload in the value type's own encoding. The flag byte's high nibble is the value type's
+/// tag (0 = string, so values written before types existed read as strings); its low bits
+/// are the marker and stamp flags below and the type's own flags (a string's "compressed").
 const HEADER_LEN: usize = 9;
 const TYPE_TAG_SHIFT: u32 = 4;
 /// The bits of the flag byte a value type may use for itself.
@@ -22,6 +24,9 @@ pub(crate) const TYPE_FLAGS_MASK: u8 = 0b0000_0001;
 /// Written by the compaction filter in place of an expired value: the payload's space is
 /// reclaimed at once, while the key stays so the engine still counts its removal exactly.
 const FLAG_EXPIRED_MARKER: u8 = 0b0000_0010;
+/// An access stamp follows the expiry. Values the demoter writes carry one; WAL records and
+/// values written before the eviction policies existed do not.
+const FLAG_ACCESS: u8 = 0b0000_0100;
 
 /// The value the compaction filter writes over an expired entry.
 pub static EXPIRED_MARKER: [u8; 1] = [FLAG_EXPIRED_MARKER];
@@ -32,6 +37,8 @@ pub enum ColdValue {
     Live {
         value: Value,
         expire_at: ExpireAt,
+        /// The entry's access stamp as of its last write to the cold tier, if it has one.
+        access: Option<AccessStamp>,
     },
     /// The compaction filter found it expired and dropped the payload.
     ExpiredMarker,
@@ -52,6 +59,22 @@ impl std::error::Error for CorruptValue {}
 pub fn encode_cold_value(value: &Value, expire_at: ExpireAt) -> Vec<u8> {
     let mut out = Vec::with_capacity(cold_value_len(value));
     write_cold_value(&mut out, value, expire_at);
+    out
+}
+
+/// `encode_cold_value` with the entry's access stamp, as the demoter writes values down.
+pub fn encode_stamped_cold_value(
+    value: &Value,
+    expire_at: ExpireAt,
+    stamp: AccessStamp,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(cold_value_len(value) + access::ENCODED_LEN);
+    out.push(FLAG_ACCESS);
+    out.extend_from_slice(&expire_at.to_be_bytes());
+    stamp.encode(&mut out);
+    let type_flags = value.write_payload(&mut out);
+    debug_assert_eq!(type_flags & !TYPE_FLAGS_MASK, 0);
+    out[0] |= (value.value_type().tag() << TYPE_TAG_SHIFT) | (type_flags & TYPE_FLAGS_MASK);
     out
 }
 
@@ -82,8 +105,30 @@ pub fn decode_cold_value(bytes: &[u8]) -> Result<ColdValue, CorruptValue> {
     let expire_at = read_expire_at(bytes).ok_or(CorruptValue("short header"))?;
     let value_type =
         ValueType::from_tag(flags >> TYPE_TAG_SHIFT).ok_or(CorruptValue("unknown value type"))?;
-    let value = Value::decode_payload(value_type, flags & TYPE_FLAGS_MASK, &bytes[HEADER_LEN..])?;
-    Ok(ColdValue::Live { value, expire_at })
+    let (access, payload) = if flags & FLAG_ACCESS != 0 {
+        let stamp =
+            AccessStamp::decode(&bytes[HEADER_LEN..]).ok_or(CorruptValue("short header"))?;
+        (Some(stamp), &bytes[HEADER_LEN + access::ENCODED_LEN..])
+    } else {
+        (None, &bytes[HEADER_LEN..])
+    };
+    let value = Value::decode_payload(value_type, flags & TYPE_FLAGS_MASK, payload)?;
+    Ok(ColdValue::Live {
+        value,
+        expire_at,
+        access,
+    })
+}
+
+/// The access stamp of an encoded cold value, read without decoding the payload (the
+/// eviction sampler reads it for every key it samples). `None` for a marker or a value
+/// without a stamp.
+pub fn read_access_stamp(bytes: &[u8]) -> Option<AccessStamp> {
+    let flags = *bytes.first()?;
+    if flags & (FLAG_EXPIRED_MARKER | FLAG_ACCESS) != FLAG_ACCESS {
+        return None;
+    }
+    AccessStamp::decode(bytes.get(HEADER_LEN..)?)
 }
 
 /// The expiry stored in an encoded cold value, read without copying the payload
@@ -116,10 +161,28 @@ mod tests {
                 decode_cold_value(&encoded),
                 Ok(ColdValue::Live {
                     value: stored.clone(),
-                    expire_at: 1_700_000_000_123
+                    expire_at: 1_700_000_000_123,
+                    access: None,
+                })
+            );
+            assert_eq!(read_access_stamp(&encoded), None);
+            let stamp = AccessStamp {
+                last_access_s: 1_700_000_000,
+                lfu: 9,
+            };
+            let stamped = encode_stamped_cold_value(&stored, 77, stamp);
+            assert_eq!(read_expire_at(&stamped), Some(77));
+            assert_eq!(read_access_stamp(&stamped), Some(stamp));
+            assert_eq!(
+                decode_cold_value(&stamped),
+                Ok(ColdValue::Live {
+                    value: stored.clone(),
+                    expire_at: 77,
+                    access: Some(stamp),
                 })
             );
         }
+        assert_eq!(read_access_stamp(&EXPIRED_MARKER), None);
         assert_eq!(
             decode_cold_value(&EXPIRED_MARKER),
             Ok(ColdValue::ExpiredMarker)
@@ -135,7 +198,10 @@ mod tests {
         let mut old = vec![0u8];
         old.extend_from_slice(&42u64.to_be_bytes());
         old.extend_from_slice(b"v1");
-        let ColdValue::Live { value, expire_at } = decode_cold_value(&old).unwrap() else {
+        let ColdValue::Live {
+            value, expire_at, ..
+        } = decode_cold_value(&old).unwrap()
+        else {
             panic!("a live value");
         };
         assert_eq!(value.value_type(), ValueType::String);

@@ -14,6 +14,7 @@ use foldhash::fast::RandomState;
 use lru::LruCache;
 
 use super::entry::{ExpireAt, NO_EXPIRY};
+use super::eviction::access::{AccessStamp, LfuParams};
 use super::types::Value;
 
 /// Bytes charged per entry on top of key and value: the LRU node (key handle, entry,
@@ -36,8 +37,11 @@ pub struct HotEntry {
     /// The cold tier does not hold exactly this value and expiry: eviction must demote it.
     pub dirty: bool,
     pub cold: ColdCopy,
-    /// Unix seconds of the last read or write (OBJECT IDLETIME).
-    pub last_access_s: u32,
+    /// Last access and frequency counter (OBJECT IDLETIME / FREQ, the eviction policies).
+    pub access: AccessStamp,
+    /// The stamp the cold copy carries (unknown when there is none), so dropping a clean
+    /// entry can tell whether the cold copy's stamp has fallen too far behind.
+    pub cold_access: AccessStamp,
     /// The WAL record of the entry's last change (0 = none needed: replayed or loaded from
     /// the cold tier; [`PENDING_LSN`] = its transaction has not appended its record yet).
     /// The entry may reach the cold tier only once the WAL is durable up to here (I5).
@@ -64,25 +68,30 @@ const TOMBSTONE_OVERHEAD_BYTES: usize = 64;
 impl HotEntry {
     /// A value just written: dirty (the cold tier does not hold it), taking over `cold`, the
     /// cold copy of the value it replaces (if any), so removal or demotion deals with it.
+    /// The access stamp is a new key's; `Engine::store` carries an overwritten key's over.
     pub fn written(value: Value, expire_at: ExpireAt, cold: ColdCopy, now_s: u32) -> Self {
         HotEntry {
             value,
             expire_at,
             dirty: true,
             cold,
-            last_access_s: now_s,
+            access: AccessStamp::new(now_s),
+            cold_access: AccessStamp::unknown(),
             lsn: 0,
         }
     }
 
-    /// A value just read from the cold tier: clean, its cold copy present.
-    pub fn promoted(value: Value, expire_at: ExpireAt, now_s: u32) -> Self {
+    /// A value just read from the cold tier, whose copy there carries `cold_access`: clean,
+    /// its cold copy present. Promotion alone is no access (OBJECT IDLETIME promotes too);
+    /// a GET touches the entry after promoting it.
+    pub fn promoted(value: Value, expire_at: ExpireAt, cold_access: AccessStamp) -> Self {
         HotEntry {
             value,
             expire_at,
             dirty: false,
             cold: ColdCopy::Present { expire_at },
-            last_access_s: now_s,
+            access: cold_access,
+            cold_access,
             lsn: 0,
         }
     }
@@ -90,6 +99,13 @@ impl HotEntry {
     fn charge(key: &[u8], entry: &HotEntry) -> usize {
         key.len() + entry.value.memory_bytes() + ENTRY_OVERHEAD_BYTES
     }
+}
+
+/// An access to note in an entry's stamp: when, and the LFU knobs in force.
+#[derive(Clone, Copy, Debug)]
+pub struct Touch {
+    pub now_s: u32,
+    pub lfu: LfuParams,
 }
 
 /// An encoded key as the hot tier holds it: one allocation (count and bytes together),
@@ -131,10 +147,10 @@ impl Default for HotShard {
 }
 
 impl HotShard {
-    /// Looks up, marks the entry most recently used and notes the access time.
-    pub fn get(&mut self, key: &[u8], now_s: u32) -> Option<&HotEntry> {
+    /// Looks up, marks the entry most recently used and notes the access in its stamp.
+    pub fn get(&mut self, key: &[u8], touch: Touch) -> Option<&HotEntry> {
         let entry = self.entries.get_mut(key)?;
-        entry.last_access_s = now_s;
+        entry.access = entry.access.touched(touch.now_s, touch.lfu);
         Some(entry)
     }
 
@@ -202,10 +218,12 @@ impl HotShard {
     }
 
     /// Marks an entry clean after its value reached the cold tier (checkpoint flush).
+    /// The cold tier now holds the entry as it is, stamp included.
     pub fn mark_clean(&mut self, key: &[u8], cold: ColdCopy) {
         if let Some(entry) = self.entries.peek_mut(key) {
             entry.dirty = false;
             entry.cold = cold;
+            entry.cold_access = entry.access;
         }
     }
 
@@ -396,7 +414,8 @@ mod tests {
             expire_at,
             dirty: true,
             cold: ColdCopy::Absent,
-            last_access_s: 0,
+            access: AccessStamp::new(0),
+            cold_access: AccessStamp::unknown(),
             lsn: 0,
         }
     }
@@ -446,7 +465,13 @@ mod tests {
         shard.peek(&old);
         assert_eq!(shard.pop_lru().unwrap().0, old);
         shard.insert(old.clone(), entry(b"1", 0));
-        shard.get(&new, 0);
+        shard.get(
+            &new,
+            Touch {
+                now_s: 0,
+                lfu: LfuParams::default(),
+            },
+        );
         assert_eq!(shard.pop_lru().unwrap().0, old);
         // An overwrite counts as a use too.
         shard.insert(old.clone(), entry(b"1", 0));

@@ -14,6 +14,7 @@
 pub mod budget;
 pub mod cold;
 pub mod entry;
+pub mod eviction;
 pub mod filter;
 pub mod glob;
 pub mod hot;
@@ -92,6 +93,8 @@ pub struct Engine {
     wal: OnceLock<Arc<wal::Wal>>,
     /// Checkpoint policy, WAL settings, and what checkpoints and startup did.
     durability: durability::State,
+    /// The eviction policy's live settings and the disk budget.
+    eviction: eviction::EvictionState,
 }
 
 impl Engine {
@@ -118,6 +121,30 @@ impl Engine {
     /// Turns the background expirer on or off (DEBUG SET-ACTIVE-EXPIRE).
     pub fn set_active_expiry(&self, on: bool) {
         self.active_expiry.store(on, Ordering::Relaxed);
+    }
+
+    /// Takes the eviction settings and disk budget of `config` (CONFIG SET): the policy,
+    /// its knobs and `maxdisk` apply from the next access and the next budget pass.
+    pub fn apply_eviction_config(&self, config: &EngineConfig) {
+        self.eviction.apply(config);
+    }
+
+    pub fn eviction_policy(&self) -> crate::config::EvictionPolicy {
+        self.eviction.policy()
+    }
+
+    /// Whether writes that need room are refused: the disk budget is reached and the policy
+    /// lets nothing be evicted.
+    pub fn disk_budget_refusing(&self) -> bool {
+        self.eviction.refusing()
+    }
+
+    /// An access at `now_ms` for an entry's stamp, with the LFU knobs in force.
+    pub(super) fn touch(&self, now_ms: u64) -> hot::Touch {
+        hot::Touch {
+            now_s: seconds(now_ms),
+            lfu: self.eviction.lfu(),
+        }
     }
 
     pub fn stats(&self) -> &EngineStats {

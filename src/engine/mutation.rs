@@ -186,7 +186,8 @@ mod tests {
             decode_cold_value(raw).unwrap(),
             ColdValue::Live {
                 value,
-                expire_at: 1234
+                expire_at: 1234,
+                access: None,
             }
         );
         assert_eq!(

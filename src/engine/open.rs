@@ -12,6 +12,7 @@ use super::api::{EngineError, EngineResult};
 use super::budget::MemoryBudget;
 use super::cold::{self, ColdStore, MemCold, RocksCold, RocksSizing, SharedClock};
 use super::durability::{self, Durability};
+use super::eviction;
 use super::filter::{self, hash_key, CuckooFilter, FilterConfig};
 use super::hot_tier::HotTier;
 use super::keys;
@@ -113,6 +114,7 @@ impl Engine {
             active_expiry: AtomicBool::new(true),
             wal: OnceLock::new(),
             durability: durability::State::new(Durability::default()),
+            eviction: eviction::EvictionState::new(&config),
             config,
         };
         Ok(engine)

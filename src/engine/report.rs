@@ -20,6 +20,8 @@ impl Engine {
             filter_load_factor: filter.load_factor(),
             filter_fingerprints: filter.len(),
             filter_bypassed: filter.is_bypassed(),
+            disk: self.eviction.disk_report(),
+            disk_budget_refusing: self.eviction.refusing(),
             keys_per_db: (0..self.databases())
                 .map(|db| self.dbsize(db).unwrap_or(0))
                 .collect(),

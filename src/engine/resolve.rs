@@ -8,11 +8,12 @@
 use super::api::{Access, EngineError, EngineResult};
 use super::cold::{ColdOp, Space};
 use super::entry::{decode_cold_value, is_expired, ColdValue, ExpireAt, NO_EXPIRY};
+use super::eviction::access::AccessStamp;
 use super::filter::hash_key;
 use super::hot::{ColdCopy, HotEntry, HotKey, HotShard, Tombstone, PENDING_LSN};
 use super::keys;
 use super::mutation::MutationBatch;
-use super::{seconds, Engine};
+use super::Engine;
 
 /// Where `resolve` found a key. After `Hot` or `Cold` the key is a live hot entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +55,16 @@ impl Engine {
                         expire_at: tombstone.expire_at,
                     };
                 }
+            }
+        }
+        if let Some(previous) = shard.peek(&encoded) {
+            // An overwrite is an access of the key, whose history it keeps (as Redis
+            // keeps the LFU counter of an overwritten key).
+            entry.access = previous
+                .access
+                .touched(entry.access.last_access_s, self.eviction.lfu());
+            if entry.cold != ColdCopy::Absent {
+                entry.cold_access = previous.cold_access;
             }
         }
         if is_new_key {
@@ -118,10 +129,15 @@ impl Engine {
             return Ok(Lookup::Absent);
         };
         let dead_deadline = match decode_cold_value(&raw)? {
-            ColdValue::Live { value, expire_at } if !is_expired(expire_at, now) => {
+            ColdValue::Live {
+                value,
+                expire_at,
+                access,
+            } if !is_expired(expire_at, now) => {
                 self.stats.cold_hits.add(1);
                 self.stats.promotions.add(1);
-                let entry = HotEntry::promoted(value, expire_at, seconds(now));
+                let cold_access = access.unwrap_or_else(AccessStamp::unknown);
+                let entry = HotEntry::promoted(value, expire_at, cold_access);
                 shard.insert(HotKey::from(encoded), entry);
                 return Ok(Lookup::Cold);
             }

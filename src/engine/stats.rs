@@ -104,6 +104,13 @@ engine_counters! {
     evictions,
     /// Keys removed because their time ran out.
     expired_keys,
+    /// Keys removed from the whole cache by the eviction policy (Redis's `evicted_keys`).
+    evicted_keys,
+    /// Of those, keys deleted from the cold tier to keep it within `maxdisk`.
+    cold_evictions,
+    /// Clean entries written down again on leaving the hot tier, only so their cold copy's
+    /// access stamp is fresh for the eviction policy.
+    stamp_refreshes,
     /// Filter insertions that could not be stored (filter in bypass mode).
     filter_bypassed_inserts,
 }

@@ -114,7 +114,8 @@ impl<'e> Txn<'e> {
         let (engine, access) = (self.engine, self.access);
         let (encoded, shard) = self.locate_for_read(db, key)?;
         let now = engine.now_ms();
-        let in_hot = match shard.get(&encoded, seconds(now)) {
+        let touch = engine.touch(now);
+        let in_hot = match shard.get(&encoded, touch) {
             Some(entry) if !is_expired(entry.expire_at, now) => {
                 engine.stats.hot_hits.add(1);
                 return Ok(Some(entry.value.as_string()?.to_bytes()));
@@ -134,10 +135,9 @@ impl<'e> Txn<'e> {
         engine.stats.hot_misses.add(1);
         let value = found
             .then(|| {
-                live_entry(shard, &encoded)
-                    .value
-                    .as_string()
-                    .map(StoredValue::to_bytes)
+                // The read is an access of the entry just promoted.
+                let entry = shard.get(&encoded, touch).expect("resolve found it live");
+                entry.value.as_string().map(StoredValue::to_bytes)
             })
             .transpose();
         engine.settle(access, shard);
@@ -160,7 +160,10 @@ impl<'e> Txn<'e> {
             len: entry.value.len(),
             compressed: entry.value.is_compressed(),
             memory_bytes: encoded.len() + entry.value.memory_bytes() + hot::ENTRY_OVERHEAD_BYTES,
-            idle_seconds: seconds(engine.now_ms()).saturating_sub(entry.last_access_s),
+            idle_seconds: entry.access.idle_seconds(seconds(engine.now_ms())),
+            lfu_counter: entry
+                .access
+                .decayed_counter(seconds(engine.now_ms()), engine.eviction.lfu()),
         };
         engine.settle(access, shard);
         Ok(Some(info))

@@ -91,6 +91,10 @@ pub(super) fn config_set(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult
     ctx.shared
         .slowlog
         .set_threshold_us(updated.slowlog.log_slower_than);
+    if updated.storage != config.storage {
+        // The policy, its knobs and maxdisk; the rest of the storage section is fixed.
+        ctx.engine().apply_eviction_config(&updated.storage);
+    }
     if updated.logging.level != config.logging.level {
         crate::config::apply_log_level(&updated.logging.level);
     }

@@ -130,8 +130,12 @@ fn memory(shared: &Shared, out: &mut String) {
     line(out, "used_memory_rss_human", human_bytes(rss));
     line(out, "maxmemory", budget.maxmemory);
     line(out, "maxmemory_human", human_bytes(budget.maxmemory as u64));
-    // Nothing is ever evicted from the data set: cold entries move to disk instead.
-    line(out, "maxmemory_policy", "noeviction");
+    // RAM pressure moves keys to disk; the policy applies once `maxdisk` is reached too.
+    line(
+        out,
+        "maxmemory_policy",
+        shared.engine.eviction_policy().name(),
+    );
     line(out, "budget_hot_bytes", budget.hot_bytes);
     line(out, "budget_cold_cache_bytes", budget.block_cache_bytes);
     line(out, "budget_memtable_bytes", budget.memtable_bytes);
@@ -276,7 +280,7 @@ fn stats(shared: &Shared, out: &mut String) {
         load(&stats.rejected_connections),
     );
     line(out, "expired_keys", engine.expired_keys);
-    line(out, "evicted_keys", 0);
+    line(out, "evicted_keys", engine.evicted_keys);
     line(out, "keyspace_hits", load(&stats.keyspace_hits));
     line(out, "keyspace_misses", load(&stats.keyspace_misses));
     line(out, "total_error_replies", load(&stats.total_error_replies));
@@ -332,6 +336,27 @@ fn tiers(shared: &Shared, out: &mut String) {
     line(out, "hot_keys", report.hot_keys);
     line(out, "cold_keys_estimate", report.cold_keys_estimate);
     line(out, "cold_disk_bytes", report.cold_disk_bytes);
+    line(out, "cold_used_bytes", report.disk.cold_used_bytes);
+    line(out, "cold_file_bytes", report.disk.cold_file_bytes);
+    line(out, "maxdisk", report.disk.maxdisk);
+    line(out, "maxdisk_human", human_bytes(report.disk.maxdisk));
+    line(
+        out,
+        "maxdisk_is_default",
+        u8::from(report.disk.maxdisk_is_default),
+    );
+    line(
+        out,
+        "cold_space_amplification",
+        format!("{:.2}", report.disk.space_amplification),
+    );
+    line(out, "cold_evictions", s.cold_evictions);
+    line(out, "stamp_refreshes", s.stamp_refreshes);
+    line(
+        out,
+        "disk_budget_refusing",
+        u8::from(report.disk_budget_refusing),
+    );
     line(out, "cold_memory_bytes", report.cold_memory_bytes);
     line(out, "filter_used_bytes", report.filter_used_bytes);
     line(

@@ -1,0 +1,249 @@
+//! The disk budget: `maxdisk` (or its default, half of what the file system had free at
+//! start), and how much of it the cold tier uses.
+//!
+//! Usage is the bytes of the files under `<dir>/cold` (RocksDB's tables and its log) and
+//! `<dir>/wal` (the engine WAL), as `du` counts them. Deleting a key frees its bytes only
+//! when RocksDB compacts the file holding it, so the measured bytes lag every eviction; to
+//! evict the right amount at once the budget also keeps a logical estimate, the cold key
+//! count times the average entry size, scaled by the space amplification observed between
+//! the two (smoothed, so an eviction burst does not read as a sudden rise in amplification).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use parking_lot::Mutex;
+
+use crate::config::EngineConfig;
+
+/// The default budget: this share of the file system's free space at start (plus what the
+/// cold tier already holds), so the cache never fills a disk it shares.
+const DEFAULT_SHARE_OF_FREE: f64 = 0.5;
+/// Bytes RocksDB spends per entry beyond key and value (internal key trailer, block index
+/// and bloom filter), added to the average entry size.
+const PER_ENTRY_OVERHEAD: u64 = 24;
+/// Weight of a new observation in the smoothed amplification (measured every tick).
+const AMPLIFICATION_SMOOTHING: f64 = 0.05;
+
+/// What INFO shows of the disk budget.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct DiskReport {
+    /// The budget in bytes.
+    pub maxdisk: u64,
+    /// Whether `maxdisk` is the default (no budget configured).
+    pub maxdisk_is_default: bool,
+    /// Bytes the cold tier is taken to use (the estimate eviction works on).
+    pub cold_used_bytes: u64,
+    /// Bytes of its files on disk as last measured.
+    pub cold_file_bytes: u64,
+    /// Smoothed ratio of file bytes to the logical estimate.
+    pub space_amplification: f64,
+}
+
+pub(super) struct DiskBudget {
+    /// `maxdisk` as configured; 0 = the default.
+    configured: AtomicU64,
+    default_bytes: OnceLock<u64>,
+    data_dir: PathBuf,
+    /// Directories whose files count (empty for the in-memory cold tier).
+    counted_dirs: Vec<PathBuf>,
+    /// Average bytes of an entry written to the cold tier (key, value, overhead).
+    average_entry_bytes: AtomicU64,
+    /// The latest deadline written to the cold tier (volatile sampling's upper bound).
+    latest_deadline: AtomicU64,
+    figures: Mutex<DiskReport>,
+}
+
+impl DiskBudget {
+    pub(super) fn new(config: &EngineConfig) -> Self {
+        let counted_dirs = match config.cold_backend {
+            crate::config::ColdBackend::Rocksdb => {
+                vec![config.dir.join("cold"), config.dir.join("wal")]
+            }
+            crate::config::ColdBackend::Memory => Vec::new(),
+        };
+        DiskBudget {
+            configured: AtomicU64::new(0),
+            default_bytes: OnceLock::new(),
+            data_dir: config.dir.clone(),
+            counted_dirs,
+            average_entry_bytes: AtomicU64::new(0),
+            latest_deadline: AtomicU64::new(0),
+            figures: Mutex::new(DiskReport {
+                space_amplification: 1.0,
+                ..DiskReport::default()
+            }),
+        }
+    }
+
+    pub(super) fn set_configured(&self, maxdisk: Option<u64>) {
+        self.configured
+            .store(maxdisk.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// The budget in bytes, and whether it is the default.
+    pub(super) fn maxdisk(&self) -> (u64, bool) {
+        match self.configured.load(Ordering::Relaxed) {
+            0 => (
+                *self
+                    .default_bytes
+                    .get_or_init(|| default_maxdisk(&self.data_dir, &self.counted_dirs)),
+                true,
+            ),
+            bytes => (bytes, false),
+        }
+    }
+
+    /// Notes an entry of `bytes` (key and encoded value) written to the cold tier.
+    pub(super) fn note_written(&self, bytes: usize, expire_at: u64) {
+        let bytes = bytes as u64 + PER_ENTRY_OVERHEAD;
+        let average = self.average_entry_bytes.load(Ordering::Relaxed);
+        // An exponential average over about the last 1000 entries.
+        let next = if average == 0 {
+            bytes
+        } else {
+            (average * 999 + bytes) / 1000
+        };
+        self.average_entry_bytes
+            .store(next.max(1), Ordering::Relaxed);
+        self.latest_deadline.fetch_max(expire_at, Ordering::Relaxed);
+    }
+
+    pub(super) fn latest_deadline(&self) -> u64 {
+        self.latest_deadline.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn average_entry_bytes(&self) -> u64 {
+        self.average_entry_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Measures the files and recomputes the usage for `cold_keys` keys in the cold tier.
+    pub(super) fn refresh(&self, cold_keys: u64) -> DiskReport {
+        let file_bytes: u64 = self.counted_dirs.iter().map(|dir| dir_bytes(dir)).sum();
+        let (maxdisk, maxdisk_is_default) = self.maxdisk();
+        let logical = cold_keys * self.average_entry_bytes();
+        let mut figures = self.figures.lock();
+        if !self.counted_dirs.is_empty() && logical > (1 << 20) {
+            let observed = (file_bytes as f64 / logical as f64).clamp(1.0, 4.0);
+            figures.space_amplification = figures.space_amplification
+                * (1.0 - AMPLIFICATION_SMOOTHING)
+                + observed * AMPLIFICATION_SMOOTHING;
+        }
+        let estimate = (logical as f64 * figures.space_amplification) as u64;
+        *figures = DiskReport {
+            maxdisk,
+            maxdisk_is_default,
+            // Small tiers are measured as they are; the estimate takes over where the
+            // lag of compaction matters.
+            cold_used_bytes: if logical > (1 << 20) || self.counted_dirs.is_empty() {
+                estimate
+            } else {
+                file_bytes
+            },
+            cold_file_bytes: file_bytes,
+            space_amplification: figures.space_amplification,
+        };
+        *figures
+    }
+
+    /// The figures of the last `refresh`.
+    pub(super) fn report(&self) -> DiskReport {
+        let mut report = *self.figures.lock();
+        (report.maxdisk, report.maxdisk_is_default) = self.maxdisk();
+        report
+    }
+
+    /// How much of the budget the last refresh found used.
+    pub(super) fn fill_ratio(&self) -> f64 {
+        let report = self.report();
+        report.cold_used_bytes as f64 / report.maxdisk.max(1) as f64
+    }
+
+    /// Bytes one evicted entry of `bytes` frees, as the estimate counts them.
+    pub(super) fn freed_by(&self, bytes: usize) -> u64 {
+        let amplification = self.figures.lock().space_amplification;
+        ((bytes as u64 + PER_ENTRY_OVERHEAD) as f64 * amplification) as u64
+    }
+}
+
+/// Bytes the files under `dir` occupy on disk, as `du` counts them (missing: 0).
+fn dir_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.metadata().ok())
+        .map(|meta| {
+            if meta.is_dir() {
+                0
+            } else {
+                meta.blocks() * 512
+            }
+        })
+        .sum()
+}
+
+/// Half of the free space of the file system holding `data_dir`, plus what the counted
+/// directories already hold (so a restart does not shrink the budget by its own data).
+fn default_maxdisk(data_dir: &Path, counted_dirs: &[PathBuf]) -> u64 {
+    let held: u64 = counted_dirs.iter().map(|dir| dir_bytes(dir)).sum();
+    let free = free_bytes(data_dir).unwrap_or(0);
+    let budget = ((free + held) as f64 * DEFAULT_SHARE_OF_FREE) as u64;
+    tracing::info!(
+        maxdisk = budget,
+        free_bytes = free,
+        "no maxdisk configured: the cold tier may use half of the free disk space"
+    );
+    budget.max(64 << 20)
+}
+
+/// Free bytes for unprivileged users on the file system of `path` (or its nearest existing
+/// ancestor).
+fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let existing = path.ancestors().find(|p| p.exists())?;
+    let existing = if existing.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        existing
+    };
+    let c_path = std::ffi::CString::new(existing.as_os_str().as_bytes()).ok()?;
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_path` is a valid NUL-terminated string and `stats` a valid out-pointer.
+    let result = unsafe { libc::statvfs(c_path.as_ptr(), &mut stats) };
+    (result == 0).then(|| stats.f_bavail as u64 * stats.f_frsize as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_budget_is_a_share_of_free_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = free_bytes(dir.path()).unwrap();
+        assert!(free > 0);
+        let budget = default_maxdisk(&dir.path().join("not-yet"), &[]);
+        assert!(budget <= free.max(128 << 20), "{budget} of {free}");
+    }
+
+    #[test]
+    fn the_estimate_follows_keys_times_average_size() {
+        let config = EngineConfig {
+            cold_backend: crate::config::ColdBackend::Memory,
+            maxdisk: Some(crate::config::ByteSize(100 << 20)),
+            ..EngineConfig::default()
+        };
+        let budget = DiskBudget::new(&config);
+        budget.set_configured(config.maxdisk.map(|size| size.0));
+        for _ in 0..10 {
+            budget.note_written(1000, 0);
+        }
+        let report = budget.refresh(10_000);
+        assert_eq!(report.maxdisk, 100 << 20);
+        assert_eq!(report.cold_used_bytes, 10_000 * (1000 + PER_ENTRY_OVERHEAD));
+        assert!(budget.fill_ratio() > 0.09 && budget.fill_ratio() < 0.11);
+    }
+}

@@ -1,0 +1,116 @@
+//! Cache semantics over both tiers (DESIGN section 8): the live eviction settings
+//! (`maxmemory-policy`, `maxmemory-samples`, the LFU knobs), the disk budget (`maxdisk`) and
+//! how full it is, and removing keys from the whole cache when the budget is reached.
+//!
+//! RAM pressure never loses a key: the hot tier demotes (`demote`). This module acts only on
+//! the disk: once the cold tier nears `maxdisk`, it samples cold keys as Redis samples its
+//! dictionary, keeps the best victims in a small pool, and deletes them from the cold tier;
+//! under `noeviction` (or a volatile policy with nothing volatile left) it refuses instead,
+//! and the writes that would need room get `-OOM`. Each entry's access stamp (`access`)
+//! is what the LRU and LFU policies compare.
+
+pub mod access;
+mod budget;
+mod sampler;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::config::{EngineConfig, EvictionPolicy};
+
+use access::LfuParams;
+pub use budget::DiskReport;
+use sampler::Candidate;
+
+/// The most keys one sampling round reads from the cold tier, whatever
+/// `maxmemory-samples` says: each is a disk read.
+const MAX_COLD_SAMPLES: usize = 64;
+
+/// Live settings and state of eviction. Settings are atomics because every GET reads the
+/// LFU knobs and CONFIG SET may change them at any time.
+pub(super) struct EvictionState {
+    policy: AtomicU8,
+    samples: AtomicU32,
+    lfu_log_factor: AtomicU32,
+    lfu_decay_minutes: AtomicU32,
+    budget: budget::DiskBudget,
+    /// The best victims seen by recent sampling rounds, best last (Redis's eviction pool).
+    pool: Mutex<Vec<Candidate>>,
+    /// Set while the disk budget is reached and nothing may be evicted: demotion stops and
+    /// writes that need room get `-OOM`.
+    refusing: AtomicBool,
+}
+
+impl EvictionState {
+    pub(super) fn new(config: &EngineConfig) -> Self {
+        let state = EvictionState {
+            policy: AtomicU8::new(0),
+            samples: AtomicU32::new(5),
+            lfu_log_factor: AtomicU32::new(10),
+            lfu_decay_minutes: AtomicU32::new(1),
+            budget: budget::DiskBudget::new(config),
+            pool: Mutex::new(Vec::new()),
+            refusing: AtomicBool::new(false),
+        };
+        state.apply(config);
+        state
+    }
+
+    /// Takes the eviction settings of `config` (at start and on CONFIG SET).
+    pub(super) fn apply(&self, config: &EngineConfig) {
+        let index = EvictionPolicy::ALL
+            .iter()
+            .position(|policy| *policy == config.maxmemory_policy)
+            .unwrap_or(0);
+        let previous = self.policy.swap(index as u8, Ordering::Relaxed);
+        if previous != index as u8 {
+            // Scores of one policy mean nothing to another.
+            self.pool.lock().clear();
+        }
+        self.samples
+            .store(config.maxmemory_samples.max(1), Ordering::Relaxed);
+        self.lfu_log_factor
+            .store(config.lfu_log_factor, Ordering::Relaxed);
+        self.lfu_decay_minutes
+            .store(config.lfu_decay_time, Ordering::Relaxed);
+        self.budget
+            .set_configured(config.maxdisk.map(|size| size.0));
+    }
+
+    pub(super) fn policy(&self) -> EvictionPolicy {
+        EvictionPolicy::ALL[usize::from(self.policy.load(Ordering::Relaxed))]
+    }
+
+    pub(super) fn lfu(&self) -> LfuParams {
+        LfuParams {
+            log_factor: self.lfu_log_factor.load(Ordering::Relaxed),
+            decay_minutes: self.lfu_decay_minutes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn samples(&self) -> usize {
+        (self.samples.load(Ordering::Relaxed) as usize).min(MAX_COLD_SAMPLES)
+    }
+
+    /// Notes an entry of `bytes` (key and encoded value) written to the cold tier.
+    pub(super) fn note_written(&self, bytes: usize, expire_at: u64) {
+        self.budget.note_written(bytes, expire_at);
+    }
+
+    pub(super) fn disk_report(&self) -> DiskReport {
+        self.budget.report()
+    }
+
+    /// Whether the disk budget is reached with nothing to evict.
+    pub(super) fn refusing(&self) -> bool {
+        self.refusing.load(Ordering::Relaxed)
+    }
+
+    /// Whether the cold tier is near enough to its budget that stamps must be kept fresh
+    /// on disk (a clean entry dropped with a much newer stamp than its cold copy's is
+    /// written down again, so the sampler does not take a key in use for an idle one).
+    pub(super) fn stamps_matter(&self) -> bool {
+        self.budget.fill_ratio() > 0.5
+    }
+}
