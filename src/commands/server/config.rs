@@ -268,7 +268,6 @@ mod tests {
             ("port", "1234"),
             ("maxmemory", "2gb"),
             ("save", "3600 1"),
-            ("maxmemory-policy", "allkeys-lru"),
             ("hz", "100"),
             ("databases", "15"),
             ("hypercache-hot-shards", "abc"),
