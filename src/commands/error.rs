@@ -147,6 +147,9 @@ impl From<EngineError> for CommandError {
                 ErrorCode::WrongType,
                 "Operation against a key holding the wrong kind of value",
             ),
+            EngineError::OutOfMemory(refusal) => {
+                CommandError::new(ErrorCode::Oom, refusal.message())
+            }
             other => CommandError::err(other),
         }
     }
@@ -185,6 +188,13 @@ mod tests {
         assert_eq!(
             CommandError::from(EngineError::WouldBlock),
             CommandError::WouldBlock
+        );
+        assert_eq!(
+            CommandError::from(EngineError::OutOfMemory(
+                crate::engine::OomRefusal::ColdWritesFailing
+            ))
+            .to_string(),
+            "OOM command not allowed when used memory > 'maxmemory'."
         );
     }
 }

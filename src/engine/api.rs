@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 
 use super::cold::ColdError;
+use super::disk_health::{DiskHealthReport, OomRefusal};
 use super::entry::{CorruptValue, ExpireAt};
 use super::mutation::DecodeError;
 use super::stats::StatsSnapshot;
@@ -48,6 +49,9 @@ pub enum EngineError {
     Wal(wal::WalError),
     /// The engine's use of the log went wrong (see [`LogError`]).
     Log(LogError),
+    /// A write found its hot shard full and no room could be made in time (the cold tier
+    /// refuses the demotions that would make it): nothing was changed (Redis's `-OOM`).
+    OutOfMemory(OomRefusal),
 }
 
 /// The engine's side of the write-ahead log: what it refuses to do, and records it cannot
@@ -137,6 +141,7 @@ impl std::fmt::Display for EngineError {
             }
             EngineError::Wal(err) => write!(f, "{err}"),
             EngineError::Log(err) => write!(f, "{err}"),
+            EngineError::OutOfMemory(refusal) => write!(f, "{}", refusal.message()),
         }
     }
 }
@@ -280,6 +285,8 @@ pub struct TierReport {
     pub filter_fingerprints: usize,
     pub filter_bypassed: bool,
     pub keys_per_db: Vec<u64>,
+    /// Whether cold writes fail now, how many failed, whether writes are refused.
+    pub disk_health: DiskHealthReport,
 }
 
 impl TierReport {

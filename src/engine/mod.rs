@@ -29,12 +29,14 @@ mod api;
 mod background;
 mod cold_batch;
 mod demote;
+mod disk_health;
 mod durability;
 mod expiry;
 mod hot_tier;
 mod open;
 mod report;
 mod resolve;
+mod room;
 mod scan;
 mod shared_filter;
 mod single_key;
@@ -60,6 +62,7 @@ pub use api::{
 };
 pub use background::BackgroundTasks;
 pub use cold_batch::ColdBatch;
+pub use disk_health::{DiskHealthReport, OomRefusal};
 pub use durability::{
     checkpoints_dir, list_checkpoints, read_checkpoint_record, read_saved_state, CheckpointInfo,
     CheckpointReason, CheckpointRecord, Durability, PersistenceReport, StartupReport,
