@@ -1,6 +1,6 @@
 //! The generic checks every command passes, each once, in Redis's order (CONVENTIONS 2):
-//! lookup, arity, authentication, MULTI queueing. Then the command runs against the engine
-//! through a [`Store`]: on the async worker with `Access::HotOnly` first, and on a blocking
+//! lookup, arity, authentication, out-of-memory, MISCONF, MULTI queueing. Then the command
+//! runs against the engine through a [`Store`]: on the async worker with `Access::HotOnly` first, and on a blocking
 //! thread (`MayBlock`, or a transaction holding every key's shard) when it must.
 
 use std::time::{Duration, Instant};
@@ -174,6 +174,16 @@ fn check(shared: &Shared, client: &mut ClientState, args: &[Bytes]) -> Result<Pl
             "Authentication required.",
         ));
     }
+    if flags & table::DENYOOM != 0 {
+        if let Some(refusal) = shared.engine.oom_refusal() {
+            // Redis's answer when used memory is over maxmemory; inside MULTI it also
+            // dooms the transaction, as in Redis.
+            if client.multi.is_some() {
+                client.multi_failed = true;
+            }
+            return Err(CommandError::new(ErrorCode::Oom, refusal.message()));
+        }
+    }
     if flags & table::WRITE != 0 {
         if let Some(failure) = shared.engine.wal_failure() {
             // Redis's answer when its AOF cannot be written.
@@ -182,12 +192,6 @@ fn check(shared: &Shared, client: &mut ClientState, args: &[Bytes]) -> Result<Pl
                 format!("Errors writing to the AOF file: {failure}"),
             ));
         }
-    }
-    if flags & table::DENYOOM != 0 && shared.engine.disk_budget_refusing() {
-        return Err(CommandError::new(
-            ErrorCode::Oom,
-            super::error::DISK_BUDGET_OOM,
-        ));
     }
     if client.multi.is_some() {
         let name = resolved.spec.name;

@@ -135,11 +135,6 @@ impl fmt::Display for CommandError {
     }
 }
 
-/// Redis's OOM answer, naming the budget that is full here: the disk (RAM alone never
-/// refuses a write, it demotes).
-pub const DISK_BUDGET_OOM: &str =
-    "command not allowed when used memory > 'maxmemory' and the cold tier is at 'maxdisk'.";
-
 /// The one place engine errors become command errors.
 impl From<EngineError> for CommandError {
     fn from(err: EngineError) -> Self {
@@ -152,7 +147,9 @@ impl From<EngineError> for CommandError {
                 ErrorCode::WrongType,
                 "Operation against a key holding the wrong kind of value",
             ),
-            EngineError::DiskBudgetReached => CommandError::new(ErrorCode::Oom, DISK_BUDGET_OOM),
+            EngineError::OutOfMemory(refusal) => {
+                CommandError::new(ErrorCode::Oom, refusal.message())
+            }
             other => CommandError::err(other),
         }
     }
@@ -191,6 +188,13 @@ mod tests {
         assert_eq!(
             CommandError::from(EngineError::WouldBlock),
             CommandError::WouldBlock
+        );
+        assert_eq!(
+            CommandError::from(EngineError::OutOfMemory(
+                crate::engine::OomRefusal::ColdWritesFailing
+            ))
+            .to_string(),
+            "OOM command not allowed when used memory > 'maxmemory'."
         );
     }
 }

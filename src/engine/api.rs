@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 
 use super::cold::ColdError;
+use super::disk_health::{DiskHealthReport, OomRefusal};
 use super::entry::{CorruptValue, ExpireAt};
 use super::mutation::DecodeError;
 use super::stats::StatsSnapshot;
@@ -32,9 +33,6 @@ pub enum EngineError {
     DbIndexOutOfRange,
     /// The key holds a value of another type than the operation works on.
     WrongType,
-    /// The cold tier is at its disk budget (`maxdisk`) and the eviction policy lets no key
-    /// go, so nothing more can be written down.
-    DiskBudgetReached,
     Cold(ColdError),
     Corrupt(CorruptValue),
     /// The configuration cannot be used (the config layer's own message).
@@ -51,6 +49,9 @@ pub enum EngineError {
     Wal(wal::WalError),
     /// The engine's use of the log went wrong (see [`LogError`]).
     Log(LogError),
+    /// A write found its hot shard full and no room could be made in time (the cold tier
+    /// refuses the demotions that would make it): nothing was changed (Redis's `-OOM`).
+    OutOfMemory(OomRefusal),
 }
 
 /// The engine's side of the write-ahead log: what it refuses to do, and records it cannot
@@ -125,10 +126,6 @@ impl std::fmt::Display for EngineError {
             EngineError::WrongType => {
                 write!(f, "Operation against a key holding the wrong kind of value")
             }
-            EngineError::DiskBudgetReached => write!(
-                f,
-                "the cold tier is at its disk budget (maxdisk) and the policy evicts nothing"
-            ),
             EngineError::Cold(err) => write!(f, "{err}"),
             EngineError::Corrupt(err) => write!(f, "{err}"),
             EngineError::Config(err) => write!(f, "invalid configuration: {err}"),
@@ -144,6 +141,7 @@ impl std::fmt::Display for EngineError {
             }
             EngineError::Wal(err) => write!(f, "{err}"),
             EngineError::Log(err) => write!(f, "{err}"),
+            EngineError::OutOfMemory(refusal) => write!(f, "{}", refusal.message()),
         }
     }
 }
@@ -292,6 +290,8 @@ pub struct TierReport {
     /// Writes that need room are refused: the budget is reached and the policy evicts
     /// nothing.
     pub disk_budget_refusing: bool,
+    /// Whether cold writes fail now, how many failed, whether writes are refused.
+    pub disk_health: DiskHealthReport,
 }
 
 impl TierReport {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::disk_health::{Backoff, MAX_RETRY_BACKOFF};
 use super::durability::CheckpointReason;
 use super::Engine;
 
@@ -33,7 +34,10 @@ impl Engine {
                         // When off, expired keys go only when a command reads them.
                         if engine.active_expiry.load(Ordering::Relaxed) {
                             if let Err(err) = engine.run_active_expiry_cycle() {
-                                tracing::warn!(%err, "active expiry cycle failed");
+                                // A failing cold tier is logged once, by its health.
+                                if !engine.cold.health().is_failing() {
+                                    tracing::warn!(%err, "active expiry cycle failed");
+                                }
                             }
                         }
                         std::thread::sleep(Duration::from_millis(100));
@@ -74,12 +78,21 @@ impl Engine {
         }
     }
 
+    /// Keeps shards within budget. While cold writes fail it tries again after a pause
+    /// that doubles up to `MAX_RETRY_BACKOFF`, so it resumes by itself once the disk does
+    /// (the cold tier's health logs the failure once, and its end).
     pub(super) fn demoter_loop(&self, stop: &AtomicBool) {
+        let mut backoff = Backoff::new(MAX_RETRY_BACKOFF);
         while !stop.load(Ordering::Relaxed) {
             self.hot.wait_for_demoter_wakeup(Duration::from_millis(100));
-            if let Err(err) = self.demote_over_budget_shards() {
-                tracing::warn!(%err, "demotion failed; entries stay in the hot tier");
-                std::thread::sleep(Duration::from_millis(100));
+            match self.demote_over_budget_shards() {
+                Ok(()) => backoff.reset(),
+                Err(err) => {
+                    if !self.cold.health().is_failing() {
+                        tracing::debug!(%err, "demotion failed; entries stay in the hot tier");
+                    }
+                    std::thread::sleep(backoff.next_wait());
+                }
             }
         }
     }

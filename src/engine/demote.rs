@@ -6,6 +6,7 @@
 
 use super::api::{Access, EngineError, EngineResult};
 use super::cold::{ColdOp, Space};
+use super::disk_health::{OomRefusal, StallRetry};
 use super::entry::{encode_stamped_cold_value, is_expired, NO_EXPIRY};
 use super::filter::hash_key;
 use super::hot::{ColdCopy, HotEntry, HotKey, HotShard, PENDING_LSN};
@@ -19,26 +20,42 @@ const DEMOTION_BATCH_ENTRIES: usize = 256;
 impl Engine {
     /// Demotes (or drops, if clean) least recently used entries from every shard near its
     /// limit, down to the demotion target. The background demoter calls this; so can tests.
+    /// A shard whose demotion fails drops clean entries instead (`room.rs`) and the others
+    /// are still served; the first error is returned once every shard was tried.
     pub fn demote_over_budget_shards(&self) -> EngineResult<()> {
         let marks = self.hot.watermarks();
+        let mut first_error = None;
+        let mut all_within_limit = true;
         for shard in self.hot.shards().iter() {
             let mut shard = shard.lock();
-            self.apply_tombstones(&mut shard, false)?;
-            if shard.used_bytes() > marks.wake {
-                self.demote_until(&mut shard, marks.target)?;
+            let mut result = self.apply_tombstones(&mut shard, false);
+            if result.is_ok() && shard.used_bytes() > marks.wake {
+                result = self.demote_until(&mut shard, marks.target);
             }
+            if let Err(err) = result {
+                self.evict_clean(&mut shard, marks.target);
+                first_error.get_or_insert(err);
+            }
+            all_within_limit &= shard.used_bytes() <= marks.limit;
         }
-        Ok(())
+        if all_within_limit {
+            self.cold.health().stop_refusing();
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// With `HotOnly`, refuses a write to a shard already over its limit, so the write is
     /// retried where it may demote inline: the hot tier stays within its budget under any
-    /// load (the demoter normally keeps shards below the limit, see `Watermarks`).
-    pub(super) fn check_room(&self, access: Access, shard: &HotShard) -> EngineResult<()> {
-        if access == Access::HotOnly && shard.used_bytes() > self.hot.shard_limit() {
-            return Err(EngineError::WouldBlock);
+    /// load (the demoter normally keeps shards below the limit, see `Watermarks`). Where
+    /// blocking is allowed, makes room or refuses the write (`room.rs`).
+    pub(super) fn check_room(&self, access: Access, shard: &mut HotShard) -> EngineResult<()> {
+        if shard.used_bytes() <= self.hot.shard_limit() {
+            return Ok(());
         }
-        Ok(())
+        match access {
+            Access::HotOnly => Err(EngineError::WouldBlock),
+            Access::MayBlock => self.make_room(shard),
+        }
     }
 
     /// After a change that may have grown the shard: wake the demoter once the shard nears
@@ -51,10 +68,12 @@ impl Engine {
         }
         match access {
             Access::MayBlock if used > marks.limit => {
-                if let Err(err) = self.demote_until(shard, marks.target) {
-                    // The write itself succeeded and is safe in the hot tier; the demoter
-                    // retries the eviction.
-                    tracing::warn!(%err, "inline demotion failed");
+                let failing = self.cold.health().is_failing();
+                if failing || self.demote_until(shard, marks.target).is_err() {
+                    // The change itself is safe in the hot tier, within one entry of the
+                    // limit (`check_room` let it in); clean entries make what room they
+                    // can, and the demoter retries (the cold tier's health logs why).
+                    self.evict_clean(shard, marks.target);
                     self.hot.wake_demoter();
                 }
             }
@@ -145,7 +164,7 @@ impl Engine {
             self.apply_tombstones(shard, true)?;
         }
         if refused {
-            return Err(EngineError::DiskBudgetReached);
+            return Err(EngineError::OutOfMemory(OomRefusal::DiskBudget));
         }
         Ok(())
     }
@@ -160,6 +179,7 @@ impl Engine {
     /// has it) or removed (and a later checkpoint covers that).
     pub fn flush_dirty_to_cold(&self) -> EngineResult<usize> {
         let mut written = 0;
+        let mut stalls = StallRetry::new();
         for shard in self.hot.shards().iter() {
             // Nothing reaches the cold tier before its WAL record is durable (I5). Every wait
             // for that happens with the shard released, so writers to it are never stalled
@@ -206,7 +226,11 @@ impl Engine {
                         self.push_demotion_ops(&mut ops, &mut new_in_cold, key, entry);
                     }
                     self.learn_in_filter(&new_in_cold);
-                    self.cold.write(ops)?;
+                    if let Err(err) = self.cold.write(ops) {
+                        drop(shard);
+                        stalls.wait_or_fail(err)?;
+                        continue;
+                    }
                     for key in &still_dirty {
                         let expire_at = live_entry(&shard, key).expire_at;
                         shard.mark_clean(key, ColdCopy::Present { expire_at });

@@ -271,6 +271,23 @@ impl HotShard {
             .collect()
     }
 
+    /// Clean entries' keys, least recently used first, until their charges add up to
+    /// `bytes`: what can leave without a cold write (the cold tier holds their values).
+    pub fn clean_keys_lru_first(&self, bytes: usize) -> Vec<HotKey> {
+        let mut freed = 0;
+        self.entries
+            .iter()
+            .rev()
+            .filter(|(_, entry)| !entry.dirty && entry.lsn != PENDING_LSN)
+            .take_while(|(key, entry)| {
+                let more = freed < bytes;
+                freed += HotEntry::charge(key, entry);
+                more
+            })
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
     /// Every dirty entry's key, for a checkpoint flush.
     pub fn dirty_keys(&self) -> Vec<HotKey> {
         self.entries

@@ -30,12 +30,14 @@ mod api;
 mod background;
 mod cold_batch;
 mod demote;
+mod disk_health;
 mod durability;
 mod expiry;
 mod hot_tier;
 mod open;
 mod report;
 mod resolve;
+mod room;
 mod scan;
 mod shared_filter;
 mod single_key;
@@ -61,6 +63,7 @@ pub use api::{
 };
 pub use background::BackgroundTasks;
 pub use cold_batch::ColdBatch;
+pub use disk_health::{DiskHealthReport, OomRefusal};
 pub use durability::{
     checkpoints_dir, list_checkpoints, read_checkpoint_record, read_saved_state, CheckpointInfo,
     CheckpointReason, CheckpointRecord, Durability, PersistenceReport, StartupReport,
@@ -131,12 +134,6 @@ impl Engine {
 
     pub fn eviction_policy(&self) -> crate::config::EvictionPolicy {
         self.eviction.policy()
-    }
-
-    /// Whether writes that need room are refused: the disk budget is reached and the policy
-    /// lets nothing be evicted.
-    pub fn disk_budget_refusing(&self) -> bool {
-        self.eviction.refusing()
     }
 
     /// An access at `now_ms` for an entry's stamp, with the LFU knobs in force.

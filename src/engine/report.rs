@@ -25,6 +25,7 @@ impl Engine {
             keys_per_db: (0..self.databases())
                 .map(|db| self.dbsize(db).unwrap_or(0))
                 .collect(),
+            disk_health: self.cold.health().report(),
         }
     }
 }

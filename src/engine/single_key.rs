@@ -39,7 +39,8 @@ impl Engine {
         value: Bytes,
         options: SetOptions,
     ) -> EngineResult<SetOutcome> {
-        self.single(access, db, key)?.set(db, key, value, options)
+        self.single_with_room(access, db, key)?
+            .set(db, key, value, options)
     }
 
     /// DEL / UNLINK of one key; true if it existed.
@@ -74,7 +75,8 @@ impl Engine {
     where
         E: From<EngineError>,
     {
-        self.single(access, db, key)?.update(db, key, update)
+        self.single_with_room(access, db, key)?
+            .update(db, key, update)
     }
 
     /// RENAME / RENAMENX (always `MayBlock`: it is a two-key transaction).

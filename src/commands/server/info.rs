@@ -367,6 +367,8 @@ fn tiers(shared: &Shared, out: &mut String) {
     line(out, "filter_fingerprints", report.filter_fingerprints);
     line(out, "filter_bypassed", u8::from(report.filter_bypassed));
     line(out, "filter_bypassed_inserts", s.filter_bypassed_inserts);
+    line(out, "disk_full", u8::from(report.disk_health.failing));
+    line(out, "cold_write_errors", report.disk_health.write_errors);
 }
 
 fn commandstats(shared: &Shared, out: &mut String) {

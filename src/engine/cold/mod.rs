@@ -16,15 +16,18 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::disk_health::DiskHealth;
 use super::entry;
 use super::keys::{db_of, hot_shard_of, KEY_PREFIX_LEN, META_DB};
 
+pub mod faulty;
 mod mem;
 mod rocks;
 
 #[cfg(any(test, feature = "cold-conformance"))]
 pub mod conformance;
 
+pub use faulty::{Fault, FaultSwitch, FaultyCold};
 pub use mem::MemCold;
 pub use rocks::{RocksCold, RocksSizing};
 
@@ -72,6 +75,11 @@ pub enum ColdOp {
 pub enum ColdError {
     /// The storage underneath failed, in its own words (RocksDB's status message).
     Storage(String),
+    /// The write would have to wait for the store to catch up (RocksDB's write stall:
+    /// flushes or compactions behind); nothing was written. Writes are made with
+    /// `no_slowdown` so that a stall that never ends (a flush or compaction that cannot
+    /// finish on a full disk) never holds a hot shard's lock: the engine retries later.
+    Stalled,
     /// The store keeps nothing on disk to copy; `store` names it ("in-memory").
     CheckpointUnsupported { store: &'static str },
     /// The checkpoint meta record is there but does not decode.
@@ -86,6 +94,7 @@ impl std::fmt::Display for ColdError {
         write!(f, "cold tier: ")?;
         match self {
             ColdError::Storage(message) => write!(f, "{message}"),
+            ColdError::Stalled => write!(f, "write stalled (flushes or compactions behind)"),
             ColdError::CheckpointUnsupported { store } => {
                 write!(f, "the {store} cold tier cannot be checkpointed")
             }
@@ -107,7 +116,11 @@ impl std::error::Error for ColdError {}
 
 impl From<rocksdb::Error> for ColdError {
     fn from(err: rocksdb::Error) -> Self {
-        ColdError::Storage(err.into_string())
+        match err.kind() {
+            // What a `no_slowdown` write returns instead of waiting out a stall.
+            rocksdb::ErrorKind::Incomplete => ColdError::Stalled,
+            _ => ColdError::Storage(err.into_string()),
+        }
     }
 }
 
@@ -171,11 +184,13 @@ pub trait ColdStore: ColdRead {
 /// held, whether any write could have changed what it read. Every cold write holds the
 /// shards of the keys it writes, so once the shard is held no new write can start on them.
 /// Reads deref to the store's read half; `compact`, `sync` and `create_checkpoint` are passed
-/// on; the store itself, whose `write` would not be counted, is not reachable.
+/// on; the store itself, whose `write` would not be counted, is not reachable. Every
+/// write's outcome (and sync's, and compaction's) is recorded in the tier's [`DiskHealth`].
 pub struct ColdTier {
     store: Box<dyn ColdStore>,
     /// Per hot shard (indexed like the engine's shards, by slot): writes started, finished.
     writes: Box<[(AtomicU64, AtomicU64)]>,
+    health: DiskHealth,
 }
 
 impl ColdTier {
@@ -186,7 +201,13 @@ impl ColdTier {
             writes: (0..shards.max(1))
                 .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
                 .collect(),
+            health: DiskHealth::default(),
         }
+    }
+
+    /// Whether cold writes succeed, and whether writes are refused for it.
+    pub(super) fn health(&self) -> &DiskHealth {
+        &self.health
     }
 
     /// `ColdStore::write`, counted.
@@ -206,7 +227,9 @@ impl ColdTier {
             self.writes[shard].0.fetch_add(1, Ordering::SeqCst);
         }
         let _finished = Finished(self, shards);
-        self.store.write(ops)
+        let result = self.store.write(ops);
+        self.health.record(&result);
+        result
     }
 
     /// The shards whose keys' values `ops` may change. Expiry-index entries and members
@@ -257,11 +280,15 @@ impl ColdTier {
 
     /// Compaction drops only expired values (the compaction filter), which no read returns.
     pub fn compact(&self) -> Result<(), ColdError> {
-        self.store.compact()
+        let result = self.store.compact();
+        self.health.record(&result);
+        result
     }
 
     pub fn sync(&self) -> Result<(), ColdError> {
-        self.store.sync()
+        let result = self.store.sync();
+        self.health.record(&result);
+        result
     }
 
     pub fn create_checkpoint(&self, path: &Path) -> Result<(), ColdError> {

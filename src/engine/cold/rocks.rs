@@ -189,6 +189,12 @@ impl RocksCold {
         // RocksDB's log is synced at checkpoints (DESIGN §4), not per batch.
         let mut opts = rocksdb::WriteOptions::default();
         opts.set_sync(false);
+        // Every write is made holding a hot shard's lock. Without this a write stall waits
+        // in RocksDB until flushes and compactions catch up, which on a full disk is never
+        // (compactions cancelled for lack of room, L0 at its stop trigger): every command
+        // on the shard then hung. With it a stall is `ColdError::Stalled` at once, and the
+        // engine retries with backoff, its locks released (`disk_health`).
+        opts.set_no_slowdown(true);
         opts
     }
 }

@@ -1,0 +1,101 @@
+//! Room in the hot tier when the cold tier will not take writes (a full, failing or
+//! read-only disk, or a write stall that does not end): evicting clean entries, which the
+//! cold tier already holds, and refusing writes that cannot be placed (I6, I8).
+//!
+//! It owns the rule that the hot tier never grows past its share to absorb writes the disk
+//! refused: a dirty entry is never dropped (nothing acknowledged is lost), so a write that
+//! finds its shard full of them is refused with `-OOM` after at most `ROOM_WAIT`, retried
+//! with its shard released in between. It must never hold a shard lock while it waits.
+
+use std::time::Instant;
+
+use super::api::{Access, EngineError, EngineResult};
+use super::disk_health::{Backoff, OomRefusal, ROOM_WAIT};
+use super::hot::HotShard;
+use super::txn::{Guards, Txn};
+use super::Engine;
+
+impl Engine {
+    /// Why writes are refused before they run, if they are (the dispatcher's `-OOM` check
+    /// for commands flagged DENYOOM). Clears by itself once cold writes succeed again or
+    /// the demoter finds every shard within its limit.
+    pub fn oom_refusal(&self) -> Option<OomRefusal> {
+        if self.eviction.refusing() {
+            return Some(OomRefusal::DiskBudget);
+        }
+        self.cold.health().oom_refusal()
+    }
+
+    /// For a write about to grow a shard over its limit, where blocking is allowed: demote
+    /// inline (unless the cold tier is known to be failing: the demoter retries it with
+    /// backoff), then drop clean entries; refuse the write if the shard is still full.
+    /// Nothing has changed when it refuses.
+    pub(super) fn make_room(&self, shard: &mut HotShard) -> EngineResult<()> {
+        let marks = self.hot.watermarks();
+        if shard.used_bytes() <= marks.limit {
+            return Ok(());
+        }
+        if !self.cold.health().is_failing() && self.demote_until(shard, marks.target).is_ok() {
+            return Ok(());
+        }
+        self.evict_clean(shard, marks.target);
+        if shard.used_bytes() <= marks.limit {
+            return Ok(());
+        }
+        if self.cold.health().is_failing() {
+            self.cold.health().refuse_writes();
+        }
+        self.hot.wake_demoter();
+        Err(EngineError::OutOfMemory(OomRefusal::ColdWritesFailing))
+    }
+
+    /// Drops clean entries, least recently used first, until the shard uses at most
+    /// `target` bytes or only dirty ones are left. Their values stay in the cold tier, so
+    /// no key is lost and the key counts do not change.
+    pub(super) fn evict_clean(&self, shard: &mut HotShard, target: usize) {
+        let over = shard.used_bytes().saturating_sub(target);
+        if over == 0 {
+            return;
+        }
+        for key in shard.clean_keys_lru_first(over) {
+            shard.remove(&key);
+            self.stats.evictions.add(1);
+        }
+    }
+
+    /// A one-shard transaction for a write to `key`, whose shard has room for it. Where
+    /// blocking is allowed and the shard is full, it tries again with the shard released
+    /// and a growing pause in between, for at most `ROOM_WAIT`: a write stall that passes,
+    /// or the demoter making room, lets the write through; otherwise the refusal is its
+    /// answer. (`HotOnly` callers are sent to a blocking thread by `check_room` instead.)
+    pub(super) fn single_with_room(
+        &self,
+        access: Access,
+        db: u16,
+        key: &[u8],
+    ) -> EngineResult<Txn<'_>> {
+        if access == Access::HotOnly {
+            return self.single(access, db, key);
+        }
+        let deadline = Instant::now() + ROOM_WAIT;
+        let mut backoff = Backoff::new(ROOM_WAIT / 8);
+        loop {
+            let mut txn = self.single(access, db, key)?;
+            let room = match &mut txn.guards {
+                Guards::One(_, shard) => self.make_room(shard),
+                Guards::Many(_) => Ok(()),
+            };
+            match room {
+                Ok(()) => return Ok(txn),
+                Err(err) => {
+                    drop(txn);
+                    let now = Instant::now();
+                    if now >= deadline || self.oom_refusal().is_some() {
+                        return Err(err);
+                    }
+                    std::thread::sleep(backoff.next_wait().min(deadline - now));
+                }
+            }
+        }
+    }
+}
