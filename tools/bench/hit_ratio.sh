@@ -11,8 +11,11 @@
 #               should approach) and of MAXMEMORY alone (the RAM-only reference), fed the same
 #               operation sequence model by hypercache-loadgen simulate-lru.
 #
-# Each server run warms up WARMUP s (the cache fills through misses), then measures DURATION
-# s; meanwhile the data directory's size (du -sb) and INFO's cold_used_bytes, maxdisk,
+# Each server run warms up WARMUP s (the cache fills through misses; pipeline WARMUP_PIPELINE,
+# 16, so that a few million requests fit in it: an exact LRU of 320 MB needs about 2 million
+# operations over 1.3M keys to reach its steady state), then measures DURATION s at PIPELINE
+# (1); the first and last INTERVAL's hit ratios show whether the warmup was long enough.
+# Meanwhile the data directory's size (du -sb) and INFO's cold_used_bytes, maxdisk,
 # evicted_keys and used_memory are sampled every second. Prints one table: hit ratio, its
 # ratio to the LRU simulations, ops/s, p99, the most disk used against the budget, evictions,
 # and verification failures (must be 0); the samples stay in OUT as CSV.
@@ -20,8 +23,8 @@
 # Servers run pinned to CPU $SERVER_CPU (1), the load generator to CPU $CLIENT_CPU (0), the
 # servers alternating (HyperCache, Redis, HyperCache, Redis).
 #
-#   tools/bench/hit_ratio.sh                 # 64mb + 256mb, 1.3M keys x 1 KB, ~8 minutes
-#   QUICK=1 tools/bench/hit_ratio.sh         # 16mb + 64mb, 20 s + 30 s per run, ~3 minutes
+#   tools/bench/hit_ratio.sh                 # 64mb + 256mb, 1.3M keys x 1 KB, ~7 minutes
+#   QUICK=1 tools/bench/hit_ratio.sh         # 16mb + 64mb, 15 s + 30 s per run, ~3.5 minutes
 #   SERVERS=redis tools/bench/hit_ratio.sh   # only Redis and the simulations
 #   HYPERCACHE_BIN=/path/to/hypercache POLICIES=allkeys-lru tools/bench/hit_ratio.sh
 #
@@ -32,12 +35,13 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 if [[ -n "${QUICK:-}" ]]; then
-    : "${MAXMEMORY:=16mb}" "${MAXDISK:=64mb}" "${WARMUP:=20}" "${DURATION:=30}" "${SIM_OPS:=3000000}"
+    : "${MAXMEMORY:=16mb}" "${MAXDISK:=64mb}" "${WARMUP:=15}" "${DURATION:=30}" "${SIM_OPS:=3000000}"
 fi
 MAXMEMORY="${MAXMEMORY:-64mb}"
 MAXDISK="${MAXDISK:-256mb}"
 VALUE_SIZE="${VALUE_SIZE:-1024}"
-WARMUP="${WARMUP:-45}"
+WARMUP="${WARMUP:-30}"
+WARMUP_PIPELINE="${WARMUP_PIPELINE:-16}"
 DURATION="${DURATION:-60}"
 INTERVAL="${INTERVAL:-10}"
 CONNECTIONS="${CONNECTIONS:-50}"
@@ -183,7 +187,7 @@ measure() {
     taskset -c "$CLIENT_CPU" "$LOADGEN" cache --port "$PORT" --keys "$KEYS" \
         --value-size "$VALUE_SIZE" --distribution zipf --zipf-s 0.99 --read-ratio 0.9 \
         --connections "$CONNECTIONS" --pipeline "$PIPELINE" --seed "$SEED" \
-        --warmup "$WARMUP" --duration "$DURATION" --interval "$INTERVAL" --json \
+        --warmup "$WARMUP" --warmup-pipeline "$WARMUP_PIPELINE" --duration "$DURATION" --interval "$INTERVAL" --json \
         >"$OUT/$name.json" 2>>"$OUT/loadgen.log" || true
     redis-cli -p "$PORT" info all 2>/dev/null | tr -d '\r' >"$OUT/$name.final.info" || true
     stop_server
@@ -236,7 +240,7 @@ RESULTS="$OUT/results.md"
     echo
     echo "Zipf(0.99), 90% GETs (miss -> SET), 10% SETs; $KEYS keys x $VALUE_SIZE B = $(mb $((KEYS * VALUE_SIZE))) MB;" \
         "maxmemory $MAXMEMORY, maxdisk $MAXDISK; $CONNECTIONS connections x pipeline $PIPELINE;" \
-        "${WARMUP} s warmup, ${DURATION} s measured. Exact LRU: $(json sim-total .entry_charge) B per entry" \
+        "${WARMUP} s warmup at pipeline $WARMUP_PIPELINE, ${DURATION} s measured. Exact LRU: $(json sim-total .entry_charge) B per entry" \
         "(key + value), $(json sim-total .warmup_ops) warmup ops, $SIM_OPS ops."
     echo
     echo "| server / policy | hit ratio | / LRU sim RAM+disk | / LRU sim RAM | hit ratio first / last ${INTERVAL} s | ops/s | p99 us (all / read) | max disk used MB (du / cold_used_bytes) | disk budget MB | evicted keys | wrong values + errors |"

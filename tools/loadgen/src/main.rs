@@ -167,6 +167,10 @@ struct RunArgs {
     /// Seconds of traffic before measuring (failures are still counted).
     #[arg(long, default_value_t = 0.0, value_parser = parse_seconds)]
     warmup: f64,
+    /// Requests in flight per connection during the warmup [default: --pipeline]; a deeper
+    /// pipeline fills a large cache sooner.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    warmup_pipeline: Option<u64>,
     /// Print one line per interval of this many seconds (and add the series to the JSON).
     #[arg(long, value_parser = parse_positive_seconds)]
     interval: Option<f64>,
@@ -291,6 +295,7 @@ impl RunArgs {
             warmup: Duration::from_secs_f64(self.warmup),
             duration: Duration::from_secs_f64(self.duration),
             max_requests: self.requests,
+            warmup_pipeline: self.warmup_pipeline.unwrap_or(self.pipeline) as usize,
             cache,
         };
         let interval = self.interval.map(Duration::from_secs_f64);

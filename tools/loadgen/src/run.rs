@@ -67,6 +67,9 @@ pub struct Mix {
     pub duration: Duration,
     /// Cap on requests sent after the warmup, over all connections.
     pub max_requests: Option<u64>,
+    /// Requests in flight per connection during the warmup (`Plan::pipeline` after it), so
+    /// a warmup that must fill a large cache takes less time.
+    pub warmup_pipeline: usize,
     /// Cache-aside (`cache`): versioned values, judged against this book, and every miss
     /// followed by a fill. `None` for `run`.
     pub cache: Option<VersionBook>,
@@ -355,7 +358,11 @@ impl Plan {
                 batch.extend((first..end).map(|index| PendingOp::new(*kind, index)));
             }
             Workload::Mixed(mix) => {
-                let mut size = pipeline;
+                let mut size = if now < shared.measure_start {
+                    mix.warmup_pipeline as u64
+                } else {
+                    pipeline
+                };
                 if let Some(max) = mix.max_requests {
                     if now >= shared.measure_start {
                         let sent = shared.measured_requests.fetch_add(size, Ordering::Relaxed);

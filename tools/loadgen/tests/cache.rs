@@ -93,7 +93,18 @@ fn against_redis_with_evictions_and_against_values_it_did_not_write() {
     ];
     let (output, report) = loadgen(
         port,
-        &[&common[..], &["--duration", "2", "--warmup", "1"]].concat(),
+        &[
+            &common[..],
+            &[
+                "--duration",
+                "2",
+                "--warmup",
+                "1",
+                "--warmup-pipeline",
+                "16",
+            ],
+        ]
+        .concat(),
     );
     assert!(output.status.success(), "{report}");
     assert_eq!(report["command"], "cache");
