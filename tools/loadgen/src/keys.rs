@@ -124,6 +124,112 @@ impl KeySpace {
     }
 }
 
+/// Bytes at the start of a versioned value (`cache` workload): key index, version and a
+/// checksum of both, each a little-endian u64.
+pub const VERSIONED_HEADER: usize = 24;
+
+/// How a versioned value read back is not one that was ever written for its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionedMismatch {
+    Length {
+        expected: usize,
+        got: usize,
+    },
+    /// The header's checksum does not match its index and version: a corrupt header.
+    Header,
+    /// A well-formed value of another key.
+    WrongKey {
+        found: u64,
+    },
+    /// The body differs from the one its (key, version) determines.
+    Byte {
+        offset: usize,
+        version: u64,
+    },
+}
+
+impl fmt::Display for VersionedMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Length { expected, got } => write!(f, "{got} bytes, expected {expected}"),
+            Self::Header => write!(f, "corrupt header (checksum mismatch)"),
+            Self::WrongKey { found } => write!(f, "holds the value of key index {found}"),
+            Self::Byte { offset, version } => {
+                write!(f, "version {version}: wrong byte at offset {offset}")
+            }
+        }
+    }
+}
+
+fn header_checksum(index: u64, version: u64, len: usize) -> u64 {
+    let mut stream = ValueStream {
+        state: index ^ VALUE_SEED ^ (len as u64).rotate_left(32),
+    };
+    stream.state ^= stream.next_word() ^ version;
+    stream.next_word()
+}
+
+fn versioned_stream(index: u64, version: u64) -> ValueStream {
+    let mut stream = ValueStream::new(index);
+    stream.state ^= stream
+        .next_word()
+        .wrapping_add(version.wrapping_mul(0xd6e8_feb8_6659_fd93));
+    stream
+}
+
+impl KeySpace {
+    /// Appends version `version` of key `index`'s value: a header (index, version, checksum)
+    /// and a body that is a pure function of (index, version), so any reader can tell which
+    /// write a value comes from and that no byte of it changed. `value_size` must be at least
+    /// `VERSIONED_HEADER`.
+    pub fn push_versioned_value(&self, out: &mut Vec<u8>, index: u64, version: u64) {
+        assert!(self.value_size >= VERSIONED_HEADER);
+        out.reserve(self.value_size);
+        out.extend_from_slice(&index.to_le_bytes());
+        out.extend_from_slice(&version.to_le_bytes());
+        out.extend_from_slice(&header_checksum(index, version, self.value_size).to_le_bytes());
+        let mut stream = versioned_stream(index, version);
+        let mut left = self.value_size - VERSIONED_HEADER;
+        while left > 0 {
+            let word = stream.next_word().to_le_bytes();
+            let take = left.min(word.len());
+            out.extend_from_slice(&word[..take]);
+            left -= take;
+        }
+    }
+
+    /// Checks `data` as a versioned value of key `index`; returns its version.
+    pub fn check_versioned_value(&self, index: u64, data: &[u8]) -> Result<u64, VersionedMismatch> {
+        if data.len() != self.value_size || data.len() < VERSIONED_HEADER {
+            return Err(VersionedMismatch::Length {
+                expected: self.value_size,
+                got: data.len(),
+            });
+        }
+        let word = |at: usize| u64::from_le_bytes(data[at..at + 8].try_into().expect("8 bytes"));
+        let (found, version, checksum) = (word(0), word(8), word(16));
+        if checksum != header_checksum(found, version, data.len()) {
+            return Err(VersionedMismatch::Header);
+        }
+        if found != index {
+            return Err(VersionedMismatch::WrongKey { found });
+        }
+        let mut stream = versioned_stream(index, version);
+        let body = &data[VERSIONED_HEADER..];
+        for (chunk_index, chunk) in body.chunks(8).enumerate() {
+            let word = stream.next_word().to_le_bytes();
+            if chunk != &word[..chunk.len()] {
+                let within = chunk.iter().zip(word).position(|(a, b)| *a != b);
+                return Err(VersionedMismatch::Byte {
+                    offset: VERSIONED_HEADER + chunk_index * 8 + within.unwrap_or(0),
+                    version,
+                });
+            }
+        }
+        Ok(version)
+    }
+}
+
 fn push_digits(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [b'0'; KEY_DIGITS];
     for digit in digits.iter_mut().rev() {
@@ -156,7 +262,8 @@ impl ValueStream {
 }
 
 /// Which keys a run's operations pick.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DistributionKind {
     Uniform,
     Zipf,
@@ -320,6 +427,70 @@ mod tests {
         assert_eq!(keys.check_value(9, &value), Ok(()));
         let empty = KeySpace::new("k", 1, 0);
         assert_eq!(empty.check_value(0, b""), Ok(()));
+    }
+
+    #[test]
+    fn versioned_values_carry_key_and_version_and_detect_any_change() {
+        let keys = KeySpace::new("k", 100, 1000);
+        let mut v3 = Vec::new();
+        keys.push_versioned_value(&mut v3, 7, 3);
+        assert_eq!(v3.len(), 1000);
+        assert_eq!(keys.check_versioned_value(7, &v3), Ok(3));
+        let mut v4 = Vec::new();
+        keys.push_versioned_value(&mut v4, 7, 4);
+        assert_eq!(keys.check_versioned_value(7, &v4), Ok(4));
+        assert_ne!(v3[VERSIONED_HEADER..], v4[VERSIONED_HEADER..]);
+        // Another key's value is recognised as such.
+        let mut other = Vec::new();
+        keys.push_versioned_value(&mut other, 8, 3);
+        assert_eq!(
+            keys.check_versioned_value(7, &other),
+            Err(VersionedMismatch::WrongKey { found: 8 })
+        );
+        // Any flipped byte: in the header the checksum catches it, in the body the stream.
+        for offset in [0, 8, 15, 16, 23] {
+            let mut bad = v3.clone();
+            bad[offset] ^= 0x40;
+            assert_eq!(
+                keys.check_versioned_value(7, &bad),
+                Err(VersionedMismatch::Header),
+                "offset {offset}"
+            );
+        }
+        for offset in [24, 31, 500, 999] {
+            let mut bad = v3.clone();
+            bad[offset] ^= 0x01;
+            assert_eq!(
+                keys.check_versioned_value(7, &bad),
+                Err(VersionedMismatch::Byte { offset, version: 3 })
+            );
+        }
+        // A header of version 4 on the body of version 3 (a torn write) fails too.
+        let mut torn = v4[..VERSIONED_HEADER].to_vec();
+        torn.extend_from_slice(&v3[VERSIONED_HEADER..]);
+        assert!(matches!(
+            keys.check_versioned_value(7, &torn),
+            Err(VersionedMismatch::Byte { version: 4, .. })
+        ));
+        assert_eq!(
+            keys.check_versioned_value(7, &v3[..999]),
+            Err(VersionedMismatch::Length {
+                expected: 1000,
+                got: 999
+            })
+        );
+        // The unversioned value of the same key is not a versioned one.
+        let mut plain = Vec::new();
+        keys.push_value(&mut plain, 7);
+        assert_eq!(
+            keys.check_versioned_value(7, &plain),
+            Err(VersionedMismatch::Header)
+        );
+        // The smallest size: a header alone.
+        let tiny = KeySpace::new("k", 10, VERSIONED_HEADER);
+        let mut value = Vec::new();
+        tiny.push_versioned_value(&mut value, 2, 0);
+        assert_eq!(tiny.check_versioned_value(2, &value), Ok(0));
     }
 
     fn harmonic(n: u64, s: f64) -> f64 {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::keys::DistributionKind;
 use crate::protocol::Protocol;
 use crate::run::{IntervalStats, Outcome};
 
@@ -37,6 +38,8 @@ pub struct Report {
     pub ops_per_sec: f64,
     pub reads: u64,
     pub writes: u64,
+    /// SETs after misses (`cache`); 0 otherwise.
+    pub fills: u64,
     pub reads_per_sec: f64,
     pub writes_per_sec: f64,
     pub hits: u64,
@@ -146,6 +149,7 @@ impl Report {
             ops_per_sec: per_sec(counters.ops(), elapsed),
             reads: counters.reads,
             writes: counters.writes,
+            fills: counters.fills,
             reads_per_sec: per_sec(counters.reads, elapsed),
             writes_per_sec: per_sec(counters.writes, elapsed),
             hits: counters.hits,
@@ -202,6 +206,9 @@ impl Report {
             self.writes,
             self.writes_per_sec
         )?;
+        if self.fills > 0 {
+            writeln!(out, "  fills (SETs after misses) {}", self.fills)?;
+        }
         if self.reads > 0 {
             let hit_ratio = ratio_text(self.hit_ratio);
             writeln!(
@@ -240,5 +247,87 @@ impl Report {
             writeln!(out, "    wrong value: {sample}")?;
         }
         Ok(())
+    }
+}
+
+/// `simulate-lru`'s report. Its counters mean what `Report`'s do (`ops` = reads + writes +
+/// fills, counted after the warmup); `evictions`, `entries` and `used_bytes` cover the whole
+/// simulation.
+#[derive(Debug, Serialize)]
+pub struct SimReport {
+    pub command: &'static str,
+    pub keys: u64,
+    pub value_size: usize,
+    pub key_bytes: u64,
+    pub entry_overhead: u64,
+    /// `key_bytes + value_size + entry_overhead`: what one entry costs.
+    pub entry_charge: u64,
+    pub capacity_bytes: u64,
+    pub capacity_entries: u64,
+    pub distribution: DistributionKind,
+    pub zipf_s: f64,
+    pub read_ratio: f64,
+    pub seed: u64,
+    pub connections: u64,
+    pub warmup_ops: u64,
+    pub ops: u64,
+    pub reads: u64,
+    pub writes: u64,
+    pub fills: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub hit_ratio: Option<f64>,
+    pub evictions: u64,
+    pub entries: u64,
+    pub used_bytes: u64,
+    pub elapsed_secs: f64,
+}
+
+impl SimReport {
+    pub fn write_json(&self, out: &mut impl io::Write) -> io::Result<()> {
+        serde_json::to_writer(&mut *out, self)?;
+        writeln!(out)
+    }
+
+    pub fn write_text(&self, out: &mut impl io::Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "simulate-lru: exact LRU of {} bytes = {} entries of {} bytes (key {} + value {} + overhead {})",
+            self.capacity_bytes,
+            self.capacity_entries,
+            self.entry_charge,
+            self.key_bytes,
+            self.value_size,
+            self.entry_overhead
+        )?;
+        writeln!(
+            out,
+            "  {} keys, {:?} (s {}), read ratio {}, seed {}, {} streams; {} warmup ops, {:.2} s",
+            self.keys,
+            self.distribution,
+            self.zipf_s,
+            self.read_ratio,
+            self.seed,
+            self.connections,
+            self.warmup_ops,
+            self.elapsed_secs
+        )?;
+        writeln!(
+            out,
+            "  ops {}   reads {}   writes {}   fills {}",
+            self.ops, self.reads, self.writes, self.fills
+        )?;
+        writeln!(
+            out,
+            "  hits {}   misses {}   hit ratio {}",
+            self.hits,
+            self.misses,
+            ratio_text(self.hit_ratio)
+        )?;
+        writeln!(
+            out,
+            "  evictions {}   entries {}   used bytes {}",
+            self.evictions, self.entries, self.used_bytes
+        )
     }
 }

@@ -5,6 +5,7 @@
 //! own `Stats`. Tasks merge into the shared `Aggregate` only when an epoch ends, so the hot loop
 //! takes no lock. This module never prints: it hands `Event`s to the caller.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,6 +20,7 @@ use tokio::net::tcp::ReadHalf;
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
+use crate::cache::{SetTicket, VersionBook};
 use crate::keys::{KeyChooser, KeySpace, MAX_KEYS};
 use crate::protocol::{Protocol, Reply};
 
@@ -40,6 +42,8 @@ const CONNECT_RETRY: Duration = Duration::from_millis(50);
 pub enum OpKind {
     Read,
     Write,
+    /// The SET after a miss (`cache` workload).
+    Fill,
 }
 
 /// What the connections do.
@@ -63,6 +67,12 @@ pub struct Mix {
     pub duration: Duration,
     /// Cap on requests sent after the warmup, over all connections.
     pub max_requests: Option<u64>,
+    /// Requests in flight per connection during the warmup (`Plan::pipeline` after it), so
+    /// a warmup that must fill a large cache takes less time.
+    pub warmup_pipeline: usize,
+    /// Cache-aside (`cache`): versioned values, judged against this book, and every miss
+    /// followed by a fill. `None` for `run`.
+    pub cache: Option<VersionBook>,
 }
 
 #[derive(Debug)]
@@ -94,6 +104,8 @@ pub struct Counters {
     /// Reads of present and absent keys.
     pub reads: u64,
     pub writes: u64,
+    /// SETs that fill a key after a miss (`cache` workload).
+    pub fills: u64,
     /// Present-key reads that returned the right value.
     pub hits: u64,
     /// Present-key reads that returned nil.
@@ -108,6 +120,7 @@ impl Counters {
     fn add(&mut self, other: &Counters) {
         self.reads += other.reads;
         self.writes += other.writes;
+        self.fills += other.fills;
         self.hits += other.hits;
         self.misses += other.misses;
         self.absent_reads += other.absent_reads;
@@ -117,7 +130,7 @@ impl Counters {
     }
 
     pub fn ops(&self) -> u64 {
-        self.reads + self.writes
+        self.reads + self.writes + self.fills
     }
 
     /// Over present-key reads; `None` when there were none.
@@ -284,14 +297,57 @@ struct PendingOp {
     kind: OpKind,
     index: u64,
     absent: bool,
+    /// `cache` workload: a SET's version and floor, or the floor a GET is held to.
+    ticket: SetTicket,
+}
+
+const NO_TICKET: SetTicket = SetTicket {
+    version: 0,
+    floor_on_ack: 0,
+};
+
+impl PendingOp {
+    fn new(kind: OpKind, index: u64) -> Self {
+        Self {
+            kind,
+            index,
+            absent: false,
+            ticket: NO_TICKET,
+        }
+    }
+
+    /// Issues the op against the version book, if the workload keeps one.
+    fn issued(mut self, book: Option<&VersionBook>) -> Self {
+        if let Some(book) = book {
+            self.ticket = match self.kind {
+                OpKind::Read => SetTicket {
+                    version: 0,
+                    floor_on_ack: book.floor(self.index),
+                },
+                OpKind::Write => book.begin_set(self.index, true),
+                OpKind::Fill => book.begin_set(self.index, false),
+            };
+        }
+        self
+    }
 }
 
 impl Plan {
+    fn cache(&self) -> Option<&VersionBook> {
+        match &self.workload {
+            Workload::Mixed(mix) => mix.cache.as_ref(),
+            Workload::Sweep(_) => None,
+        }
+    }
+
+    /// The next batch: in a mixed workload, the fills owed by this connection's misses
+    /// first, then new operations.
     fn fill_batch(
         &self,
         shared: &Shared,
         rng: &mut SmallRng,
         now: Instant,
+        fills: &mut VecDeque<u64>,
         batch: &mut Vec<PendingOp>,
     ) {
         let pipeline = self.pipeline as u64;
@@ -299,42 +355,40 @@ impl Plan {
             Workload::Sweep(kind) => {
                 let first = shared.next_key.fetch_add(pipeline, Ordering::Relaxed);
                 let end = (first.saturating_add(pipeline)).min(self.keys.count());
-                batch.extend((first..end).map(|index| PendingOp {
-                    kind: *kind,
-                    index,
-                    absent: false,
-                }));
+                batch.extend((first..end).map(|index| PendingOp::new(*kind, index)));
             }
             Workload::Mixed(mix) => {
-                let mut size = pipeline;
+                let mut size = if now < shared.measure_start {
+                    mix.warmup_pipeline as u64
+                } else {
+                    pipeline
+                };
                 if let Some(max) = mix.max_requests {
                     if now >= shared.measure_start {
                         let sent = shared.measured_requests.fetch_add(size, Ordering::Relaxed);
                         size = size.min(max.saturating_sub(sent));
                     }
                 }
-                batch.extend((0..size).map(|_| {
+                let book = mix.cache.as_ref();
+                let owed = fills.len().min(size as usize);
+                batch.extend(
+                    fills
+                        .drain(..owed)
+                        .map(|index| PendingOp::new(OpKind::Fill, index).issued(book)),
+                );
+                batch.extend((owed as u64..size).map(|_| {
                     // `random::<f64>()` is in [0, 1): a ratio of 1 always and 0 never passes.
                     if rng.random::<f64>() < mix.read_ratio {
                         if rng.random::<f64>() < mix.absent_ratio {
                             PendingOp {
-                                kind: OpKind::Read,
-                                index: rng.random_range(0..MAX_KEYS),
                                 absent: true,
+                                ..PendingOp::new(OpKind::Read, rng.random_range(0..MAX_KEYS))
                             }
                         } else {
-                            PendingOp {
-                                kind: OpKind::Read,
-                                index: mix.chooser.choose(rng),
-                                absent: false,
-                            }
+                            PendingOp::new(OpKind::Read, mix.chooser.choose(rng)).issued(book)
                         }
                     } else {
-                        PendingOp {
-                            kind: OpKind::Write,
-                            index: mix.chooser.choose(rng),
-                            absent: false,
-                        }
+                        PendingOp::new(OpKind::Write, mix.chooser.choose(rng)).issued(book)
                     }
                 }));
             }
@@ -347,13 +401,20 @@ impl Plan {
         } else {
             self.keys.write_key(key, op.index);
         }
+        let cache = self.cache().is_some();
         match op.kind {
             OpKind::Read => self.protocol.push_get(request, key),
-            OpKind::Write => self
-                .protocol
-                .push_set(request, key, self.keys.value_size(), |out| {
-                    self.keys.push_value(out, op.index)
-                }),
+            OpKind::Write | OpKind::Fill => {
+                self.protocol
+                    .push_set(request, key, self.keys.value_size(), |out| {
+                        if cache {
+                            let version = u64::from(op.ticket.version);
+                            self.keys.push_versioned_value(out, op.index, version)
+                        } else {
+                            self.keys.push_value(out, op.index)
+                        }
+                    })
+            }
         }
     }
 }
@@ -364,6 +425,8 @@ struct Recorder {
     shared: Arc<Shared>,
     stats: Stats,
     epoch: usize,
+    /// Keys this connection missed and still has to fill (`cache` workload).
+    fills: VecDeque<u64>,
 }
 
 impl Recorder {
@@ -373,6 +436,7 @@ impl Recorder {
             shared,
             stats: Stats::new(),
             epoch: 0,
+            fills: VecDeque::new(),
         }
     }
 
@@ -405,6 +469,10 @@ impl Recorder {
         let keys = &self.plan.keys;
         let stats = &mut self.stats;
         let measured = u64::from(measuring);
+        if let Some(book) = self.plan.cache() {
+            let exchange = (op, reply, latency_us, measuring);
+            return record_cache(&self.plan, book, stats, &mut self.fills, exchange);
+        }
         match op.kind {
             OpKind::Read => {
                 if measuring {
@@ -442,15 +510,87 @@ impl Recorder {
                     (_, other) => stats.add_error(|| format!("GET: {}", describe(&other))),
                 }
             }
-            OpKind::Write => {
+            OpKind::Write | OpKind::Fill => {
                 if measuring {
                     stats.write_latency.saturating_record(latency_us);
                 }
                 stats.counters.writes += measured;
-                match reply {
-                    Reply::Status(status) if status == self.plan.protocol.stored_status() => {}
-                    other => stats.add_error(|| format!("SET: {}", describe(&other))),
+                if !is_stored(self.plan.protocol, &reply) {
+                    stats.add_error(|| format!("SET: {}", describe(&reply)));
                 }
+            }
+        }
+    }
+}
+
+fn is_stored(protocol: Protocol, reply: &Reply<'_>) -> bool {
+    matches!(reply, Reply::Status(status) if *status == protocol.stored_status())
+}
+
+/// `Recorder::record` for the cache-aside workload: a value read back must be one some SET
+/// wrote for that key and not one the request order rules out (see `cache`); a miss queues
+/// a fill on this connection (during the warmup too: the warmup fills the cache).
+fn record_cache(
+    plan: &Plan,
+    book: &VersionBook,
+    stats: &mut Stats,
+    fills: &mut VecDeque<u64>,
+    (op, reply, latency_us, measuring): (&PendingOp, Reply<'_>, u64, bool),
+) {
+    let keys = &plan.keys;
+    let measured = u64::from(measuring);
+    match op.kind {
+        OpKind::Read => {
+            if measuring {
+                stats.read_latency.saturating_record(latency_us);
+            }
+            stats.counters.reads += measured;
+            match reply {
+                Reply::Value(data) => {
+                    let verdict = keys
+                        .check_versioned_value(op.index, data)
+                        .map_err(|mismatch| mismatch.to_string())
+                        .and_then(|version| {
+                            book.judge(op.index, version, op.ticket.floor_on_ack)
+                                .map_err(|staleness| staleness.to_string())
+                        });
+                    match verdict {
+                        Ok(()) => stats.counters.hits += measured,
+                        Err(why) => {
+                            stats.counters.wrong_values += 1;
+                            if stats.wrong_value_samples.len() < MAX_SAMPLES {
+                                stats
+                                    .wrong_value_samples
+                                    .push(format!("{}: {why}", keys.key_name(op.index)));
+                            }
+                        }
+                    }
+                }
+                Reply::Nil => {
+                    stats.counters.misses += measured;
+                    fills.push_back(op.index);
+                }
+                other => stats.add_error(|| format!("GET: {}", describe(&other))),
+            }
+        }
+        OpKind::Write | OpKind::Fill => {
+            if measuring {
+                stats.write_latency.saturating_record(latency_us);
+                if op.kind == OpKind::Fill {
+                    stats.counters.fills += 1;
+                } else {
+                    stats.counters.writes += 1;
+                }
+            }
+            let stored = is_stored(plan.protocol, &reply);
+            book.end_set(op.index, op.ticket, stored);
+            if !stored {
+                let what = if op.kind == OpKind::Fill {
+                    "fill SET"
+                } else {
+                    "SET"
+                };
+                stats.add_error(|| format!("{what}: {}", describe(&reply)));
             }
         }
     }
@@ -529,7 +669,13 @@ async fn exchange_batches(
     let mut replies = BytesMut::with_capacity(READ_CHUNK);
     while !shared.stop.load(Ordering::Relaxed) {
         batch.clear();
-        plan.fill_batch(&shared, &mut rng, Instant::now(), &mut batch);
+        plan.fill_batch(
+            &shared,
+            &mut rng,
+            Instant::now(),
+            &mut recorder.fills,
+            &mut batch,
+        );
         if batch.is_empty() {
             break;
         }
