@@ -270,6 +270,7 @@ fn i1_i2_member_records_are_never_keys_and_flushdb_removes_them() {
         block_cache_bytes: 8 << 20,
         memtable_bytes: 4 << 20,
         engine_filter: true,
+        disk_budget_bytes: None,
     };
     let cold_path = dir.path().join("cold");
     let member = |db: u16, field: &[u8]| keys::member_key(&keys::encode_key(db, b"h"), 1, field);
@@ -385,6 +386,7 @@ fn i3_entries_leave_the_hot_tier_only_once_the_cold_tier_has_them() {
         block_cache_bytes: 8 << 20,
         memtable_bytes: 4 << 20,
         engine_filter: true,
+        disk_budget_bytes: None,
     };
     let cold = FlakyCold {
         inner: RocksCold::open(dir.path(), &sizing, clock.clone()).unwrap(),

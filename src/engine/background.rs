@@ -52,8 +52,10 @@ impl Engine {
                 .name("hc-evictor".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        if let Err(err) = engine.enforce_disk_budget() {
-                            tracing::warn!(%err, "disk budget pass failed");
+                        match engine.enforce_disk_budget() {
+                            Ok(true) => continue,
+                            Ok(false) => {}
+                            Err(err) => tracing::warn!(%err, "disk budget pass failed"),
                         }
                         std::thread::sleep(Duration::from_millis(100));
                     }

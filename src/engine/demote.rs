@@ -117,13 +117,15 @@ impl Engine {
                     expired.push((key, entry));
                     continue;
                 }
-                if !entry.dirty && !self.stamp_needs_refresh(&entry) {
+                let paused = self.eviction.demotion_paused();
+                if !entry.dirty && (paused || !self.stamp_needs_refresh(&entry)) {
                     self.stats.evictions.add(1);
                     continue;
                 }
-                if self.eviction.refusing() {
-                    // The disk budget is reached and the policy may evict nothing: the
-                    // entry stays, and writes that need room are refused meanwhile.
+                if paused {
+                    // The disk is at its budget: the entry stays until eviction and
+                    // compaction make room (or, if the policy evicts nothing, writes that
+                    // need room are refused meanwhile).
                     shard.insert(key, entry);
                     refused = true;
                     break;

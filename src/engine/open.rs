@@ -53,6 +53,7 @@ impl Engine {
                     block_cache_bytes: budget.block_cache_bytes,
                     memtable_bytes: budget.memtable_bytes,
                     engine_filter: config.filter && budget.filter_max_bytes > 0,
+                    disk_budget_bytes: config.maxdisk.map(|size| size.0),
                 };
                 Box::new(RocksCold::open(&path, &sizing, clock.clone())?)
             }

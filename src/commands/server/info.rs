@@ -345,11 +345,6 @@ fn tiers(shared: &Shared, out: &mut String) {
         "maxdisk_is_default",
         u8::from(report.disk.maxdisk_is_default),
     );
-    line(
-        out,
-        "cold_space_amplification",
-        format!("{:.2}", report.disk.space_amplification),
-    );
     line(out, "cold_evictions", s.cold_evictions);
     line(out, "stamp_refreshes", s.stamp_refreshes);
     line(

@@ -26,6 +26,30 @@ pub struct RocksSizing {
     /// the last level's index and a data block: no more than reading a bloom filter block
     /// the block cache would not hold at that size either.
     pub engine_filter: bool,
+    /// The configured disk budget (`maxdisk`), if any: a small budget gets smaller files
+    /// and levels, so obsolete data waiting for compaction stays a small share of it.
+    pub disk_budget_bytes: Option<u64>,
+}
+
+impl RocksSizing {
+    /// The data space's shape: (memtable size, L0 files that trigger a compaction, L1
+    /// target size, target file size). Without a budget (or a large one) the shape that
+    /// loads fastest (see `open`); under a small one, levels of at most a tenth of the
+    /// budget and files of at most a thirty-second, so compaction reclaims evicted keys in
+    /// small steps and the files stay within the budget's slack.
+    fn data_shape(&self) -> (usize, i32, u64, u64) {
+        let write_buffer = (self.memtable_bytes / 2).max(1 << 20);
+        let mut l0_trigger = 8;
+        let mut level_base = (8 * write_buffer).max(32 << 20) as u64;
+        let mut target_file = (2 * write_buffer).clamp(16 << 20, 64 << 20) as u64;
+        if let Some(budget) = self.disk_budget_bytes {
+            let l0_room = (budget / 16) / write_buffer as u64;
+            l0_trigger = l0_room.clamp(2, 8) as i32;
+            level_base = level_base.min(budget / 10).max(write_buffer as u64);
+            target_file = target_file.min(budget / 32).max(1 << 20);
+        }
+        (write_buffer, l0_trigger, level_base, target_file)
+    }
 }
 
 const EXPIRY_CF: &str = "expiry";
@@ -61,7 +85,7 @@ impl RocksCold {
         table.set_bloom_filter(10.0, false);
         table.set_block_size(16 * 1024);
 
-        let write_buffer_bytes = (sizing.memtable_bytes / 2).max(1 << 20);
+        let (write_buffer_bytes, l0_trigger, level_base, target_file) = sizing.data_shape();
         let mut data_opts = rocksdb::Options::default();
         data_opts.set_block_based_table_factory(&table);
         // With the engine's filter in front, nearly every read that reaches RocksDB is for
@@ -78,10 +102,10 @@ impl RocksCold {
         // and each L0 -> L1 compaction rewrites all of L1. Merging 8 flushes at a time into
         // an L1 sized to match, rather than 4 into RocksDB's default 256 MB, halved the time
         // to load 2 GB through a 64 MB budget (70 s -> 36 s, docs/performance.md).
-        data_opts.set_level_zero_file_num_compaction_trigger(8);
-        data_opts.set_max_bytes_for_level_base((8 * write_buffer_bytes).max(32 << 20) as u64);
-        data_opts
-            .set_target_file_size_base((2 * write_buffer_bytes).clamp(16 << 20, 64 << 20) as u64);
+        // (A small disk budget shrinks all three: `RocksSizing::data_shape`.)
+        data_opts.set_level_zero_file_num_compaction_trigger(l0_trigger);
+        data_opts.set_max_bytes_for_level_base(level_base);
+        data_opts.set_target_file_size_base(target_file);
         let filter_clock = clock.clone();
         data_opts.set_compaction_filter(
             "hypercache-expiry",
@@ -314,6 +338,7 @@ mod tests {
             block_cache_bytes: 8 << 20,
             memtable_bytes: 4 << 20,
             engine_filter: true,
+            disk_budget_bytes: None,
         };
         RocksCold::open(dir, &sizing, clock).expect("open rocksdb")
     }

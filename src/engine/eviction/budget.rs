@@ -1,12 +1,15 @@
 //! The disk budget: `maxdisk` (or its default, half of what the file system had free at
 //! start), and how much of it the cold tier uses.
 //!
-//! Usage is the bytes of the files under `<dir>/cold` (RocksDB's tables and its log) and
-//! `<dir>/wal` (the engine WAL), as `du` counts them. Deleting a key frees its bytes only
-//! when RocksDB compacts the file holding it, so the measured bytes lag every eviction; to
-//! evict the right amount at once the budget also keeps a logical estimate, the cold key
-//! count times the average entry size, scaled by the space amplification observed between
-//! the two (smoothed, so an eviction burst does not read as a sudden rise in amplification).
+//! Two figures: the bytes of the files under `<dir>/cold` (RocksDB's tables and its log) and
+//! `<dir>/wal` (the engine WAL), as `du` counts them, and a logical estimate of the live
+//! data, the cold key count times the average entry size, plus the engine WAL. Deleting a
+//! key frees its file bytes only when RocksDB compacts the file holding it, so the file
+//! bytes lag every eviction by seconds to minutes; eviction therefore works on the logical
+//! estimate, which drops at once, and keeps it to a share of the budget that leaves the rest
+//! for RocksDB's space amplification (obsolete versions and tombstones awaiting
+//! compaction). The file bytes are the hard guard: above the budget, demotion pauses until
+//! compaction and eviction bring them back.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,8 +25,6 @@ const DEFAULT_SHARE_OF_FREE: f64 = 0.5;
 /// Bytes RocksDB spends per entry beyond key and value (internal key trailer, block index
 /// and bloom filter), added to the average entry size.
 const PER_ENTRY_OVERHEAD: u64 = 24;
-/// Weight of a new observation in the smoothed amplification (measured every tick).
-const AMPLIFICATION_SMOOTHING: f64 = 0.05;
 
 /// What INFO shows of the disk budget.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -32,12 +33,11 @@ pub struct DiskReport {
     pub maxdisk: u64,
     /// Whether `maxdisk` is the default (no budget configured).
     pub maxdisk_is_default: bool,
-    /// Bytes the cold tier is taken to use (the estimate eviction works on).
+    /// Live bytes of the cold tier as estimated (key count times average entry size, plus
+    /// the engine WAL): what eviction works on.
     pub cold_used_bytes: u64,
-    /// Bytes of its files on disk as last measured.
+    /// Bytes of its files on disk as last measured (RocksDB and the engine WAL).
     pub cold_file_bytes: u64,
-    /// Smoothed ratio of file bytes to the logical estimate.
-    pub space_amplification: f64,
 }
 
 pub(super) struct DiskBudget {
@@ -69,10 +69,7 @@ impl DiskBudget {
             counted_dirs,
             average_entry_bytes: AtomicU64::new(0),
             latest_deadline: AtomicU64::new(0),
-            figures: Mutex::new(DiskReport {
-                space_amplification: 1.0,
-                ..DiskReport::default()
-            }),
+            figures: Mutex::new(DiskReport::default()),
         }
     }
 
@@ -119,31 +116,24 @@ impl DiskBudget {
 
     /// Measures the files and recomputes the usage for `cold_keys` keys in the cold tier.
     pub(super) fn refresh(&self, cold_keys: u64) -> DiskReport {
-        let file_bytes: u64 = self.counted_dirs.iter().map(|dir| dir_bytes(dir)).sum();
-        let (maxdisk, maxdisk_is_default) = self.maxdisk();
-        let logical = cold_keys * self.average_entry_bytes();
-        let mut figures = self.figures.lock();
-        if !self.counted_dirs.is_empty() && logical > (1 << 20) {
-            let observed = (file_bytes as f64 / logical as f64).clamp(1.0, 4.0);
-            figures.space_amplification = figures.space_amplification
-                * (1.0 - AMPLIFICATION_SMOOTHING)
-                + observed * AMPLIFICATION_SMOOTHING;
+        let mut file_bytes = 0;
+        let mut wal_bytes = 0;
+        for (index, dir) in self.counted_dirs.iter().enumerate() {
+            let bytes = dir_bytes(dir);
+            file_bytes += bytes;
+            if index > 0 {
+                wal_bytes += bytes;
+            }
         }
-        let estimate = (logical as f64 * figures.space_amplification) as u64;
-        *figures = DiskReport {
+        let (maxdisk, maxdisk_is_default) = self.maxdisk();
+        let report = DiskReport {
             maxdisk,
             maxdisk_is_default,
-            // Small tiers are measured as they are; the estimate takes over where the
-            // lag of compaction matters.
-            cold_used_bytes: if logical > (1 << 20) || self.counted_dirs.is_empty() {
-                estimate
-            } else {
-                file_bytes
-            },
+            cold_used_bytes: cold_keys * self.average_entry_bytes() + wal_bytes,
             cold_file_bytes: file_bytes,
-            space_amplification: figures.space_amplification,
         };
-        *figures
+        *self.figures.lock() = report;
+        report
     }
 
     /// The figures of the last `refresh`.
@@ -161,8 +151,7 @@ impl DiskBudget {
 
     /// Bytes one evicted entry of `bytes` frees, as the estimate counts them.
     pub(super) fn freed_by(&self, bytes: usize) -> u64 {
-        let amplification = self.figures.lock().space_amplification;
-        ((bytes as u64 + PER_ENTRY_OVERHEAD) as f64 * amplification) as u64
+        bytes as u64 + PER_ENTRY_OVERHEAD
     }
 }
 

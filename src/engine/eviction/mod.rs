@@ -23,8 +23,8 @@ use access::LfuParams;
 pub use budget::DiskReport;
 use sampler::Candidate;
 
-/// The most keys one sampling round reads from the cold tier, whatever
-/// `maxmemory-samples` says: each is a disk read.
+/// The most keys per victim a sampling round reads from the cold tier, whatever
+/// `maxmemory-samples` says.
 const MAX_COLD_SAMPLES: usize = 64;
 
 /// Live settings and state of eviction. Settings are atomics because every GET reads the
@@ -40,6 +40,9 @@ pub(super) struct EvictionState {
     /// Set while the disk budget is reached and nothing may be evicted: demotion stops and
     /// writes that need room get `-OOM`.
     refusing: AtomicBool,
+    /// Set while the cold tier's files are over the budget: demotion waits for compaction
+    /// and eviction to catch up (writes needing room wait for it, at most a second).
+    paused: AtomicBool,
 }
 
 impl EvictionState {
@@ -52,6 +55,7 @@ impl EvictionState {
             budget: budget::DiskBudget::new(config),
             pool: Mutex::new(Vec::new()),
             refusing: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
         };
         state.apply(config);
         state
@@ -105,6 +109,11 @@ impl EvictionState {
     /// Whether the disk budget is reached with nothing to evict.
     pub(super) fn refusing(&self) -> bool {
         self.refusing.load(Ordering::Relaxed)
+    }
+
+    /// Whether demotion must wait: the policy evicts nothing, or the files are over budget.
+    pub(super) fn demotion_paused(&self) -> bool {
+        self.refusing() || self.paused.load(Ordering::Relaxed)
     }
 
     /// Whether the cold tier is near enough to its budget that stamps must be kept fresh
