@@ -88,6 +88,7 @@ fn benches(c: &mut Criterion) {
             block_cache_bytes: 64 << 20,
             memtable_bytes: 32 << 20,
             engine_filter: true,
+            disk_budget_bytes: None,
         },
         Arc::new(SharedClock::default()),
     )
