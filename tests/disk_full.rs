@@ -1,5 +1,6 @@
-//! I8 and I6 with the real binary on a full disk: the data directory is a small tmpfs this
-//! test mounts (CI runs as root; without the rights to mount it prints why and skips).
+//! I8 and I6 with the real binary on a full disk, and the disk budget (`maxdisk`) under each
+//! eviction policy: the data directory is a small tmpfs each test mounts (CI runs as root;
+//! without the rights to mount it prints why and skips).
 //! Writing far more than the file system holds, every command answers within a deadline
 //! (PING, GET of a hot key, GET of a cold key; SET answers OK or -OOM), the peak RSS stays
 //! within maxmemory plus the documented fixed overhead, and once the file system grows
@@ -23,6 +24,8 @@ const VALUE_LEN: usize = 1024;
 /// Every reply must arrive within this; a longer wait is a hang (no timing is asserted).
 const REPLY_DEADLINE: Duration = Duration::from_secs(10);
 const OOM: &str = "-OOM command not allowed when used memory > 'maxmemory'.";
+const DISK_BUDGET_OOM: &str =
+    "-OOM command not allowed when used memory > 'maxmemory' and used disk > 'maxdisk'.";
 
 /// A tmpfs mounted on a directory of our own, unmounted (lazily) when dropped.
 struct Tmpfs {
@@ -111,16 +114,24 @@ impl Client {
     /// SETs `from..to` in one pipeline: the indexes acknowledged, and the number refused
     /// with -OOM (any other answer fails the test).
     fn set_range(&mut self, from: u64, to: u64) -> (Vec<u64>, usize) {
+        self.set_range_with(from, to, &[])
+    }
+
+    /// `set_range` with more SET arguments (`EX 3600`).
+    fn set_range_with(&mut self, from: u64, to: u64, extra: &[&[u8]]) -> (Vec<u64>, usize) {
         let mut request = Vec::new();
         for i in from..to {
-            request.extend(resp(&[b"SET", key(i).as_bytes(), &value_for(i)]));
+            let value = value_for(i);
+            let mut args: Vec<&[u8]> = vec![b"SET", key(i).leak().as_bytes(), &value];
+            args.extend_from_slice(extra);
+            request.extend(resp(&args));
         }
         self.writer.write_all(&request).unwrap();
         let (mut acknowledged, mut refused) = (Vec::new(), 0);
         for i in from..to {
             match self.line("SET").as_str() {
                 "+OK" => acknowledged.push(i),
-                OOM => refused += 1,
+                OOM | DISK_BUDGET_OOM => refused += 1,
                 other => panic!("SET {} answered {other:?}", key(i)),
             }
         }
@@ -185,7 +196,18 @@ fn i8_a_full_disk_refuses_writes_keeps_serving_and_resumes_when_it_grows() {
     };
     let dir: PathBuf = tmpfs.path().join("data");
     std::fs::create_dir_all(&dir).unwrap();
-    let server = BinaryServer::start(&dir, &["--maxmemory", "32mb"]);
+    // A budget far above the disk's size: the disk fills before eviction would start.
+    let server = BinaryServer::start(
+        &dir,
+        &[
+            "--maxmemory",
+            "32mb",
+            "--maxdisk",
+            "1gb",
+            "--maxmemory-policy",
+            "noeviction",
+        ],
+    );
     let mut client = Client::connect(server.port);
 
     // Write four times the file system's size, or until writes have been refused for a
@@ -258,4 +280,149 @@ fn i8_a_full_disk_refuses_writes_keeps_serving_and_resumes_when_it_grows() {
     assert_eq!(client.get(&key(0)), Some(value_for(0)));
     drop(client);
     server.terminate();
+}
+
+/// Bytes the files under `dir` occupy, as `du` counts them (a file RocksDB deletes while
+/// it is listed counts as gone).
+fn du_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        total += if meta.is_dir() {
+            du_bytes(&entry.path())
+        } else {
+            meta.blocks() * 512
+        };
+    }
+    total
+}
+
+fn evicted_keys(client: &mut Client) -> u64 {
+    let info = client.simple(&[b"INFO", b"stats"]);
+    info.lines()
+        .find_map(|line| line.strip_prefix("evicted_keys:"))
+        .expect("INFO stats has evicted_keys")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+const MAXDISK_MB: u64 = 24;
+/// The documented slack (docs/operations.md): a quarter of the budget while compaction
+/// catches up, plus RocksDB's LOG, MANIFEST and the compaction output in flight.
+const SLACK_BYTES: u64 = (MAXDISK_MB << 20) / 4 + (8 << 20);
+
+/// Section 8: writing four times `maxdisk` under each policy, the data directory stays
+/// within the budget plus the slack, every command answers, RSS stays within maxmemory
+/// plus the fixed overhead; the allkeys policies (and volatile-ttl, every key having a
+/// TTL) take every write, noeviction refuses with the disk budget's -OOM and keeps serving
+/// reads and DEL.
+#[test]
+fn the_disk_budget_holds_under_each_policy() {
+    let tmpfs = match Tmpfs::mount(4 * MAXDISK_MB) {
+        Ok(tmpfs) => tmpfs,
+        Err(reason) => {
+            println!("skipped: cannot mount a tmpfs ({reason})");
+            return;
+        }
+    };
+    let policies = std::env::var("HC_TEST_POLICIES")
+        .unwrap_or_else(|_| "allkeys-lru allkeys-lfu volatile-ttl noeviction".into());
+    for policy in policies.split_whitespace() {
+        let dir: PathBuf = tmpfs.path().join(policy);
+        std::fs::create_dir_all(&dir).unwrap();
+        let maxdisk = format!("{MAXDISK_MB}mb");
+        let log = dir.join("server.log");
+        let server = BinaryServer::start_with_env(
+            &dir,
+            &[
+                "--maxmemory",
+                "32mb",
+                "--maxdisk",
+                &maxdisk,
+                "--maxmemory-policy",
+                policy,
+            ],
+            &[],
+            Some(&log),
+        );
+        let mut client = Client::connect(server.port);
+        let extra: &[&[u8]] = if policy == "volatile-ttl" {
+            &[b"EX", b"3600"]
+        } else {
+            &[]
+        };
+        let batch = 200;
+        let total = 4 * (MAXDISK_MB << 20) / VALUE_LEN as u64;
+        let (mut acknowledged, mut refused, mut max_du) = (0usize, 0usize, 0u64);
+        let mut next = 0;
+        while next < total {
+            let (ok, oom) = client.set_range_with(next, next + batch, extra);
+            acknowledged += ok.len();
+            refused += oom;
+            next += batch;
+            max_du = max_du.max(du_bytes(&dir));
+            if next % (20 * batch) == 0 {
+                assert_eq!(client.simple(&[b"PING"]), "+PONG", "{policy}");
+            }
+            if policy == "noeviction" && refused > 10 * batch as usize {
+                break;
+            }
+        }
+        let peak = peak_rss_bytes(server.child.id());
+        // DBSIZE against the eviction count, read when no eviction ran in between (the
+        // evictor may still be finishing its round).
+        let mut evicted = evicted_keys(&mut client);
+        let mut dbsize = client.simple(&[b"DBSIZE"]);
+        for _ in 0..100 {
+            let again = evicted_keys(&mut client);
+            if again == evicted {
+                break;
+            }
+            evicted = again;
+            dbsize = client.simple(&[b"DBSIZE"]);
+        }
+        println!(
+            "{policy}: SETs={next} acknowledged={acknowledged} refused={refused} \
+             evicted={evicted} max_du={max_du} budget={} slack={SLACK_BYTES} peak_rss={peak}",
+            MAXDISK_MB << 20
+        );
+        assert!(
+            max_du <= (MAXDISK_MB << 20) + SLACK_BYTES,
+            "{policy}: the data directory reached {max_du} bytes"
+        );
+        assert!(
+            peak <= MAXMEMORY + FIXED_OVERHEAD_BYTES,
+            "{policy}: peak RSS {peak} over maxmemory + overhead"
+        );
+        assert_eq!(
+            dbsize,
+            format!(":{}", acknowledged as u64 - evicted),
+            "{policy}: DBSIZE is exact"
+        );
+        if policy == "noeviction" {
+            assert!(refused > 0, "noeviction never refused");
+            assert_eq!(evicted, 0);
+            assert_eq!(client.get(&key(0)), Some(value_for(0)), "reads keep working");
+            assert_eq!(client.simple(&[b"DEL", b"key:0"]), ":1");
+        } else {
+            assert_eq!(
+                refused,
+                0,
+                "{policy}: writes refused; server log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            assert!(evicted > 0, "{policy}: nothing evicted");
+            let last = next - 1;
+            assert_eq!(client.get(&key(last)), Some(value_for(last)), "{policy}");
+        }
+        drop(client);
+        server.terminate();
+    }
 }

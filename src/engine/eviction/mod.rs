@@ -43,6 +43,10 @@ pub(super) struct EvictionState {
     /// Set while the cold tier's files are over the budget: demotion waits for compaction
     /// and eviction to catch up (writes needing room wait for it, at most a second).
     paused: AtomicBool,
+    /// Where volatile-ttl's last sample began in the expiry index: the nearest deadlines
+    /// are evicted first, and seeking from the index's start each time would walk over
+    /// the deleted entries of every earlier victim until compaction drops them.
+    ttl_cursor: Mutex<Vec<u8>>,
 }
 
 impl EvictionState {
@@ -56,6 +60,7 @@ impl EvictionState {
             pool: Mutex::new(Vec::new()),
             refusing: AtomicBool::new(false),
             paused: AtomicBool::new(false),
+            ttl_cursor: Mutex::new(Vec::new()),
         };
         state.apply(config);
         state

@@ -268,6 +268,9 @@ impl Engine {
         policy: EvictionPolicy,
     ) -> EngineResult<Vec<(Vec<u8>, u64)>> {
         let (start, end) = (db_prefix(db), db_prefix(db + 1));
+        if policy == EvictionPolicy::VolatileTtl {
+            return self.sample_nearest_deadlines(db, samples);
+        }
         let first = self.cold.range(Space::Expiry, &start, &end, 1)?;
         let Some((first_key, _)) = first.first() else {
             return Ok(Vec::new());
@@ -275,15 +278,10 @@ impl Engine {
         let Some((earliest, _)) = keys::parse_expiry_index_key(first_key) else {
             return Ok(Vec::new());
         };
-        let from = if policy == EvictionPolicy::VolatileTtl {
-            start.clone()
-        } else {
-            let latest = self.eviction.budget.latest_deadline().max(earliest);
-            let deadline = rand::random_range(earliest..=latest);
-            let mut from = db_prefix(db);
-            from.extend_from_slice(&deadline.to_be_bytes());
-            from
-        };
+        let latest = self.eviction.budget.latest_deadline().max(earliest);
+        let deadline = rand::random_range(earliest..=latest);
+        let mut from = db_prefix(db);
+        from.extend_from_slice(&deadline.to_be_bytes());
         let mut index = self.cold.range(Space::Expiry, &from, &end, samples)?;
         if index.len() < samples {
             index.extend(
@@ -314,6 +312,34 @@ impl Engine {
                 let score = self.score(policy, stamp, expire_at, now_s);
                 (key, score)
             })
+            .collect())
+    }
+
+    /// volatile-ttl's sample: the nearest deadlines of `db`, read on from where the last
+    /// sample began (deadlines only move forward; a later write with a nearer deadline is
+    /// found once the cursor wraps at the index's end).
+    fn sample_nearest_deadlines(
+        &self,
+        db: u16,
+        samples: usize,
+    ) -> EngineResult<Vec<(Vec<u8>, u64)>> {
+        let (start, end) = (db_prefix(db), db_prefix(db + 1));
+        let mut cursor = self.eviction.ttl_cursor.lock();
+        if !cursor.starts_with(&start) {
+            *cursor = start.clone();
+        }
+        let mut index = self.cold.range(Space::Expiry, &cursor, &end, samples)?;
+        if index.len() < samples {
+            // At the end: start over, for deadlines written before the cursor.
+            index = self.cold.range(Space::Expiry, &start, &end, samples)?;
+        }
+        if let Some((first, _)) = index.first() {
+            cursor.clone_from(first);
+        }
+        Ok(index
+            .iter()
+            .filter_map(|(index_key, _)| keys::parse_expiry_index_key(index_key))
+            .map(|(expire_at, key)| (key, u64::MAX - expire_at))
             .collect())
     }
 
