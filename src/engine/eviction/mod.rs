@@ -47,6 +47,8 @@ pub(super) struct EvictionState {
     /// are evicted first, and seeking from the index's start each time would walk over
     /// the deleted entries of every earlier victim until compaction drops them.
     ttl_cursor: Mutex<Vec<u8>>,
+    /// When the budget pass last compacted the cold tier to reclaim deleted bytes.
+    last_compaction: Mutex<Option<std::time::Instant>>,
 }
 
 impl EvictionState {
@@ -61,6 +63,7 @@ impl EvictionState {
             refusing: AtomicBool::new(false),
             paused: AtomicBool::new(false),
             ttl_cursor: Mutex::new(Vec::new()),
+            last_compaction: Mutex::new(None),
         };
         state.apply(config);
         state
