@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::api::EngineError;
+use super::cold::ColdError;
 use super::disk_health::{Backoff, MAX_RETRY_BACKOFF};
 use super::durability::CheckpointReason;
 use super::Engine;
@@ -55,6 +57,13 @@ impl Engine {
                         match engine.enforce_disk_budget() {
                             Ok(true) => continue,
                             Ok(false) => {}
+                            // RocksDB is catching up (a flush or an L0 compaction): the
+                            // evictor's deletes are what it catches up for, so try again
+                            // soon rather than at the next 100 ms tick.
+                            Err(EngineError::Cold(ColdError::Stalled)) => {
+                                std::thread::sleep(Duration::from_millis(5));
+                                continue;
+                            }
                             Err(err) => tracing::warn!(%err, "disk budget pass failed"),
                         }
                         std::thread::sleep(Duration::from_millis(100));
