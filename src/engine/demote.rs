@@ -259,18 +259,19 @@ impl Engine {
     /// moved (the key was used since it was written down or promoted).
     fn stamp_needs_refresh(&self, entry: &HotEntry) -> bool {
         use crate::config::EvictionPolicy::*;
-        if entry.cold == ColdCopy::Absent || !self.eviction.stamps_matter() {
+        let policy = self.eviction.policy();
+        if entry.cold == ColdCopy::Absent
+            || !self.eviction.stamps_matter()
+            // A volatile policy never takes this key: its stamp does not matter.
+            || (policy.volatile_only() && entry.expire_at == NO_EXPIRY)
+        {
             return false;
         }
-        match self.eviction.policy() {
+        match policy {
             AllkeysLru | VolatileLru => {
                 entry.access.last_access_s > entry.cold_access.last_access_s
-                    && (entry.expire_at != NO_EXPIRY || self.eviction.policy() == AllkeysLru)
             }
-            AllkeysLfu | VolatileLfu => {
-                entry.access.lfu != entry.cold_access.lfu
-                    && (entry.expire_at != NO_EXPIRY || self.eviction.policy() == AllkeysLfu)
-            }
+            AllkeysLfu | VolatileLfu => entry.access.lfu != entry.cold_access.lfu,
             _ => false,
         }
     }
@@ -289,38 +290,28 @@ impl Engine {
         let value = encode_stamped_cold_value(&entry.value, entry.expire_at, entry.access);
         self.eviction
             .note_written(key.len() + value.len(), entry.expire_at);
-        push_entry_ops(ops, new_in_cold, key, entry, value);
-    }
-}
-
-fn push_entry_ops(
-    ops: &mut Vec<ColdOp>,
-    new_in_cold: &mut Vec<u64>,
-    key: &[u8],
-    entry: &HotEntry,
-    value: Vec<u8>,
-) {
-    ops.push(ColdOp::Put {
-        space: Space::Data,
-        key: key.to_vec(),
-        value,
-    });
-    match entry.cold {
-        ColdCopy::Present { expire_at } => {
-            if expire_at != NO_EXPIRY && expire_at != entry.expire_at {
-                ops.push(ColdOp::Delete {
-                    space: Space::Expiry,
-                    key: keys::expiry_index_key(key, expire_at),
-                });
-            }
-        }
-        ColdCopy::Absent => new_in_cold.push(hash_key(key)),
-    }
-    if entry.expire_at != NO_EXPIRY {
         ops.push(ColdOp::Put {
-            space: Space::Expiry,
-            key: keys::expiry_index_key(key, entry.expire_at),
-            value: Vec::new(),
+            space: Space::Data,
+            key: key.to_vec(),
+            value,
         });
+        match entry.cold {
+            ColdCopy::Present { expire_at } => {
+                if expire_at != NO_EXPIRY && expire_at != entry.expire_at {
+                    ops.push(ColdOp::Delete {
+                        space: Space::Expiry,
+                        key: keys::expiry_index_key(key, expire_at),
+                    });
+                }
+            }
+            ColdCopy::Absent => new_in_cold.push(hash_key(key)),
+        }
+        if entry.expire_at != NO_EXPIRY {
+            ops.push(ColdOp::Put {
+                space: Space::Expiry,
+                key: keys::expiry_index_key(key, entry.expire_at),
+                value: Vec::new(),
+            });
+        }
     }
 }

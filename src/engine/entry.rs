@@ -69,12 +69,7 @@ pub fn encode_stamped_cold_value(
     stamp: AccessStamp,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(cold_value_len(value) + access::ENCODED_LEN);
-    out.push(FLAG_ACCESS);
-    out.extend_from_slice(&expire_at.to_be_bytes());
-    stamp.encode(&mut out);
-    let type_flags = value.write_payload(&mut out);
-    debug_assert_eq!(type_flags & !TYPE_FLAGS_MASK, 0);
-    out[0] |= (value.value_type().tag() << TYPE_TAG_SHIFT) | (type_flags & TYPE_FLAGS_MASK);
+    write_header_and_payload(&mut out, value, expire_at, Some(stamp));
     out
 }
 
@@ -86,12 +81,28 @@ pub fn cold_value_len(value: &Value) -> usize {
 /// Appends the cold encoding of a value to `out` (the cold tier's values and the WAL's SET
 /// records share it, so a replayed value decodes exactly as a cold one).
 pub fn write_cold_value(out: &mut Vec<u8>, value: &Value, expire_at: ExpireAt) {
+    write_header_and_payload(out, value, expire_at, None);
+}
+
+/// The one writer of the layout: flags, expiry, the stamp when given, the payload.
+fn write_header_and_payload(
+    out: &mut Vec<u8>,
+    value: &Value,
+    expire_at: ExpireAt,
+    stamp: Option<AccessStamp>,
+) {
     let flags_at = out.len();
     out.push(0);
     out.extend_from_slice(&expire_at.to_be_bytes());
+    let mut flags = 0;
+    if let Some(stamp) = stamp {
+        stamp.encode(out);
+        flags |= FLAG_ACCESS;
+    }
     let type_flags = value.write_payload(out);
     debug_assert_eq!(type_flags & !TYPE_FLAGS_MASK, 0);
-    out[flags_at] = (value.value_type().tag() << TYPE_TAG_SHIFT) | (type_flags & TYPE_FLAGS_MASK);
+    flags |= (value.value_type().tag() << TYPE_TAG_SHIFT) | (type_flags & TYPE_FLAGS_MASK);
+    out[flags_at] = flags;
 }
 
 pub fn decode_cold_value(bytes: &[u8]) -> Result<ColdValue, CorruptValue> {

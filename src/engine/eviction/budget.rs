@@ -40,13 +40,34 @@ pub struct DiskReport {
     pub cold_file_bytes: u64,
 }
 
+impl DiskReport {
+    /// How much of the budget the live estimate uses.
+    pub fn fill_ratio(&self) -> f64 {
+        self.cold_used_bytes as f64 / self.maxdisk.max(1) as f64
+    }
+}
+
+/// The directories whose files count against the budget.
+struct CountedDirs {
+    /// RocksDB's tables and its own log.
+    cold: PathBuf,
+    /// The engine WAL.
+    wal: PathBuf,
+}
+
+impl CountedDirs {
+    fn bytes(&self) -> u64 {
+        dir_bytes(&self.cold) + dir_bytes(&self.wal)
+    }
+}
+
 pub(super) struct DiskBudget {
     /// `maxdisk` as configured; 0 = the default.
     configured: AtomicU64,
     default_bytes: OnceLock<u64>,
     data_dir: PathBuf,
-    /// Directories whose files count (empty for the in-memory cold tier).
-    counted_dirs: Vec<PathBuf>,
+    /// Directories whose files count (none for the in-memory cold tier).
+    counted_dirs: Option<CountedDirs>,
     /// Average bytes of an entry written to the cold tier (key, value, overhead).
     average_entry_bytes: AtomicU64,
     /// The latest deadline written to the cold tier (volatile sampling's upper bound).
@@ -57,10 +78,11 @@ pub(super) struct DiskBudget {
 impl DiskBudget {
     pub(super) fn new(config: &EngineConfig) -> Self {
         let counted_dirs = match config.cold_backend {
-            crate::config::ColdBackend::Rocksdb => {
-                vec![config.dir.join("cold"), config.dir.join("wal")]
-            }
-            crate::config::ColdBackend::Memory => Vec::new(),
+            crate::config::ColdBackend::Rocksdb => Some(CountedDirs {
+                cold: config.dir.join("cold"),
+                wal: config.dir.join("wal"),
+            }),
+            crate::config::ColdBackend::Memory => None,
         };
         DiskBudget {
             configured: AtomicU64::new(0),
@@ -84,7 +106,7 @@ impl DiskBudget {
             0 => (
                 *self
                     .default_bytes
-                    .get_or_init(|| default_maxdisk(&self.data_dir, &self.counted_dirs)),
+                    .get_or_init(|| default_maxdisk(&self.data_dir, self.held_bytes())),
                 true,
             ),
             bytes => (bytes, false),
@@ -114,17 +136,18 @@ impl DiskBudget {
         self.average_entry_bytes.load(Ordering::Relaxed)
     }
 
+    /// Bytes the counted directories hold now.
+    fn held_bytes(&self) -> u64 {
+        self.counted_dirs.as_ref().map_or(0, CountedDirs::bytes)
+    }
+
     /// Measures the files and recomputes the usage for `cold_keys` keys in the cold tier.
     pub(super) fn refresh(&self, cold_keys: u64) -> DiskReport {
-        let mut file_bytes = 0;
-        let mut wal_bytes = 0;
-        for (index, dir) in self.counted_dirs.iter().enumerate() {
-            let bytes = dir_bytes(dir);
-            file_bytes += bytes;
-            if index > 0 {
-                wal_bytes += bytes;
-            }
-        }
+        let (cold_bytes, wal_bytes) = self
+            .counted_dirs
+            .as_ref()
+            .map_or((0, 0), |dirs| (dir_bytes(&dirs.cold), dir_bytes(&dirs.wal)));
+        let file_bytes = cold_bytes + wal_bytes;
         let (maxdisk, maxdisk_is_default) = self.maxdisk();
         let report = DiskReport {
             maxdisk,
@@ -141,12 +164,6 @@ impl DiskBudget {
         let mut report = *self.figures.lock();
         (report.maxdisk, report.maxdisk_is_default) = self.maxdisk();
         report
-    }
-
-    /// How much of the budget the last refresh found used.
-    pub(super) fn fill_ratio(&self) -> f64 {
-        let report = self.report();
-        report.cold_used_bytes as f64 / report.maxdisk.max(1) as f64
     }
 
     /// Bytes one evicted entry of `bytes` frees, as the estimate counts them.
@@ -174,10 +191,10 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// Half of the free space of the file system holding `data_dir`, plus what the counted
-/// directories already hold (so a restart does not shrink the budget by its own data).
-fn default_maxdisk(data_dir: &Path, counted_dirs: &[PathBuf]) -> u64 {
-    let held: u64 = counted_dirs.iter().map(|dir| dir_bytes(dir)).sum();
+/// Half of the free space of the file system holding `data_dir`, plus `held`, what the
+/// counted directories already hold (so a restart does not shrink the budget by its own
+/// data).
+fn default_maxdisk(data_dir: &Path, held: u64) -> u64 {
     let free = free_bytes(data_dir).unwrap_or(0);
     let budget = ((free + held) as f64 * DEFAULT_SHARE_OF_FREE) as u64;
     tracing::info!(
@@ -214,7 +231,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let free = free_bytes(dir.path()).unwrap();
         assert!(free > 0);
-        let budget = default_maxdisk(&dir.path().join("not-yet"), &[]);
+        let budget = default_maxdisk(&dir.path().join("not-yet"), 0);
         assert!(budget <= free.max(128 << 20), "{budget} of {free}");
     }
 
@@ -233,6 +250,6 @@ mod tests {
         let report = budget.refresh(10_000);
         assert_eq!(report.maxdisk, 100 << 20);
         assert_eq!(report.cold_used_bytes, 10_000 * (1000 + PER_ENTRY_OVERHEAD));
-        assert!(budget.fill_ratio() > 0.09 && budget.fill_ratio() < 0.11);
+        assert!(report.fill_ratio() > 0.09 && report.fill_ratio() < 0.11);
     }
 }

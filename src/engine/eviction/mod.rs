@@ -23,6 +23,9 @@ use access::LfuParams;
 pub use budget::DiskReport;
 use sampler::Candidate;
 
+/// Share of the budget past which stamps are kept fresh on disk (`stamps_matter`).
+const STAMPS_MATTER_ABOVE: f64 = 0.5;
+
 /// The most keys per victim a sampling round reads from the cold tier, whatever
 /// `maxmemory-samples` says.
 const MAX_COLD_SAMPLES: usize = 64;
@@ -47,6 +50,9 @@ pub(super) struct EvictionState {
     /// are evicted first, and seeking from the index's start each time would walk over
     /// the deleted entries of every earlier victim until compaction drops them.
     ttl_cursor: Mutex<Vec<u8>>,
+    /// Set by the budget pass while the live estimate passes `STAMPS_MATTER_ABOVE` of the
+    /// budget (read for every clean entry leaving RAM, so it is a flag, not a measurement).
+    near_budget: AtomicBool,
     /// When the budget pass last compacted the cold tier to reclaim deleted bytes.
     last_compaction: Mutex<Option<std::time::Instant>>,
 }
@@ -64,6 +70,7 @@ impl EvictionState {
             paused: AtomicBool::new(false),
             ttl_cursor: Mutex::new(Vec::new()),
             last_compaction: Mutex::new(None),
+            near_budget: AtomicBool::new(false),
         };
         state.apply(config);
         state
@@ -128,6 +135,6 @@ impl EvictionState {
     /// on disk (a clean entry dropped with a much newer stamp than its cold copy's is
     /// written down again, so the sampler does not take a key in use for an idle one).
     pub(super) fn stamps_matter(&self) -> bool {
-        self.budget.fill_ratio() > 0.5
+        self.near_budget.load(Ordering::Relaxed)
     }
 }

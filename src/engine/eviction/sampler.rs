@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::config::EvictionPolicy;
 
 use super::super::api::EngineResult;
-use super::super::cold::Space;
+use super::super::cold::{Entries, Space};
 use super::super::entry::{read_access_stamp, read_expire_at, NO_EXPIRY};
 use super::super::filter::hash_key;
 use super::super::keys;
@@ -64,6 +64,10 @@ impl Engine {
     pub fn enforce_disk_budget(&self) -> EngineResult<bool> {
         let cold_keys = self.cold_key_count();
         let report = self.eviction.budget.refresh(cold_keys);
+        self.eviction.near_budget.store(
+            report.fill_ratio() > super::STAMPS_MATTER_ABOVE,
+            Ordering::Relaxed,
+        );
         let limit = report.maxdisk as f64;
         let mut used = report.cold_used_bytes as f64;
         // The hard guard: files past the budget and its slack, or live data running ahead
@@ -256,20 +260,8 @@ impl Engine {
         samples: usize,
         policy: EvictionPolicy,
     ) -> EngineResult<Vec<(Vec<u8>, u64)>> {
-        let slot = rand::random_range(0..SLOTS);
-        let end = db_prefix(db + 1);
-        let mut entries =
-            self.cold
-                .range(Space::Data, &keys::slot_start(db, slot), &end, samples)?;
-        if entries.len() < samples && slot > 0 {
-            let more = self.cold.range(
-                Space::Data,
-                &db_prefix(db),
-                &keys::slot_start(db, slot),
-                samples - entries.len(),
-            )?;
-            entries.extend(more);
-        }
+        let from = keys::slot_start(db, rand::random_range(0..SLOTS));
+        let entries = self.range_wrapping(Space::Data, db, &from, samples)?;
         let now_s = seconds(self.now_ms());
         Ok(entries
             .into_iter()
@@ -304,13 +296,7 @@ impl Engine {
         let deadline = rand::random_range(earliest..=latest);
         let mut from = db_prefix(db);
         from.extend_from_slice(&deadline.to_be_bytes());
-        let mut index = self.cold.range(Space::Expiry, &from, &end, samples)?;
-        if index.len() < samples {
-            index.extend(
-                self.cold
-                    .range(Space::Expiry, &start, &from, samples - index.len())?,
-            );
-        }
+        let index = self.range_wrapping(Space::Expiry, db, &from, samples)?;
         let parsed: Vec<(u64, Vec<u8>)> = index
             .iter()
             .filter_map(|(index_key, _)| keys::parse_expiry_index_key(index_key))
@@ -335,6 +321,26 @@ impl Engine {
                 (key, score)
             })
             .collect())
+    }
+
+    /// Up to `limit` entries of `space` in database `db` from `from` on, continuing at the
+    /// database's start when its end comes first.
+    fn range_wrapping(
+        &self,
+        space: Space,
+        db: u16,
+        from: &[u8],
+        limit: usize,
+    ) -> EngineResult<Entries> {
+        let (start, end) = (db_prefix(db), db_prefix(db + 1));
+        let mut entries = self.cold.range(space, from, &end, limit)?;
+        if entries.len() < limit && from > start.as_slice() {
+            entries.extend(
+                self.cold
+                    .range(space, &start, from, limit - entries.len())?,
+            );
+        }
+        Ok(entries)
     }
 
     /// volatile-ttl's sample: the nearest deadlines of `db`, read on from where the last
