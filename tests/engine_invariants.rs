@@ -1,13 +1,12 @@
 //! One named test per engine invariant of DESIGN.md §3 (I1-I4; I6 lives in
 //! memory_budget.rs because it measures the whole process).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use hypercache::config::{ByteSize, ColdBackend, EngineConfig};
 use hypercache::engine::cold::{
-    ColdError, ColdOp, ColdRead, ColdStore, Entries, RocksCold, RocksSizing, SharedClock, Space,
+    ColdOp, ColdRead, ColdStore, Fault, FaultyCold, RocksCold, RocksSizing, SharedClock, Space,
 };
 use hypercache::engine::entry::encode_cold_value;
 use hypercache::engine::keys;
@@ -326,72 +325,19 @@ fn i1_i2_member_records_are_never_keys_and_flushdb_removes_them() {
     );
 }
 
-/// A cold store whose writes can be made to fail.
-struct FlakyCold {
-    inner: RocksCold,
-    fail_writes: Arc<AtomicBool>,
-}
-
-impl ColdRead for FlakyCold {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ColdError> {
-        self.inner.get(key)
-    }
-    fn multi_get(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, ColdError> {
-        self.inner.multi_get(keys)
-    }
-    fn range(
-        &self,
-        space: Space,
-        from: &[u8],
-        to: &[u8],
-        limit: usize,
-    ) -> Result<Entries, ColdError> {
-        self.inner.range(space, from, to, limit)
-    }
-    fn disk_bytes(&self) -> u64 {
-        self.inner.disk_bytes()
-    }
-    fn memory_bytes(&self) -> usize {
-        self.inner.memory_bytes()
-    }
-    fn estimate_keys(&self) -> u64 {
-        self.inner.estimate_keys()
-    }
-}
-
-impl ColdStore for FlakyCold {
-    fn write(&self, ops: Vec<ColdOp>) -> Result<(), ColdError> {
-        if self.fail_writes.load(Ordering::Relaxed) {
-            return Err(ColdError::Storage("injected write failure".into()));
-        }
-        self.inner.write(ops)
-    }
-    fn compact(&self) -> Result<(), ColdError> {
-        self.inner.compact()
-    }
-    fn sync(&self) -> Result<(), ColdError> {
-        self.inner.sync()
-    }
-    fn create_checkpoint(&self, path: &std::path::Path) -> Result<(), ColdError> {
-        self.inner.create_checkpoint(path)
-    }
-}
-
 #[test]
 fn i3_entries_leave_the_hot_tier_only_once_the_cold_tier_has_them() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(SharedClock::default());
-    let fail_writes = Arc::new(AtomicBool::new(true));
     let sizing = RocksSizing {
         block_cache_bytes: 8 << 20,
         memtable_bytes: 4 << 20,
         engine_filter: true,
         disk_budget_bytes: None,
     };
-    let cold = FlakyCold {
-        inner: RocksCold::open(dir.path(), &sizing, clock.clone()).unwrap(),
-        fail_writes: fail_writes.clone(),
-    };
+    let (cold, switch) =
+        FaultyCold::new(RocksCold::open(dir.path(), &sizing, clock.clone()).unwrap());
+    switch.fail_writes(Some(Fault::Io));
     let e = Engine::with_cold_store(config(dir.path(), 4 * 1024), Box::new(cold), clock).unwrap();
 
     // Demotion fails: nothing acknowledged is lost, and rather than run over its limit
@@ -426,7 +372,7 @@ fn i3_entries_leave_the_hot_tier_only_once_the_cold_tier_has_them() {
     }
 
     // Once the cold tier accepts writes the demoter catches up and every value survives.
-    fail_writes.store(false, Ordering::Relaxed);
+    switch.fail_writes(None);
     e.demote_over_budget_shards().unwrap();
     let report = e.tier_report();
     assert!(report.hot_used_bytes <= report.hot_limit_bytes);
