@@ -450,3 +450,135 @@ fn the_disk_budget_holds_under_each_policy() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// Fills the file system at `dir` with one file (larger writes first, then 4 KiB ones) until
+/// it takes no more; returns its path.
+fn fill_file_system(dir: &Path) -> PathBuf {
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).unwrap();
+    for chunk in [1 << 20, 4 << 10] {
+        let bytes = vec![0xA5u8; chunk];
+        while file.write_all(&bytes).is_ok() {}
+    }
+    path
+}
+
+fn info_persistence(client: &mut Client, field: &str) -> String {
+    let info = client.simple(&[b"INFO", b"persistence"]);
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("INFO persistence has no {field}"))
+        .to_string()
+}
+
+/// I8 for the WAL: when the engine WAL cannot be written (a full file system), writes answer
+/// Redis's -MISCONF at once while reads keep answering; when space returns, writes are
+/// accepted again without a restart, and after a kill -9 every acknowledged write is back.
+#[test]
+fn a_full_disk_under_the_wal_answers_misconf_and_recovers_when_space_returns() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let tmpfs = match Tmpfs::mount(16) {
+        Ok(tmpfs) => tmpfs,
+        Err(reason) => {
+            println!("skipped: cannot mount a tmpfs ({reason})");
+            return;
+        }
+    };
+    let dir: PathBuf = tmpfs.path().join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = tmpfs.path().join("server.log");
+    let args = ["--maxmemory", "32mb", "--appendonly", "yes"];
+    let server = BinaryServer::start_with_env(&dir, &args, &[], Some(&log));
+    let mut client = Client::connect(server.port);
+    let (mut acknowledged, refused) = client.set_range(0, 100);
+    assert_eq!(refused, 0);
+
+    let filler = fill_file_system(tmpfs.path());
+    // SETs already under way when the disk filled are acknowledged (as Redis acknowledges
+    // what is in its AOF buffer); within a bounded number the WAL's failure refuses them.
+    let mut next = 100;
+    let mut misconf = None;
+    while next < 20_000 && misconf.is_none() {
+        client
+            .writer
+            .write_all(&resp(&[b"SET", key(next).as_bytes(), &value_for(next)]))
+            .unwrap();
+        match client.line("SET").as_str() {
+            "+OK" => acknowledged.push(next),
+            refusal if refusal.starts_with("-MISCONF Errors writing to the AOF file:") => {
+                misconf = Some(refusal.to_string())
+            }
+            other => panic!("SET {} answered {other:?}", key(next)),
+        }
+        next += 1;
+    }
+    let misconf = misconf.expect("writes still accepted with the disk full");
+    println!("refused with {misconf:?} after {} SETs", next - 100);
+    assert_eq!(
+        info_persistence(&mut client, "aof_last_write_status"),
+        "err"
+    );
+    // Reads, and commands that write nothing, keep answering.
+    assert_eq!(client.simple(&[b"PING"]), "+PONG");
+    assert_eq!(client.get(&key(0)), Some(value_for(0)));
+    assert_eq!(
+        client.simple(&[b"SET", b"refused", b"x"]),
+        misconf,
+        "every write is refused"
+    );
+
+    // Space returns: writes are accepted again by themselves.
+    std::fs::remove_file(&filler).unwrap();
+    let mut resumed = false;
+    for _ in 0..300 {
+        client
+            .writer
+            .write_all(&resp(&[b"SET", key(next).as_bytes(), &value_for(next)]))
+            .unwrap();
+        let reply = client.line("SET");
+        if reply == "+OK" {
+            acknowledged.push(next);
+            resumed = true;
+            next += 1;
+            break;
+        }
+        assert!(reply.starts_with("-MISCONF"), "SET answered {reply:?}");
+        next += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(resumed, "writes still refused 30 s after space returned");
+    let (ok, refused) = client.set_range(next, next + 100);
+    assert_eq!(refused, 0);
+    acknowledged.extend(ok);
+    assert_eq!(info_persistence(&mut client, "aof_last_write_status"), "ok");
+
+    // Every acknowledged record on disk (the writer hands records to the OS within
+    // milliseconds; wait for the fsync so the check does not depend on that), then kill -9:
+    // the restart replays the WAL.
+    let mut lag = String::new();
+    for _ in 0..300 {
+        lag = info_persistence(&mut client, "wal_fsync_lag_records");
+        if lag == "0" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(lag, "0", "the WAL never caught up");
+    drop(client);
+    server.kill9();
+    let server = BinaryServer::start_with_env(&dir, &args, &[], Some(&log));
+    let mut client = Client::connect(server.port);
+    assert_eq!(
+        client.simple(&[b"DBSIZE"]),
+        format!(":{}", acknowledged.len()),
+        "server log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    for &i in &acknowledged {
+        assert_eq!(client.get(&key(i)), Some(value_for(i)), "{}", key(i));
+    }
+    drop(client);
+    server.terminate();
+}

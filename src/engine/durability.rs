@@ -546,18 +546,20 @@ impl Engine {
     fn note_wal_failure(&self, message: &str) {
         let mut failure = self.durability.failure.lock();
         if failure.is_none() {
-            tracing::error!(error = %message, "the WAL failed; writes are refused until restart");
+            tracing::error!(error = %message, "the WAL refused a record; writes are refused until restart");
             *failure = Some(message.to_string());
             self.durability.failed.store(true, Ordering::Release);
         }
     }
 
-    /// The WAL failure that makes writes unsafe, if any (the server answers MISCONF).
+    /// The WAL failure that makes writes unsafe, if any (the server answers MISCONF): a record
+    /// the log refused (until restart), or writes the log is retrying (until the disk takes
+    /// them again, as Redis lifts MISCONF once its AOF writes succeed).
     pub fn wal_failure(&self) -> Option<String> {
-        if !self.durability.failed.load(Ordering::Acquire) {
-            return None;
+        if self.durability.failed.load(Ordering::Acquire) {
+            return self.durability.failure.lock().clone();
         }
-        self.durability.failure.lock().clone()
+        self.wal.get()?.failure().map(|err| err.to_string())
     }
 
     /// The WAL, when on, for the server's durability waits under `sync: always`.

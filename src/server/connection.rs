@@ -21,6 +21,9 @@ use crate::config::SyncPolicy;
 use crate::protocol::{parse_command, write_reply, ParserLimits, ProtocolVersion, Reply};
 
 const READ_CHUNK: usize = 16 * 1024;
+/// While a reply waits for the WAL's fsync (`sync: always`), how often the wait checks whether
+/// the WAL's writes are failing (then the client is closed rather than kept waiting).
+const DURABILITY_FAILURE_CHECK: Duration = Duration::from_millis(100);
 
 pub(super) async fn serve(
     shared: Arc<Shared>,
@@ -308,16 +311,26 @@ impl Connection {
             return Ok(());
         }
         let mut durable = wal.subscribe_durable();
-        let reached = durable.wait_for(|lsn| *lsn >= target).await.is_ok();
-        match reached {
-            true => Ok(()),
-            false => {
-                tracing::error!(
-                    client = self.client().handle.id,
-                    "the WAL stopped before these writes were durable; closing the client unacknowledged"
-                );
-                Err(Close::Now)
+        loop {
+            // While the WAL's writes fail (a full disk) it retries for as long as it takes;
+            // a client is not kept waiting that long, it is closed unacknowledged, as when the
+            // log has stopped. Its writes are applied and reach the log once the disk recovers.
+            let waited = tokio::time::timeout(
+                DURABILITY_FAILURE_CHECK,
+                durable.wait_for(|lsn| *lsn >= target),
+            )
+            .await;
+            match waited {
+                Ok(Ok(_)) => return Ok(()),
+                Err(_still_waiting) if wal.failure().is_none() => continue,
+                // The writer stopped, or its writes are failing.
+                Ok(Err(_)) | Err(_) => {}
             }
+            tracing::error!(
+                client = self.client().handle.id,
+                "the WAL failed before these writes were durable; closing the client unacknowledged"
+            );
+            return Err(Close::Now);
         }
     }
 

@@ -16,8 +16,10 @@
 //! What it must never do:
 //! - report a record as durable before an fsync covered it (and the directory entry of its
 //!   segment);
-//! - lose a record silently: an I/O error on the writer is sticky, and every later append, sync
-//!   and wait for a record not yet durable returns it;
+//! - lose a record silently: a failed write is retried until the disk takes it (meanwhile
+//!   [`Wal::failure`] reports it, and syncs and waits for records not yet durable fail at
+//!   once); a failed fsync is sticky, and every later append, sync and wait for a record not
+//!   yet durable returns it;
 //! - repair damage it cannot prove is a torn tail. At open only an incomplete or CRC-failing
 //!   last record with nothing valid after it is truncated; anything else stops startup with
 //!   [`WalError::Corrupt`], naming the file, the byte offset and `hypercache-tool recover`. The
@@ -55,7 +57,7 @@ mod tests;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -233,6 +235,7 @@ impl Wal {
                 closing: false,
                 stopped: false,
                 error: None,
+                write_failure: None,
             }),
             work: Condvar::new(),
             progress: Condvar::new(),
@@ -243,6 +246,7 @@ impl Wal {
             disk_bytes: AtomicU64::new(disk_bytes),
             fsyncs: AtomicU64::new(0),
             write_rounds: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
         });
         let active = ActiveSegment {
             file,
@@ -262,7 +266,8 @@ impl Wal {
     /// thread; the record reaches the OS within milliseconds and is durable per the policy.
     ///
     /// Blocks only for backpressure: while [`MAX_UNWRITTEN_BYTES`] or more wait to be written,
-    /// until the writer catches up. Fails with the writer's sticky error, with `Closed` after
+    /// until the writer catches up; while writes fail, a full buffer fails the append with the
+    /// write failure instead. Fails with the writer's sticky error, with `Closed` after
     /// `close`, and with `Io` of kind `InvalidInput` for an empty payload (reserved for salvage
     /// holes) or one longer than `u32::MAX` bytes.
     pub fn append(&self, payload: &[u8]) -> Result<Lsn, WalError> {
@@ -284,6 +289,10 @@ impl Wal {
             st.check_appendable()?;
             if st.buf.len() + st.in_flight < MAX_UNWRITTEN_BYTES {
                 break;
+            }
+            if let Some(failure) = &st.write_failure {
+                // The disk is not taking writes: waiting could take forever.
+                return Err(failure.to_error());
             }
             shared.progress.wait(&mut st);
         }
@@ -339,7 +348,7 @@ impl Wal {
             if shared.durable_lsn.load(Ordering::Acquire) >= lsn {
                 return Ok(());
             }
-            if let Some(err) = &st.error {
+            if let Some(err) = st.error.as_ref().or(st.write_failure.as_ref()) {
                 return Err(err.to_error());
             }
             if st.stopped {
@@ -360,7 +369,7 @@ impl Wal {
             shared.work.notify_one();
         }
         loop {
-            if let Some(err) = &st.error {
+            if let Some(err) = st.error.as_ref().or(st.write_failure.as_ref()) {
                 return Err(err.to_error());
             }
             let durable = shared.durable_lsn.load(Ordering::Acquire);
@@ -412,6 +421,20 @@ impl Wal {
             tracing::debug!(removed, freed, before = lsn, "removed WAL segments");
         }
         Ok(freed)
+    }
+
+    /// Why the log cannot take records now, if it cannot: a fatal error (until restart), or
+    /// a write failure the writer is retrying (None again once a retry succeeds).
+    pub fn failure(&self) -> Option<WalError> {
+        // Every write command asks: no lock unless something failed.
+        if !self.shared.failing.load(Ordering::Acquire) {
+            return None;
+        }
+        let st = self.shared.state.lock();
+        st.error
+            .as_ref()
+            .or(st.write_failure.as_ref())
+            .map(|err| err.to_error())
     }
 
     /// Total bytes of all segments on disk.

@@ -467,23 +467,66 @@ fn policy_no_fsyncs_only_when_asked() {
 }
 
 #[test]
-fn writer_io_error_is_sticky() {
+fn a_failed_write_is_retried_until_the_disk_takes_it() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("wal");
     let wal = Wal::open(&dir, opts(1, SyncPolicy::Always)).expect("open");
     let first = wal.append(b"fits in the first segment").expect("append");
     wal.wait_durable(first).expect("durable");
-    // The next record needs a new segment, which cannot be created any more.
+    assert!(wal.failure().is_none());
+    // The next record needs a new segment, which cannot be created while the directory is
+    // gone: a real failure of the file system call, as on a full disk.
     fs::remove_dir_all(&dir).expect("remove the directory");
     let second = wal.append(b"needs a new segment").expect("buffered");
-    assert!(matches!(wal.wait_durable(second), Err(WalError::Io { .. })));
-    assert!(matches!(wal.append(b"later"), Err(WalError::Io { .. })));
+    assert!(
+        matches!(wal.wait_durable(second), Err(WalError::Io { .. })),
+        "a wait for a record the disk refused fails at once"
+    );
+    assert!(matches!(wal.failure(), Some(WalError::Io { .. })));
+    let third = wal
+        .append(b"taken while writes fail")
+        .expect("records are still taken while the writer retries");
     assert!(matches!(wal.sync(), Err(WalError::Io { .. })));
     assert!(
         wal.wait_durable(first).is_ok(),
         "what was durable stays durable"
     );
+
+    // The disk recovers: the writer's next retry writes both records, in order.
+    fs::create_dir_all(&dir).expect("recreate the directory");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while wal.failure().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still failing 30 s after the directory came back"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    wal.wait_durable(third)
+        .expect("durable once the disk takes writes");
+    let fourth = wal.append(b"after recovery").expect("append");
+    wal.close().expect("a clean close");
+    assert_eq!(
+        collect(&dir, 0),
+        vec![
+            (second, b"needs a new segment".to_vec()),
+            (third, b"taken while writes fail".to_vec()),
+            (fourth, b"after recovery".to_vec()),
+        ]
+    );
+}
+
+#[test]
+fn a_write_failing_at_close_is_an_error_not_a_hang() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("wal");
+    let wal = Wal::open(&dir, opts(1, SyncPolicy::Always)).expect("open");
+    let first = wal.append(b"first").expect("append");
+    wal.wait_durable(first).expect("durable");
+    fs::remove_dir_all(&dir).expect("remove the directory");
+    wal.append(b"never written").expect("buffered");
     assert!(matches!(wal.close(), Err(WalError::Io { .. })));
+    assert!(wal.append(b"later").is_err());
 }
 
 #[test]

@@ -2,15 +2,23 @@
 //!
 //! It owns the state appenders and the writer share ([`Shared`], [`State`]), rolling segments,
 //! fsyncs per the [`SyncPolicy`] with group commit (under `Always` one fsync covers every
-//! record that arrived while the previous one ran), publishing the durable LSN, and the sticky
-//! error. It must never report an LSN durable before an fsync covered it (and the directory
-//! entry of its segment), and never go on after a failed write: the error is kept, and every
-//! later append, sync and wait for a record not yet durable returns it.
+//! record that arrived while the previous one ran), publishing the durable LSN, and the two
+//! kinds of failure. It must never report an LSN durable before an fsync covered it (and the
+//! directory entry of its segment).
+//!
+//! A failed write (ENOSPC, EIO on write, a segment that cannot be created) is *retried*: the
+//! writer cuts the segment back to its last whole record, keeps the records it could not
+//! write, and tries again every [`RETRY_INTERVAL`] until the disk takes them, as Redis
+//! retries its AOF buffer. Meanwhile the failure is reported (`Wal::failure`), so the server
+//! answers writes with MISCONF and durability waits fail at once instead of waiting for the
+//! disk. A failed fsync is *sticky*: after one, Linux may have dropped the dirty pages, so a
+//! later fsync that succeeds proves nothing; the error is kept, and every later append, sync
+//! and wait for a record not yet durable returns it until restart.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -31,6 +39,8 @@ const EVERYSEC_INTERVAL: Duration = Duration::from_secs(1);
 /// kill -9 can add to what everysec may lose), and the size that ends the wait early.
 const COALESCE_WAIT: Duration = Duration::from_millis(2);
 const COALESCE_MAX_BYTES: usize = 1 << 20;
+/// How often a writer whose writes fail tries again.
+pub(super) const RETRY_INTERVAL: Duration = Duration::from_millis(250);
 
 /// A writer failure, kept so every later caller gets it (`io::Error` is not `Clone`).
 #[derive(Debug, Clone)]
@@ -55,6 +65,20 @@ impl StickyError {
             source: io::Error::new(self.kind, self.message.clone()),
         }
     }
+}
+
+/// How a write round failed.
+enum WriteError {
+    /// Nothing torn is left behind: the same records can be written again later.
+    Retry(StickyError),
+    /// An fsync failed (or a torn write could not be cut back): never trust the log again.
+    Fatal(StickyError),
+}
+
+/// A round that failed after `written` leading bytes of its batch reached the OS.
+struct BatchFailure {
+    written: usize,
+    error: WriteError,
 }
 
 /// A segment as the writer and `remove_segments_before` know it.
@@ -83,6 +107,9 @@ pub(super) struct Shared {
     pub(super) disk_bytes: AtomicU64,
     pub(super) fsyncs: AtomicU64,
     pub(super) write_rounds: AtomicU64,
+    /// `error` or `write_failure` is set (stored under `state`'s lock): lets `Wal::failure`
+    /// skip the lock on every write command.
+    pub(super) failing: AtomicBool,
 }
 
 pub(super) struct State {
@@ -96,7 +123,11 @@ pub(super) struct State {
     pub(super) closing: bool,
     /// The writer thread has ended.
     pub(super) stopped: bool,
+    /// A failed fsync (or the writer thread ending): fatal until restart.
     pub(super) error: Option<StickyError>,
+    /// Writes are failing and being retried; records are still taken (up to the backpressure
+    /// bound, then `append` fails with this instead of waiting for the disk).
+    pub(super) write_failure: Option<StickyError>,
 }
 
 impl State {
@@ -163,6 +194,7 @@ impl Drop for StopGuard {
                 kind: io::ErrorKind::Other,
                 message: "the WAL writer thread stopped unexpectedly".into(),
             });
+            shared.failing.store(true, Ordering::Release);
         }
         shared.progress.notify_all();
     }
@@ -190,6 +222,8 @@ struct Writer {
 impl Writer {
     fn run(mut self) {
         let policy = self.shared.policy;
+        // Records taken from the buffer and not yet written: only non-empty across rounds
+        // while writes fail.
         let mut batch = Vec::new();
         let mut last_sync = Instant::now();
         loop {
@@ -197,7 +231,19 @@ impl Writer {
                 let shared = &*self.shared;
                 let mut st = shared.state.lock();
                 loop {
-                    if !st.buf.is_empty() || st.sync_target > self.durable || st.closing {
+                    if st.closing {
+                        break;
+                    }
+                    if st.write_failure.is_some() {
+                        // Try again after a pause, whatever appends arrive meanwhile; only
+                        // close cuts it short.
+                        let retry_at = Instant::now() + RETRY_INTERVAL;
+                        while !st.closing && !shared.work.wait_until(&mut st, retry_at).timed_out()
+                        {
+                        }
+                        break;
+                    }
+                    if !st.buf.is_empty() || st.sync_target > self.durable {
                         break;
                     }
                     if policy == SyncPolicy::Everysec && self.written > self.durable {
@@ -214,7 +260,10 @@ impl Writer {
                 // waiting a moment lets one write() carry the records of many clients (as
                 // Redis writes its AOF once per event-loop turn) instead of one syscall each.
                 // A sync or close request cuts the wait short (they notify `work`).
-                if policy != SyncPolicy::Always && st.buf.len() < COALESCE_MAX_BYTES {
+                if policy != SyncPolicy::Always
+                    && st.write_failure.is_none()
+                    && st.buf.len() < COALESCE_MAX_BYTES
+                {
                     let deadline = Instant::now() + COALESCE_WAIT;
                     while !st.closing && st.sync_target <= self.durable {
                         if shared.work.wait_until(&mut st, deadline).timed_out() {
@@ -222,41 +271,96 @@ impl Writer {
                         }
                     }
                 }
-                std::mem::swap(&mut st.buf, &mut batch);
+                if batch.is_empty() {
+                    std::mem::swap(&mut st.buf, &mut batch);
+                } else {
+                    // Records kept from a failed round go first: LSN order on disk.
+                    batch.extend_from_slice(&st.buf);
+                    st.buf.clear();
+                }
                 st.in_flight = batch.len();
                 (st.next_lsn - 1, st.sync_target, st.closing)
             };
-            let result = self.write_batch(&batch).and_then(|()| {
-                self.written = batch_last;
-                let due = match policy {
-                    SyncPolicy::Always => true,
-                    SyncPolicy::Everysec => last_sync.elapsed() >= EVERYSEC_INTERVAL,
-                    SyncPolicy::No => false,
-                };
-                if self.written > self.durable && (due || closing || sync_target > self.durable) {
-                    self.sync_written(self.written)?;
-                    last_sync = Instant::now();
+            let had_records = !batch.is_empty();
+            let result = match self.write_batch(&batch) {
+                Err(failed) => {
+                    // Whole records before the failure are on the OS; keep the rest.
+                    batch.drain(..failed.written);
+                    Err(failed.error)
                 }
-                Ok(())
-            });
-            if !batch.is_empty() {
+                Ok(()) => {
+                    batch.clear();
+                    self.written = batch_last;
+                    let due = match policy {
+                        SyncPolicy::Always => true,
+                        SyncPolicy::Everysec => last_sync.elapsed() >= EVERYSEC_INTERVAL,
+                        SyncPolicy::No => false,
+                    };
+                    let needs_sync = self.written > self.durable
+                        && (due || closing || sync_target > self.durable);
+                    if needs_sync {
+                        last_sync = Instant::now();
+                        self.sync_written(self.written).map_err(WriteError::Fatal)
+                    } else {
+                        Ok(())
+                    }
+                }
+            };
+            if had_records {
                 self.shared.write_rounds.fetch_add(1, Ordering::Relaxed);
             }
-            batch.clear();
-            batch.shrink_to(RETAINED_BUFFER_BYTES);
+            if batch.is_empty() {
+                batch.shrink_to(RETAINED_BUFFER_BYTES);
+            }
 
             let shared = &*self.shared;
             let mut st = shared.state.lock();
-            st.in_flight = 0;
-            if let Err(err) = result {
-                tracing::error!(
-                    path = %err.path.display(),
-                    error = %err.message,
-                    "WAL write failed; the log stops accepting records"
-                );
-                st.error = Some(err);
-                shared.progress.notify_all();
-                return;
+            st.in_flight = batch.len();
+            match result {
+                Err(WriteError::Fatal(err)) => {
+                    tracing::error!(
+                        path = %err.path.display(),
+                        error = %err.message,
+                        "WAL fsync failed; the log stops accepting records until restart"
+                    );
+                    st.error = Some(err);
+                    shared.failing.store(true, Ordering::Release);
+                    shared.progress.notify_all();
+                    return;
+                }
+                Err(WriteError::Retry(err)) => {
+                    if closing {
+                        tracing::error!(
+                            path = %err.path.display(),
+                            error = %err.message,
+                            "WAL write failed while closing; records not written are lost"
+                        );
+                        st.error = Some(err);
+                        shared.failing.store(true, Ordering::Release);
+                        shared.progress.notify_all();
+                        return;
+                    }
+                    if st.write_failure.is_none() {
+                        tracing::error!(
+                            path = %err.path.display(),
+                            error = %err.message,
+                            "WAL write failed; writes are refused (MISCONF) and the write is retried"
+                        );
+                    }
+                    st.write_failure = Some(err);
+                    shared.failing.store(true, Ordering::Release);
+                    shared.progress.notify_all();
+                    continue;
+                }
+                Ok(()) => {
+                    if let Some(err) = st.write_failure.take() {
+                        shared.failing.store(false, Ordering::Release);
+                        tracing::warn!(
+                            path = %err.path.display(),
+                            "WAL writes work again; writes are accepted"
+                        );
+                    }
+                }
             }
             shared.durable_lsn.store(self.durable, Ordering::Release);
             shared.progress.notify_all();
@@ -274,32 +378,43 @@ impl Writer {
     }
 
     /// Writes whole records, rolling to a new segment before a record that would push the
-    /// current one past `segment_bytes`.
-    fn write_batch(&mut self, batch: &[u8]) -> Result<(), StickyError> {
+    /// current one past `segment_bytes`. On failure, says how many leading bytes of `batch`
+    /// (whole records) did reach the OS.
+    fn write_batch(&mut self, batch: &[u8]) -> Result<(), BatchFailure> {
         let mut run_start = 0;
         let mut pos = 0;
+        let failed_at = |written: usize| move |error| BatchFailure { written, error };
         // The batch is our own encoding, so its headers are well-formed; `parse_header` failing
         // would only mean a bug, and then the rest is written as one run rather than panicking.
         while let Some(header) = batch.get(pos..).and_then(parse_header) {
             let record_len = HEADER_LEN + header.len as usize;
             let segment_len = self.file_len + (pos - run_start) as u64;
             if segment_len > 0 && segment_len + record_len as u64 > self.segment_bytes {
-                self.write_out(&batch[run_start..pos])?;
-                self.roll(header.lsn)?;
+                self.write_out(&batch[run_start..pos])
+                    .map_err(failed_at(run_start))?;
+                self.roll(header.lsn).map_err(failed_at(pos))?;
                 run_start = pos;
             }
             pos += record_len;
         }
         self.write_out(&batch[run_start..])
+            .map_err(failed_at(run_start))
     }
 
-    fn write_out(&mut self, bytes: &[u8]) -> Result<(), StickyError> {
+    /// Appends whole records to the active segment. If the write fails part way, the segment
+    /// is cut back to its last whole record so the retry (or a restart) finds no torn record
+    /// in the middle of the log; only if that cut fails too is the failure fatal.
+    fn write_out(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
         if bytes.is_empty() {
             return Ok(());
         }
-        self.file
-            .write_all(bytes)
-            .map_err(|e| StickyError::new(&self.path, &e))?;
+        if let Err(err) = self.file.write_all(bytes) {
+            let failure = StickyError::new(&self.path, &err);
+            return match self.file.set_len(self.file_len) {
+                Ok(()) => Err(WriteError::Retry(failure)),
+                Err(cut) => Err(WriteError::Fatal(StickyError::new(&self.path, &cut))),
+            };
+        }
         self.file_len += bytes.len() as u64;
         self.shared
             .disk_bytes
@@ -307,14 +422,17 @@ impl Writer {
         Ok(())
     }
 
-    fn roll(&mut self, first_lsn: Lsn) -> Result<(), StickyError> {
+    fn roll(&mut self, first_lsn: Lsn) -> Result<(), WriteError> {
         // Make the old segment whole on disk before the new one exists, so after a power cut
         // only the last segment can end in a torn record (which open may truncate).
         if self.shared.policy != SyncPolicy::No {
-            self.sync_written(first_lsn - 1)?;
+            self.sync_written(first_lsn - 1)
+                .map_err(WriteError::Fatal)?;
         }
         let path = self.shared.dir.join(segment_name(first_lsn));
-        let file = create_segment(&path).map_err(|e| StickyError::new(&path, &e))?;
+        // Nothing has changed yet if this fails: the round is retried.
+        let file =
+            create_segment(&path).map_err(|e| WriteError::Retry(StickyError::new(&path, &e)))?;
         let old_file = std::mem::replace(&mut self.file, file);
         let old_path = std::mem::replace(&mut self.path, path.clone());
         if self.shared.policy == SyncPolicy::No {
