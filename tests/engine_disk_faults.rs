@@ -192,7 +192,20 @@ fn demotion_survives(fault: Fault) {
     assert!(engine.tier_report().stats.demotions > demotions_before);
     assert_eq!(engine.dbsize(0).unwrap(), acknowledged.len() as u64);
     assert_all_readable(engine, &acknowledged);
+    assert_filter_counts_each_cold_key_once(engine);
     let _ = t.clock;
+}
+
+/// I4 after failures: once every key is in the cold tier, the filter holds exactly one
+/// fingerprint per key (a failed cold write must not leave the fingerprints it added: the
+/// disk budget counts cold keys by them).
+fn assert_filter_counts_each_cold_key_once(engine: &Engine) {
+    engine.flush_dirty_to_cold().unwrap();
+    assert_eq!(
+        engine.tier_report().filter_fingerprints as u64,
+        engine.dbsize(0).unwrap(),
+        "fingerprints against keys, every key in the cold tier"
+    );
 }
 
 #[test]
@@ -229,6 +242,7 @@ fn i8_checkpoint_flush_fails_without_hanging_and_keeps_dirty_entries() {
             t.switch.fail_writes(None);
             assert_eq!(engine.flush_dirty_to_cold().unwrap(), 20, "{fault:?}");
             assert_all_readable(engine, &keys);
+            assert_filter_counts_each_cold_key_once(engine);
         }
     });
 }

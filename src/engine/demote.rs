@@ -142,6 +142,9 @@ impl Engine {
                     .wait_wal_durable(newest_lsn)
                     .and_then(|()| Ok(self.cold.write(ops)?));
                 if let Err(err) = written {
+                    // None of the batch reached the cold tier (one atomic write): the filter
+                    // must not keep counting those keys (I4).
+                    self.filter.forget(&new_in_cold);
                     for (key, entry) in demoted.into_iter().chain(expired) {
                         shard.insert(key, entry);
                     }
@@ -229,6 +232,7 @@ impl Engine {
                     }
                     self.learn_in_filter(&new_in_cold);
                     if let Err(err) = self.cold.write(ops) {
+                        self.filter.forget(&new_in_cold);
                         drop(shard);
                         stalls.wait_or_fail(err)?;
                         continue;
