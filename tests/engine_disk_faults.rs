@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hypercache::config::{ByteSize, EngineConfig};
+use hypercache::config::{ByteSize, EngineConfig, EvictionPolicy};
 use hypercache::engine::cold::{Fault, FaultSwitch, FaultyCold, MemCold, SharedClock};
 use hypercache::engine::{Access, Engine, EngineError, OomRefusal, SetExpiry, SetOptions};
 
@@ -49,6 +49,10 @@ struct Faulty {
 }
 
 fn faulty_engine() -> Faulty {
+    faulty_engine_with(EngineConfig::default().maxmemory_policy)
+}
+
+fn faulty_engine_with(policy: EvictionPolicy) -> Faulty {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(SharedClock::default());
     clock.set_manual_ms(NOW);
@@ -59,6 +63,7 @@ fn faulty_engine() -> Faulty {
         hot_shards: SHARDS,
         hot_max_bytes: Some(ByteSize(HOT_BYTES)),
         compress_min_bytes: 0,
+        maxmemory_policy: policy,
         ..EngineConfig::default()
     };
     let engine = Engine::with_cold_store(config, Box::new(store), clock.clone()).unwrap();
@@ -123,9 +128,10 @@ fn assert_all_readable(engine: &Engine, keys: &[usize]) {
 }
 
 /// Demotion (inline on every write, and by the background demoter) against each kind of
-/// failing write; then the fault clears and everything resumes.
+/// failing write; then the fault clears and everything resumes. Under noeviction, so that
+/// a stall is refused too (under allkeys-* a stall evicts from RAM instead: below).
 fn demotion_survives(fault: Fault) {
-    let t = faulty_engine();
+    let t = faulty_engine_with(EvictionPolicy::Noeviction);
     let engine = &t.engine;
     let _background = engine.start_background_tasks();
     // A healthy start: enough keys that the first ones live in the cold tier.
@@ -226,6 +232,37 @@ fn i8_demotion_on_a_read_only_disk_refuses_writes_and_resumes() {
 #[test]
 fn i8_demotion_through_an_endless_write_stall_refuses_writes_and_resumes() {
     within_deadline(|| demotion_survives(Fault::Stall));
+}
+
+/// A disk that works but has stalled writes past their grace (compaction behind) under
+/// allkeys-lru: writes are not refused; the policy takes keys the cold tier never held
+/// straight from RAM, the hot tier stays within its limit, DBSIZE stays exact, and every
+/// key that was already on disk (or is still hot) reads back.
+#[test]
+fn an_endless_write_stall_under_allkeys_lru_evicts_from_ram_and_takes_every_write() {
+    within_deadline(|| {
+        let t = faulty_engine_with(EvictionPolicy::AllkeysLru);
+        let engine = &t.engine;
+        let _background = engine.start_background_tasks();
+        let on_disk = write_range(engine, 0, 200);
+        engine.flush_dirty_to_cold().unwrap();
+        t.switch.fail_writes(Some(Fault::Stall));
+        let count = 4 * (HOT_BYTES as usize / VALUE_LEN);
+        let during = write_range(engine, 200, 200 + count);
+        assert_eq!(during.len(), count, "a write was refused during a stall");
+        let report = engine.tier_report();
+        assert!(report.stats.ram_evictions > 0, "{:?}", report.stats);
+        assert_eq!(
+            engine.dbsize(0).unwrap(),
+            (200 + count) as u64 - report.stats.ram_evictions as u64,
+            "DBSIZE counts every key written less every key evicted"
+        );
+        assert_all_readable(engine, &on_disk);
+        let last = *during.last().unwrap();
+        assert_eq!(engine.get(BLOCK, 0, &key(last)).unwrap(), Some(value(last)));
+        t.switch.fail_writes(None);
+        assert_filter_counts_each_cold_key_once(engine);
+    });
 }
 
 #[test]

@@ -30,7 +30,7 @@ impl Engine {
             let mut shard = shard.lock();
             let mut result = self.apply_tombstones(&mut shard, false);
             if result.is_ok() && shard.used_bytes() > marks.wake {
-                result = self.demote_until(&mut shard, marks.target);
+                result = self.demote_until(&mut shard, marks.target, false);
             }
             if let Err(err) = result {
                 self.evict_clean(&mut shard, marks.target);
@@ -54,7 +54,7 @@ impl Engine {
         }
         match access {
             Access::HotOnly => Err(EngineError::WouldBlock),
-            Access::MayBlock => self.make_room(shard),
+            Access::MayBlock => self.make_room(shard, true),
         }
     }
 
@@ -69,7 +69,7 @@ impl Engine {
         match access {
             Access::MayBlock if used > marks.limit => {
                 let failing = self.cold.health().is_failing();
-                if failing || self.demote_until(shard, marks.target).is_err() {
+                if failing || self.demote_until(shard, marks.target, false).is_err() {
                     // The change itself is safe in the hot tier, within one entry of the
                     // limit (`check_room` let it in); clean entries make what room they
                     // can, and the demoter retries (the cold tier's health logs why).
@@ -84,8 +84,15 @@ impl Engine {
     /// Evicts least recently used entries until the shard uses at most `target` bytes.
     /// Dirty entries are demoted in batches; nothing leaves the hot tier before the cold
     /// tier holds its current value (I3), and the filter learns a key before the cold tier
-    /// does (I4).
-    pub(super) fn demote_until(&self, shard: &mut HotShard, target: usize) -> EngineResult<()> {
+    /// does (I4). While demotion is paused (the disk over its budget and slack), dirty
+    /// entries stay, unless `take_from_ram` lets the policy evict them from the whole cache
+    /// (a write that waited its turn for room is not refused under allkeys-*).
+    pub(super) fn demote_until(
+        &self,
+        shard: &mut HotShard,
+        target: usize,
+        take_from_ram: bool,
+    ) -> EngineResult<()> {
         self.apply_tombstones(shard, false)?;
         let mut blocked = false;
         let mut refused = false;
@@ -95,6 +102,7 @@ impl Engine {
             let mut demoted = Vec::new();
             let mut expired = Vec::new();
             let mut new_in_cold = Vec::new();
+            let mut dropped = Vec::new();
             let mut newest_lsn = 0;
             while shard.used_bytes() > target && demoted.len() < DEMOTION_BATCH_ENTRIES {
                 let Some((key, entry)) = shard.pop_lru() else {
@@ -123,9 +131,19 @@ impl Engine {
                     continue;
                 }
                 if paused {
-                    // The disk is at its budget: the entry stays until eviction and
-                    // compaction make room (or, if the policy evicts nothing, writes that
-                    // need room are refused meanwhile).
+                    if take_from_ram && self.eviction.may_take_from_ram(&entry) {
+                        // The disk stands over its budget and slack (compaction behind):
+                        // rather than refuse writes, the policy takes this key from the
+                        // whole cache here, with any older cold copy.
+                        if let ColdCopy::Present { expire_at } = entry.cold {
+                            push_cold_delete(&mut ops, &key, expire_at);
+                        }
+                        dropped.push((key, entry));
+                        continue;
+                    }
+                    // The entry stays until eviction and compaction make room; writes that
+                    // need room are refused meanwhile (noeviction, or a volatile policy
+                    // and a key without a TTL).
                     shard.insert(key, entry);
                     refused = true;
                     break;
@@ -145,7 +163,7 @@ impl Engine {
                     // None of the batch reached the cold tier (one atomic write): the filter
                     // must not keep counting those keys (I4).
                     self.filter.forget(&new_in_cold);
-                    for (key, entry) in demoted.into_iter().chain(expired) {
+                    for (key, entry) in demoted.into_iter().chain(expired).chain(dropped) {
                         shard.insert(key, entry);
                     }
                     return Err(err);
@@ -161,6 +179,16 @@ impl Engine {
                 self.count_key(keys::db_of(&key), -1);
                 self.stats.expired_keys.add(1);
             }
+            for (key, entry) in &dropped {
+                if matches!(entry.cold, ColdCopy::Present { .. }) {
+                    self.filter.forget(&[hash_key(key)]);
+                }
+                self.count_key(keys::db_of(key), -1);
+                self.watches.touch(key);
+            }
+            self.stats.evictions.add(dropped.len() as i64);
+            self.stats.evicted_keys.add(dropped.len() as i64);
+            self.stats.ram_evictions.add(dropped.len() as i64);
             if shard.is_empty() {
                 break;
             }

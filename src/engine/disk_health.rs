@@ -75,6 +75,8 @@ pub(super) struct DiskHealth {
     stalled_since: Mutex<Option<Instant>>,
     write_errors: AtomicU64,
     refusing: AtomicBool,
+    /// The current failure is a stall (RocksDB behind), not an error: the disk works.
+    failing_by_stall: AtomicBool,
 }
 
 impl DiskHealth {
@@ -85,6 +87,7 @@ impl DiskHealth {
             Err(ColdError::Stalled) => self.record_stall(),
             Err(err) => {
                 self.write_errors.fetch_add(1, Ordering::Relaxed);
+                self.failing_by_stall.store(false, Ordering::Release);
                 self.note_failing(err.to_string());
             }
         }
@@ -105,6 +108,9 @@ impl DiskHealth {
     fn record_stall(&self) {
         let since = *self.stalled_since.lock().get_or_insert_with(Instant::now);
         if since.elapsed() >= STALL_GRACE {
+            if !self.is_failing() {
+                self.failing_by_stall.store(true, Ordering::Release);
+            }
             self.note_failing(format!(
                 "{} for {:.1} s",
                 ColdError::Stalled,
@@ -132,6 +138,12 @@ impl DiskHealth {
 
     pub(super) fn is_failing(&self) -> bool {
         self.failing.load(Ordering::Acquire)
+    }
+
+    /// Whether the disk takes writes, if slowly: not failing, or failing only because
+    /// RocksDB has stalled writes for longer than `STALL_GRACE` (compaction behind).
+    pub(super) fn works(&self) -> bool {
+        !self.is_failing() || self.failing_by_stall.load(Ordering::Acquire)
     }
 
     /// A write could not be placed: refuse writes at the dispatcher until room returns.

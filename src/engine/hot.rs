@@ -274,11 +274,17 @@ impl HotShard {
     /// Clean entries' keys, least recently used first, until their charges add up to
     /// `bytes`: what can leave without a cold write (the cold tier holds their values).
     pub fn clean_keys_lru_first(&self, bytes: usize) -> Vec<HotKey> {
+        self.keys_lru_first(bytes, |entry| !entry.dirty)
+    }
+
+    /// Keys of entries `may_go` accepts (never one a running transaction changed), least
+    /// recently used first, until they add up to at least `bytes` of charge.
+    pub fn keys_lru_first(&self, bytes: usize, may_go: impl Fn(&HotEntry) -> bool) -> Vec<HotKey> {
         let mut freed = 0;
         self.entries
             .iter()
             .rev()
-            .filter(|(_, entry)| !entry.dirty && entry.lsn != PENDING_LSN)
+            .filter(|(_, entry)| entry.lsn != PENDING_LSN && may_go(entry))
             .take_while(|(key, entry)| {
                 let more = freed < bytes;
                 freed += HotEntry::charge(key, entry);

@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use super::api::{Access, EngineError, EngineResult};
 use super::disk_health::{Backoff, OomRefusal, ROOM_WAIT};
-use super::hot::HotShard;
+use super::hot::{ColdCopy, HotShard};
+use super::keys;
 use super::txn::{Guards, Txn};
 use super::Engine;
 
@@ -29,16 +30,24 @@ impl Engine {
     /// For a write about to grow a shard over its limit, where blocking is allowed: demote
     /// inline (unless the cold tier is known to be failing: the demoter retries it with
     /// backoff), then drop clean entries; refuse the write if the shard is still full.
-    /// Nothing has changed when it refuses.
-    pub(super) fn make_room(&self, shard: &mut HotShard) -> EngineResult<()> {
+    /// Nothing has changed when it refuses. With `take_from_ram`, a disk over its budget
+    /// lets the policy evict hot entries instead of refusing (see `demote_until`).
+    pub(super) fn make_room(&self, shard: &mut HotShard, take_from_ram: bool) -> EngineResult<()> {
         let marks = self.hot.watermarks();
         if shard.used_bytes() <= marks.limit {
             return Ok(());
         }
-        if !self.cold.health().is_failing() && self.demote_until(shard, marks.target).is_ok() {
+        if !self.cold.health().is_failing()
+            && self
+                .demote_until(shard, marks.target, take_from_ram)
+                .is_ok()
+        {
             return Ok(());
         }
         self.evict_clean(shard, marks.target);
+        if take_from_ram && self.cold.health().works() {
+            self.evict_from_ram(shard, marks.target);
+        }
         if shard.used_bytes() <= marks.limit {
             return Ok(());
         }
@@ -63,11 +72,35 @@ impl Engine {
         }
     }
 
+    /// With the disk working but behind (writes stalled, or demotion paused over the budget),
+    /// lets the policy take keys straight from RAM where that needs no cold write: entries
+    /// the cold tier never held, least recently used first (clean ones have already gone).
+    /// A key with an older cold copy stays: dropping it would need a cold delete, and
+    /// without one the older value would come back.
+    fn evict_from_ram(&self, shard: &mut HotShard, target: usize) {
+        let over = shard.used_bytes().saturating_sub(target);
+        if over == 0 {
+            return;
+        }
+        let victims = shard.keys_lru_first(over, |entry| {
+            entry.cold == ColdCopy::Absent && self.eviction.may_take_from_ram(entry)
+        });
+        for key in victims {
+            shard.remove(&key);
+            self.count_key(keys::db_of(&key), -1);
+            self.watches.touch(&key);
+            self.stats.evictions.add(1);
+            self.stats.evicted_keys.add(1);
+            self.stats.ram_evictions.add(1);
+        }
+    }
+
     /// A one-shard transaction for a write to `key`, whose shard has room for it. Where
     /// blocking is allowed and the shard is full, it tries again with the shard released
     /// and a growing pause in between, for at most `ROOM_WAIT`: a write stall that passes,
-    /// or the demoter making room, lets the write through; otherwise the refusal is its
-    /// answer. (`HotOnly` callers are sent to a blocking thread by `check_room` instead.)
+    /// or the demoter making room, lets the write through; at the end the policy may evict
+    /// from RAM (allkeys-*, or a key with a TTL under volatile-*), and otherwise the refusal
+    /// is its answer. (`HotOnly` callers are sent to a blocking thread by `check_room` instead.)
     pub(super) fn single_with_room(
         &self,
         access: Access,
@@ -81,19 +114,23 @@ impl Engine {
         let mut backoff = Backoff::new(ROOM_WAIT / 8);
         loop {
             let mut txn = self.single(access, db, key)?;
+            // The wait is the backpressure that lets compaction catch up on a busy core;
+            // once it is over, or once a stall has outlived its grace (waiting did not
+            // help), the policy may evict from RAM rather than refuse.
+            let last_try = Instant::now() >= deadline || self.cold.health().is_failing();
             let room = match &mut txn.guards {
-                Guards::One(_, shard) => self.make_room(shard),
+                Guards::One(_, shard) => self.make_room(shard, last_try),
                 Guards::Many(_) => Ok(()),
             };
             match room {
                 Ok(()) => return Ok(txn),
                 Err(err) => {
                     drop(txn);
-                    let now = Instant::now();
-                    if now >= deadline || self.oom_refusal().is_some() {
+                    if last_try || self.oom_refusal().is_some() {
                         return Err(err);
                     }
-                    std::thread::sleep(backoff.next_wait().min(deadline - now));
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    std::thread::sleep(backoff.next_wait().min(left));
                 }
             }
         }

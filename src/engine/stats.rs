@@ -108,6 +108,10 @@ engine_counters! {
     evicted_keys,
     /// Of those, keys deleted from the cold tier to keep it within `maxdisk`.
     cold_evictions,
+    /// Of those, keys dropped straight from RAM because the disk stood over its budget and
+    /// slack (compaction behind) when they had to leave the hot tier: the policy takes them
+    /// rather than writes being refused.
+    ram_evictions,
     /// Clean entries written down again on leaving the hot tier, only so their cold copy's
     /// access stamp is fresh for the eviction policy.
     stamp_refreshes,

@@ -346,6 +346,7 @@ fn tiers(shared: &Shared, out: &mut String) {
         u8::from(report.disk.maxdisk_is_default),
     );
     line(out, "cold_evictions", s.cold_evictions);
+    line(out, "ram_evictions", s.ram_evictions);
     line(out, "stamp_refreshes", s.stamp_refreshes);
     line(
         out,

@@ -19,6 +19,8 @@ use parking_lot::Mutex;
 
 use crate::config::{EngineConfig, EvictionPolicy};
 
+use super::entry::NO_EXPIRY;
+use super::hot::HotEntry;
 use access::LfuParams;
 pub use budget::DiskReport;
 use sampler::Candidate;
@@ -129,6 +131,16 @@ impl EvictionState {
     /// Whether demotion must wait: the policy evicts nothing, or the files are over budget.
     pub(super) fn demotion_paused(&self) -> bool {
         self.refusing() || self.paused.load(Ordering::Relaxed)
+    }
+
+    /// Whether the policy may take `entry` straight from RAM while demotion is paused:
+    /// the allkeys policies any key, the volatile ones a key with a TTL, noeviction none.
+    pub(super) fn may_take_from_ram(&self, entry: &HotEntry) -> bool {
+        match self.policy() {
+            EvictionPolicy::Noeviction => false,
+            policy if policy.volatile_only() => entry.expire_at != NO_EXPIRY,
+            _ => true,
+        }
     }
 
     /// Whether the cold tier is near enough to its budget that stamps must be kept fresh
