@@ -254,7 +254,7 @@ fn an_endless_write_stall_under_allkeys_lru_evicts_from_ram_and_takes_every_writ
         assert!(report.stats.ram_evictions > 0, "{:?}", report.stats);
         assert_eq!(
             engine.dbsize(0).unwrap(),
-            (200 + count) as u64 - report.stats.ram_evictions as u64,
+            (200 + count) as u64 - report.stats.ram_evictions,
             "DBSIZE counts every key written less every key evicted"
         );
         assert_all_readable(engine, &on_disk);
