@@ -163,7 +163,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config, cli.config)) {
+    let served = runtime.block_on(serve(config, cli.config));
+    // The data is saved by now. A command still running on a blocking thread past
+    // shutdown-timeout (DEBUG SLEEP, a long KEYS) must not keep the process alive: dropping
+    // the runtime would wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");

@@ -210,3 +210,69 @@ fn a_damaged_wal_stops_startup_naming_the_file_and_the_tool() {
         "{stderr}"
     );
 }
+
+/// Issue 14: a command that runs on (here DEBUG SLEEP 3600) does not keep SHUTDOWN from
+/// completing: while it runs the server still answers PING, and after `shutdown-timeout`
+/// the shutdown saves and the process exits. The 60 s wait for the exit is a hang
+/// detector, far from the 1 s timeout and the hour the command would take.
+#[test]
+fn shutdown_proceeds_after_shutdown_timeout_while_a_command_runs_on() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = BinaryServer::start(dir.path(), &["--maxmemory", "32mb"]);
+    let mut con = server.client();
+    let _: () = con.set("kept", "saved at shutdown").unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("shutdown-timeout")
+        .arg(1)
+        .query(&mut con)
+        .unwrap();
+    let timeout: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("shutdown-timeout")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(timeout, ["shutdown-timeout", "1"]);
+
+    let mut sleeper = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    sleeper
+        .write_all(b"*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n$4\r\n3600\r\n")
+        .unwrap();
+    // Wait (bounded) until the sleeper's command is running, as CLIENT LIST shows it.
+    let mut running = false;
+    for _ in 0..200 {
+        let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut con).unwrap();
+        if list.lines().any(|line| line.contains("cmd=debug")) {
+            running = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(running, "DEBUG SLEEP never started");
+    // The sleeper's command holds a thread, not the server.
+    let pong: String = redis::cmd("PING").query(&mut con).unwrap();
+    assert_eq!(pong, "PONG");
+    let _ = redis::cmd("SHUTDOWN").query::<()>(&mut con);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running 60 s after SHUTDOWN with shutdown-timeout 1"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    drop(sleeper);
+
+    let server = BinaryServer::start(dir.path(), &["--maxmemory", "32mb"]);
+    let mut con = server.client();
+    assert_eq!(
+        con.get::<_, Option<String>>("kept").unwrap().as_deref(),
+        Some("saved at shutdown")
+    );
+}

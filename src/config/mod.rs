@@ -176,6 +176,9 @@ pub struct ServerConfig {
     pub maxclients: usize,
     /// Close a client idle this many seconds; 0 = never. Default 0.
     pub timeout: u64,
+    /// Seconds a shutdown waits for commands still running (a long KEYS, a DEBUG SLEEP)
+    /// before it saves and exits without them (Redis's name). Default 10.
+    pub shutdown_timeout: u64,
     /// Async worker threads; 0 = one per core. Default 0.
     pub threads: usize,
     /// Threads for commands that may wait on the disk (cold reads, inline demotion). Each
@@ -194,6 +197,7 @@ impl Default for ServerConfig {
             port: 6379,
             maxclients: 10000,
             timeout: 0,
+            shutdown_timeout: 10,
             threads: 0,
             blocking_threads: 8,
             cold_readers: 2,

@@ -77,6 +77,15 @@ pub const PARAMS: &[Param] = &[
         },
     },
     Param {
+        name: "shutdown-timeout",
+        mutability: Mutability::Live,
+        get: |c| c.server.shutdown_timeout.to_string(),
+        set: |c, v| {
+            c.server.shutdown_timeout = in_range(v, 0, INT_MAX)? as u64;
+            Ok(())
+        },
+    },
+    Param {
         name: "maxclients",
         mutability: Mutability::Live,
         get: |c| c.server.maxclients.to_string(),

@@ -10,6 +10,7 @@ mod connection;
 mod instance;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -53,7 +54,18 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>) -> ShutdownRequest 
     for client in shared.clients.all() {
         client.kill();
     }
-    while connections.join_next().await.is_some() {}
+    // Each connection ends after the command it is running; a command that runs on and
+    // on (a long KEYS, DEBUG SLEEP) must not keep the server from saving and exiting.
+    let wait = Duration::from_secs(shared.config.read().server.shutdown_timeout);
+    let all_ended = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(wait, all_ended).await.is_err() {
+        tracing::warn!(
+            still_running = connections.len(),
+            shutdown_timeout_secs = wait.as_secs(),
+            "shutdown-timeout passed with commands still running: saving and exiting without them"
+        );
+        connections.abort_all();
+    }
     cold_reads.stop();
     shared.shutdown_requested()
 }
