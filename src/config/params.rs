@@ -639,6 +639,7 @@ mod tests {
                 port: 7000,
                 maxclients: 50,
                 timeout: 30,
+                shutdown_timeout: 3,
                 threads: 4,
                 blocking_threads: 3,
                 cold_readers: 5,
