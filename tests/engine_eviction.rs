@@ -201,7 +201,8 @@ fn approximate_lru_stays_close_to_exact_lru() {
         cache.clock.set_manual_ms(NOW + i as u64 * 1000);
         cache.set(i, None);
     }
-    cache.budget_so_cold_fills(0.9);
+    // Eviction brings the live data down to 77% of the budget: from 110%, 30% go.
+    cache.budget_so_cold_fills(1.1);
     cache.enforce();
     let evicted: HashSet<usize> = (0..count).filter(|i| !cache.exists(*i)).collect();
     assert!(evicted.len() > count / 5, "evicted {}", evicted.len());
