@@ -69,6 +69,9 @@ struct Cli {
     /// Password clients must AUTH with.
     #[arg(long)]
     requirepass: Option<String>,
+    /// yes | no: while no password is set, serve loopback clients only.
+    #[arg(long, value_parser = parse_yes_no)]
+    protected_mode: Option<bool>,
     /// debug | verbose | notice | warning.
     #[arg(long)]
     loglevel: Option<String>,
@@ -107,6 +110,7 @@ impl Cli {
             appendonly: self.appendonly,
             appendfsync: self.appendfsync,
             requirepass: self.requirepass.clone(),
+            protected_mode: self.protected_mode,
             loglevel: self.loglevel.clone(),
         }
     }

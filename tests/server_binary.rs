@@ -276,3 +276,108 @@ fn shutdown_proceeds_after_shutdown_timeout_while_a_command_runs_on() {
         Some("saved at shutdown")
     );
 }
+
+/// An address of this machine that is not loopback (the source address of a route out),
+/// if it has one.
+fn non_loopback_ipv4() -> Option<std::net::Ipv4Addr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    // A UDP connect sends nothing; it only picks the route and so the local address.
+    [
+        "8.8.8.8:53",
+        "10.0.0.1:9",
+        "192.168.0.1:9",
+        "172.16.0.1:9",
+        "192.0.2.1:9",
+    ]
+    .iter()
+    .filter(|target| socket.connect(target).is_ok())
+    .find_map(|_| match socket.local_addr().ok()?.ip() {
+        std::net::IpAddr::V4(ip) if !ip.is_loopback() && !ip.is_unspecified() => Some(ip),
+        _ => None,
+    })
+}
+
+/// What a raw client connecting to `ip:port` reads after sending PING, until the server
+/// closes or 10 s pass (a hang detector).
+fn ping_from(ip: std::net::Ipv4Addr, port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect((ip, port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let _ = stream.write_all(b"*1\r\n$4\r\nPING\r\n");
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                reply.extend_from_slice(&chunk[..n]);
+                if reply.ends_with(b"\r\n") && !reply.starts_with(b"-DENIED") {
+                    break;
+                }
+            }
+            Err(err) => panic!("no answer from {ip}:{port} (read so far {reply:?}): {err}"),
+        }
+    }
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// Issue 14, protected mode as Redis: bound to every interface with no password, a client
+/// from a non-loopback address gets Redis's -DENIED text and is closed, while loopback
+/// clients are served; `CONFIG SET protected-mode no`, `--protected-mode no` or a password
+/// lets it in.
+#[test]
+fn protected_mode_refuses_non_loopback_clients_until_a_password_is_set() {
+    let Some(ip) = non_loopback_ipv4() else {
+        println!("skipped: this machine has no non-loopback IPv4 address to connect from");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path(), &["--bind", "0.0.0.0"]);
+    let denied = ping_from(ip, server.port);
+    assert!(
+        denied.starts_with("-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user.")
+            && denied.ends_with("outside.\r\n"),
+        "{denied:?}"
+    );
+    let mut con = server.client();
+    let pong: String = redis::cmd("PING").query(&mut con).unwrap();
+    assert_eq!(pong, "PONG", "loopback clients are served");
+    let mode: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("protected-mode")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(mode, ["protected-mode", "yes"]);
+
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("protected-mode")
+        .arg("no")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(ping_from(ip, server.port), "+PONG\r\n");
+
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("protected-mode")
+        .arg("yes")
+        .query(&mut con)
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("secret")
+        .query(&mut con)
+        .unwrap();
+    assert!(
+        ping_from(ip, server.port).starts_with("-NOAUTH"),
+        "with a password the client is asked to authenticate, not refused"
+    );
+    drop(con);
+    drop(server);
+
+    let server = BinaryServer::start(dir.path(), &["--bind", "0.0.0.0", "--protected-mode", "no"]);
+    assert_eq!(ping_from(ip, server.port), "+PONG\r\n");
+}

@@ -237,9 +237,22 @@ fn check_password(
     let required = ctx.shared.config.read().security.requirepass.clone();
     let user_ok = user.is_none_or(|user| is(user, "default"));
     match required {
-        Some(required) if user_ok && required.as_bytes() == &password[..] => Ok(()),
+        Some(required) if user_ok && same_secret(required.as_bytes(), password) => Ok(()),
         _ => Err(CommandError::new(ErrorCode::WrongPass, WRONGPASS)),
     }
+}
+
+/// Compares a secret without an early exit, so the time taken says nothing of how many
+/// leading bytes a guess got right (it depends on the lengths only).
+fn same_secret(expected: &[u8], given: &[u8]) -> bool {
+    let longest = expected.len().max(given.len());
+    let mut difference = u8::from(expected.len() != given.len());
+    for i in 0..longest {
+        let a = expected.get(i).copied().unwrap_or(0);
+        let b = given.get(i).copied().unwrap_or(0);
+        difference |= std::hint::black_box(a ^ b);
+    }
+    difference == 0
 }
 
 fn auth(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
@@ -633,4 +646,25 @@ fn client_help(_ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
         "    Set client library name or version.",
     ];
     Ok(help_reply("CLIENT", &lines))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_match_only_when_equal() {
+        assert!(same_secret(b"secret", b"secret"));
+        assert!(same_secret(b"", b""));
+        for guess in [
+            &b"secre"[..],
+            b"secret!",
+            b"Secret",
+            b"",
+            b"secres",
+            b"secret\0",
+        ] {
+            assert!(!same_secret(b"secret", guess), "{guess:?}");
+        }
+    }
 }

@@ -21,6 +21,7 @@ pub struct Overrides {
     pub appendonly: Option<bool>,
     pub appendfsync: Option<SyncPolicy>,
     pub requirepass: Option<String>,
+    pub protected_mode: Option<bool>,
     pub loglevel: Option<String>,
 }
 
@@ -166,6 +167,9 @@ fn apply_overrides(config: &mut Config, flags: &Overrides) {
     }
     if let Some(sync) = flags.appendfsync {
         config.persistence.sync = sync;
+    }
+    if let Some(protected) = flags.protected_mode {
+        config.security.protected_mode = protected;
     }
     if let Some(password) = &flags.requirepass {
         config.security.requirepass = Some(password.clone());

@@ -292,11 +292,36 @@ impl SyncPolicy {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecurityConfig {
     /// Password clients must AUTH with; unset = no password. Default unset.
     pub requirepass: Option<String>,
+    /// Redis's protected mode: while no password is set, only loopback clients are served
+    /// (others get Redis's `-DENIED` text and are closed), whatever `bind` says. Default on.
+    pub protected_mode: bool,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            requirepass: None,
+            protected_mode: true,
+        }
+    }
+}
+
+impl SecurityConfig {
+    /// Whether a client connecting from `peer` is refused by protected mode.
+    pub fn protected_mode_refuses(&self, peer: std::net::IpAddr) -> bool {
+        let loopback = match peer {
+            std::net::IpAddr::V4(v4) => v4.is_loopback(),
+            std::net::IpAddr::V6(v6) => {
+                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+        };
+        self.protected_mode && self.requirepass.is_none() && !loopback
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

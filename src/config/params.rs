@@ -248,6 +248,15 @@ pub const PARAMS: &[Param] = &[
         },
     },
     Param {
+        name: "protected-mode",
+        mutability: Mutability::Live,
+        get: |c| yes_no(c.security.protected_mode),
+        set: |c, v| {
+            c.security.protected_mode = parse_yes_no(v)?;
+            Ok(())
+        },
+    },
+    Param {
         name: "requirepass",
         mutability: Mutability::Live,
         get: |c| c.security.requirepass.clone().unwrap_or_default(),
@@ -685,6 +694,7 @@ mod tests {
             },
             security: SecurityConfig {
                 requirepass: Some("secret".into()),
+                protected_mode: false,
             },
             logging: LoggingConfig {
                 level: "warning".into(),

@@ -43,6 +43,10 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>) -> ShutdownRequest 
                     }
                 };
                 shared.stats.connection_received();
+                if shared.config.read().security.protected_mode_refuses(addr.ip()) {
+                    connections.spawn(refuse_in_protected_mode(stream, addr));
+                    continue;
+                }
                 let (shared, cold_reads) = (Arc::clone(&shared), Arc::clone(&cold_reads));
                 connections.spawn(connection::serve(shared, cold_reads, stream, addr));
             }
@@ -68,4 +72,20 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>) -> ShutdownRequest 
     }
     cold_reads.stop();
     shared.shutdown_requested()
+}
+
+/// Redis's answer to a client protected mode refuses (its text, word for word, so the
+/// operator reading it knows the remedies).
+const PROTECTED_MODE_DENIED: &[u8] = b"-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
+
+/// Tells a non-loopback client that protected mode refuses it, then closes. The write is
+/// bounded in time: a client that does not read cannot hold the task.
+async fn refuse_in_protected_mode(mut stream: tokio::net::TcpStream, addr: std::net::SocketAddr) {
+    use tokio::io::AsyncWriteExt;
+    tracing::debug!(%addr, "protected mode: refused a non-loopback client (no password is set)");
+    let write = async {
+        stream.write_all(PROTECTED_MODE_DENIED).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
 }
