@@ -8,3 +8,4 @@ pub mod metrics;
 pub mod ops;
 pub mod protocol;
 pub mod server;
+pub mod tls;

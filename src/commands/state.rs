@@ -45,6 +45,9 @@ pub struct Shared {
     pub last_save: Arc<AtomicU64>,
     /// A BGSAVE thread is running.
     pub bgsave_in_progress: Arc<AtomicBool>,
+    /// What new TLS connections are accepted with (None: no TLS port). CONFIG SET of a
+    /// `tls-*` parameter replaces it; connections already open keep theirs.
+    pub tls: RwLock<Option<Arc<rustls::ServerConfig>>>,
     shutdown: watch::Sender<ShutdownRequest>,
 }
 
@@ -74,6 +77,7 @@ impl Shared {
             port,
             last_save: Arc::new(AtomicU64::new(unix_seconds())),
             bgsave_in_progress: Arc::new(AtomicBool::new(false)),
+            tls: RwLock::new(None),
             shutdown,
         })
     }

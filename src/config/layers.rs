@@ -212,6 +212,7 @@ mod tests {
                 "persistence",
                 "limits",
                 "security",
+                "tls",
                 "logging",
                 "slowlog"
             ]

@@ -9,6 +9,7 @@ mod layers;
 mod memory;
 pub mod params;
 mod size;
+mod tls;
 
 use std::path::PathBuf;
 
@@ -37,6 +38,9 @@ pub fn set_log_level_hook(hook: LogLevelHook) {
 pub use eviction::EvictionPolicy;
 pub use memory::{MemorySplit, MIN_MAXMEMORY};
 pub use size::ByteSize;
+/// Whether a configuration change touches what the TLS acceptor is built from.
+pub use tls::changed as tls_changed;
+pub use tls::{TlsAuthClients, TlsConfig};
 
 /// The most databases a server may have: the cold tier keeps its own records under the
 /// next database number (`engine::cold::META_DB`, `u16::MAX`).
@@ -386,6 +390,7 @@ pub struct Config {
     pub persistence: PersistenceConfig,
     pub limits: LimitsConfig,
     pub security: SecurityConfig,
+    pub tls: TlsConfig,
     pub logging: LoggingConfig,
     pub slowlog: SlowlogConfig,
 }
@@ -406,6 +411,7 @@ impl Config {
         if self.server.maxclients == 0 {
             return Err("server.maxclients: must be at least 1".into());
         }
+        self.tls.validate().map_err(|err| format!("tls.{err}"))?;
         if self.server.blocking_threads == 0 {
             return Err("server.blocking_threads: must be at least 1".into());
         }

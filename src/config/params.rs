@@ -36,9 +36,12 @@ pub struct Param {
 
 /// Looks a parameter up by name, case-insensitively (as Redis does).
 pub fn lookup(name: &[u8]) -> Option<&'static Param> {
-    PARAMS
-        .iter()
-        .find(|param| param.name.as_bytes().eq_ignore_ascii_case(name))
+    all().find(|param| param.name.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// Every parameter, in the order CONFIG GET lists them: the general ones, then `tls-*`.
+pub fn all() -> impl Iterator<Item = &'static Param> {
+    PARAMS.iter().chain(super::tls::PARAMS)
 }
 
 /// Redis's limits for `int` and `long long` parameters.
@@ -47,8 +50,8 @@ const LONG_MAX: i64 = i64::MAX;
 /// Redis will not let the bulk or query buffer limits go below 1mb.
 const MIN_BUFFER_LIMIT: i64 = 1 << 20;
 
-/// Every parameter, in the order CONFIG GET lists them.
-pub const PARAMS: &[Param] = &[
+/// The general parameters, in the order CONFIG GET lists them.
+const PARAMS: &[Param] = &[
     Param {
         name: "bind",
         mutability: Mutability::Fixed,
@@ -530,7 +533,7 @@ fn parse_integer(text: &str) -> Option<i64> {
     canonical.then(|| text.parse().ok()).flatten()
 }
 
-fn in_range(text: &str, min: i64, max: i64) -> Result<i64, String> {
+pub(super) fn in_range(text: &str, min: i64, max: i64) -> Result<i64, String> {
     let value = parse_integer(text)
         .ok_or_else(|| "argument couldn't be parsed into an integer".to_string())?;
     check_range(value, min, max)
@@ -576,7 +579,7 @@ fn parse_yes_no(text: &str) -> Result<bool, String> {
     }
 }
 
-fn one_of(choices: &[&str]) -> String {
+pub(super) fn one_of(choices: &[&str]) -> String {
     format!(
         "argument(s) must be one of the following: {}",
         choices.join(", ")
@@ -696,6 +699,14 @@ mod tests {
                 requirepass: Some("secret".into()),
                 protected_mode: false,
             },
+            tls: crate::config::TlsConfig {
+                port: 6380,
+                cert_file: Some(PathBuf::from("/etc/hc/cert.pem")),
+                key_file: Some(PathBuf::from("/etc/hc/key.pem")),
+                ca_cert_file: Some(PathBuf::from("/etc/hc/ca.pem")),
+                auth_clients: crate::config::TlsAuthClients::Optional,
+                protocols: "TLSv1.3".into(),
+            },
             logging: LoggingConfig {
                 level: "warning".into(),
                 format: "json".into(),
@@ -710,10 +721,11 @@ mod tests {
 
     #[test]
     fn names_are_unique_and_lower_case() {
-        for (index, param) in PARAMS.iter().enumerate() {
+        let every: Vec<&Param> = all().collect();
+        for (index, param) in every.iter().enumerate() {
             assert_eq!(param.name, param.name.to_ascii_lowercase());
             assert!(
-                PARAMS[..index].iter().all(|other| other.name != param.name),
+                every[..index].iter().all(|other| other.name != param.name),
                 "{} listed twice",
                 param.name
             );
@@ -725,7 +737,7 @@ mod tests {
     #[test]
     fn every_shown_value_parses_back_unchanged() {
         for config in [Config::default(), everything_changed()] {
-            for param in PARAMS {
+            for param in all() {
                 let shown = (param.get)(&config);
                 let mut reparsed = config.clone();
                 (param.set)(&mut reparsed, &shown)
@@ -739,7 +751,7 @@ mod tests {
     fn every_config_field_has_a_parameter() {
         let changed = everything_changed();
         let mut rebuilt = Config::default();
-        for param in PARAMS {
+        for param in all() {
             let value = (param.get)(&changed);
             if value != (param.get)(&Config::default()) {
                 (param.set)(&mut rebuilt, &value).unwrap();

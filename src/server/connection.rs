@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::ColdReads;
 use crate::commands::dispatch::{self, Plan};
@@ -25,15 +24,18 @@ const READ_CHUNK: usize = 16 * 1024;
 /// the WAL's writes are failing (then the client is closed rather than kept waiting).
 const DURABILITY_FAILURE_CHECK: Duration = Duration::from_millis(100);
 
-pub(super) async fn serve(
+/// A client's byte stream: plain TCP, or TLS over it.
+pub(super) trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientStream for S {}
+
+pub(super) async fn serve<S: ClientStream>(
     shared: Arc<Shared>,
     cold_reads: Arc<ColdReads>,
-    mut stream: TcpStream,
+    mut stream: S,
     addr: SocketAddr,
+    local_addr: SocketAddr,
 ) {
-    let local_addr = stream.local_addr().unwrap_or(addr);
-    // Replies go out as soon as a batch is done; Nagle would hold small ones back.
-    let _ = stream.set_nodelay(true);
     let maxclients = shared.config.read().server.maxclients;
     let Some(handle) = shared.clients.register(addr, local_addr, maxclients) else {
         shared.stats.connection_rejected();
@@ -62,10 +64,10 @@ pub(super) async fn serve(
     shared.clients.unregister(id);
 }
 
-struct Connection {
+struct Connection<S> {
     shared: Arc<Shared>,
     cold_reads: Arc<ColdReads>,
-    stream: TcpStream,
+    stream: S,
     read_buf: BytesMut,
     write_buf: BytesMut,
     /// None only while a command runs on a blocking thread.
@@ -88,7 +90,7 @@ enum Close {
     Now,
 }
 
-impl Connection {
+impl<S: ClientStream> Connection<S> {
     fn client(&self) -> &ClientState {
         self.client
             .as_ref()

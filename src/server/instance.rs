@@ -14,6 +14,8 @@ use crate::engine::BackgroundTasks;
 pub struct Instance {
     shared: Arc<Shared>,
     listener: TcpListener,
+    /// The TLS port's listener, when `tls.port` is set.
+    tls_listener: Option<TcpListener>,
     background: BackgroundTasks,
     /// Holds the directory lock until the instance is gone.
     dir: Arc<DataDir>,
@@ -47,10 +49,27 @@ impl Instance {
             .local_addr()
             .map_err(|err| format!("cannot read the bound address: {err}"))?
             .port();
+        let tls = match config.tls.port {
+            0 => None,
+            tls_port => {
+                let acceptor = crate::tls::server_config(&config.tls)?;
+                let address = format!("{}:{tls_port}", config.server.bind);
+                let tls_listener = TcpListener::bind(&address)
+                    .await
+                    .map_err(|err| format!("cannot listen for TLS on {address}: {err}"))?;
+                tracing::info!(port = tls_port, "Ready to accept connections tls");
+                Some((acceptor, tls_listener))
+            }
+        };
         let shared = Shared::new(engine, config, config_file, port);
+        let tls_listener = tls.map(|(acceptor, listener)| {
+            *shared.tls.write() = Some(acceptor);
+            listener
+        });
         Ok(Instance {
             shared,
             listener,
+            tls_listener,
             background,
             dir,
         })
@@ -69,11 +88,12 @@ impl Instance {
         let Instance {
             shared,
             listener,
+            tls_listener,
             background,
             dir,
         } = self;
         tracing::info!(port = shared.port, "Ready to accept connections tcp");
-        let request = run(listener, Arc::clone(&shared)).await;
+        let request = run(listener, tls_listener, Arc::clone(&shared)).await;
         drop(background);
         let save = matches!(request, ShutdownRequest::Stop { save: true });
         let engine = Arc::clone(&shared.engine);

@@ -25,7 +25,11 @@ pub use crate::commands::{
 
 /// Serves `listener` until shutdown is requested, then waits for every connection task.
 /// Returns what the shutdown asked for.
-pub async fn run(listener: TcpListener, shared: Arc<Shared>) -> ShutdownRequest {
+pub async fn run(
+    listener: TcpListener,
+    tls_listener: Option<TcpListener>,
+    shared: Arc<Shared>,
+) -> ShutdownRequest {
     let mut shutdown = shared.shutdown_receiver();
     let cold_readers = shared.config.read().server.cold_readers;
     let cold_reads = Arc::new(ColdReads::start(&shared.engine, cold_readers));
@@ -47,8 +51,23 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>) -> ShutdownRequest 
                     connections.spawn(refuse_in_protected_mode(stream, addr));
                     continue;
                 }
+                let local = tcp_local_addr(&stream, addr);
                 let (shared, cold_reads) = (Arc::clone(&shared), Arc::clone(&cold_reads));
-                connections.spawn(connection::serve(shared, cold_reads, stream, addr));
+                connections.spawn(connection::serve(shared, cold_reads, stream, addr, local));
+            }
+            accepted = accept_on(tls_listener.as_ref()) => {
+                let Ok((stream, addr)) = accepted else {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                };
+                shared.stats.connection_received();
+                if shared.config.read().security.protected_mode_refuses(addr.ip()) {
+                    // Said in plain text, as Redis does before any handshake.
+                    connections.spawn(refuse_in_protected_mode(stream, addr));
+                    continue;
+                }
+                let (shared, cold_reads) = (Arc::clone(&shared), Arc::clone(&cold_reads));
+                connections.spawn(serve_tls(shared, cold_reads, stream, addr));
             }
             _ = shutdown.changed() => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -88,4 +107,48 @@ async fn refuse_in_protected_mode(mut stream: tokio::net::TcpStream, addr: std::
         stream.shutdown().await
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+}
+
+/// How long a TLS client may take to finish its handshake before it is dropped (a client
+/// that never does cannot hold a task).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts on `listener`, or never when there is none (the TLS port is off).
+async fn accept_on(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The local address of an accepted stream, with Nagle off: replies go out as soon as a
+/// batch is done.
+fn tcp_local_addr(
+    stream: &tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+) -> std::net::SocketAddr {
+    let _ = stream.set_nodelay(true);
+    stream.local_addr().unwrap_or(peer)
+}
+
+/// Completes a TLS client's handshake with the acceptor current at its arrival, then
+/// serves it like any client. A failed or slow handshake only drops that connection.
+async fn serve_tls(
+    shared: Arc<Shared>,
+    cold_reads: Arc<ColdReads>,
+    stream: tokio::net::TcpStream,
+    addr: std::net::SocketAddr,
+) {
+    let local = tcp_local_addr(&stream, addr);
+    let Some(config) = shared.tls.read().clone() else {
+        return;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls_stream)) => connection::serve(shared, cold_reads, tls_stream, addr, local).await,
+        Ok(Err(err)) => tracing::debug!(%addr, %err, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
+    }
 }

@@ -196,6 +196,9 @@ pub fn resp(args: &[&[u8]]) -> Vec<u8> {
 pub struct BinaryServer {
     pub child: Child,
     pub port: u16,
+    /// The port that replaced `{free_port}` in the arguments and environment, if any (a
+    /// second listener, such as the TLS port).
+    pub extra_port: Option<u16>,
     pub dir: std::path::PathBuf,
     /// Where the child's stderr goes: the caller's file, or one of our own (kept for as long
     /// as the server, so a failure can quote it).
@@ -316,6 +319,22 @@ impl BinaryServer {
         stderr_log: Option<&Path>,
     ) -> Option<BinaryServer> {
         let port = free_port();
+        // A second port the server must bind, fresh on every attempt like the first (a
+        // port taken meanwhile makes the server exit with "Address already in use", and
+        // the attempt is retried).
+        let placeholder = "{free_port}";
+        let uses_extra = extra.iter().any(|arg| arg.contains(placeholder))
+            || env.iter().any(|(_, value)| value.contains(placeholder));
+        let extra_port = uses_extra.then(free_port);
+        let fill = |text: &str| match extra_port {
+            Some(extra) => text.replace(placeholder, &extra.to_string()),
+            None => text.to_string(),
+        };
+        let extra: Vec<String> = extra.iter().map(|arg| fill(arg)).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(name, value)| (name.to_string(), fill(value)))
+            .collect();
         let (stderr_path, own_stderr) = match stderr_log {
             Some(path) => (path.to_path_buf(), None),
             None => {
@@ -339,8 +358,8 @@ impl BinaryServer {
         let child = command
             .args(["--port", &port.to_string(), "--dir"])
             .arg(dir)
-            .args(extra)
-            .envs(env.iter().copied())
+            .args(&extra)
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(stderr))
@@ -349,6 +368,7 @@ impl BinaryServer {
         let mut server = BinaryServer {
             child,
             port,
+            extra_port,
             dir: dir.to_path_buf(),
             stderr_path,
             _own_stderr: own_stderr,

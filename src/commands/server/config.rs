@@ -59,7 +59,7 @@ pub(super) fn config_get(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult
             continue;
         }
         let pattern = pattern.to_ascii_lowercase();
-        for param in params::PARAMS {
+        for param in params::all() {
             if glob_match(&pattern, param.name.as_bytes()) {
                 add(Bytes::from_static(param.name.as_bytes()), param);
             }
@@ -94,6 +94,16 @@ pub(super) fn config_set(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult
     if updated.storage != config.storage {
         // The policy, its knobs and maxdisk; the rest of the storage section is fixed.
         ctx.engine().apply_eviction_config(&updated.storage);
+    }
+    if crate::config::tls_changed(&config, &updated) && ctx.shared.tls.read().is_some() {
+        // Redis reloads the certificates on any tls-* change; one that does not load
+        // changes nothing.
+        let reloaded = crate::tls::server_config(&updated.tls).map_err(|err| {
+            CommandError::err(format!(
+                "CONFIG SET failed - Unable to update TLS configuration. {err}"
+            ))
+        })?;
+        *ctx.shared.tls.write() = Some(reloaded);
     }
     if updated.logging.level != config.logging.level {
         crate::config::apply_log_level(&updated.logging.level);
@@ -235,14 +245,10 @@ mod tests {
                 ..Default::default()
             };
             let shown = shown_config(&config, bound_port);
-            let names: Vec<String> = params::PARAMS
-                .iter()
+            let names: Vec<String> = params::all()
                 .map(|param| param.name.to_uppercase())
                 .collect();
-            let values: Vec<String> = params::PARAMS
-                .iter()
-                .map(|param| (param.get)(&shown))
-                .collect();
+            let values: Vec<String> = params::all().map(|param| (param.get)(&shown)).collect();
             // All at once, as a client restoring a CONFIG GET * would send them.
             let pairs: Vec<(&[u8], &[u8])> = names
                 .iter()
