@@ -561,8 +561,8 @@ fn import_into(
     let local: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
     let handle = shared
         .clients
-        .register(local, local, usize::MAX)
-        .ok_or("cannot register the import client")?;
+        .register(local, local, usize::MAX, 0)
+        .map_err(|_| "cannot register the import client")?;
     let mut client = ClientState::new(handle, true);
     let limits = ParserLimits {
         max_bulk_len: config.limits.proto_max_bulk_len.0 as usize,

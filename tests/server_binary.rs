@@ -381,3 +381,115 @@ fn protected_mode_refuses_non_loopback_clients_until_a_password_is_set() {
     let server = BinaryServer::start(dir.path(), &["--bind", "0.0.0.0", "--protected-mode", "no"]);
     assert_eq!(ping_from(ip, server.port), "+PONG\r\n");
 }
+
+/// A connection to the server from a given loopback source address (127.0.0.0/8 is all
+/// this machine's, so each test client can come from an address of its own).
+fn connect_from(source: std::net::Ipv4Addr, port: u16) -> std::net::TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((source, 0).into()).unwrap();
+        socket
+            .connect(([127, 0, 0, 1], port).into())
+            .await
+            .unwrap()
+            .into_std()
+            .unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    stream
+}
+
+/// PING on `stream`: the first reply line (or what came before the server closed).
+fn ping_on(stream: &mut std::net::TcpStream) -> String {
+    use std::io::{Read, Write};
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let _ = stream.write_all(b"*1\r\n$4\r\nPING\r\n");
+    let mut reply = Vec::new();
+    let mut byte = [0u8; 1];
+    while !reply.ends_with(b"\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => reply.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&reply).trim_end().to_string()
+}
+
+/// Issue 14: address lists (hypercache-allow / hypercache-deny, CIDR) and a cap on
+/// connections per client address, live through CONFIG SET.
+#[test]
+fn address_lists_and_the_per_address_limit_decide_who_connects() {
+    use std::net::Ipv4Addr;
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path(), &[]);
+    let mut con = server.client();
+    let set = |con: &mut redis::Connection, name: &str, value: &str| {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .query::<()>(con)
+    };
+    let refused =
+        "-ERR connections from this address are not allowed (hypercache-allow / hypercache-deny)";
+
+    set(&mut con, "hypercache-deny", "127.0.0.2").unwrap();
+    assert_eq!(
+        ping_on(&mut connect_from(Ipv4Addr::new(127, 0, 0, 2), server.port)),
+        refused
+    );
+    assert_eq!(
+        ping_on(&mut connect_from(Ipv4Addr::new(127, 0, 0, 3), server.port)),
+        "+PONG"
+    );
+
+    set(&mut con, "hypercache-deny", "").unwrap();
+    set(&mut con, "hypercache-allow", "127.0.0.1/32 10.0.0.0/8").unwrap();
+    assert_eq!(
+        ping_on(&mut connect_from(Ipv4Addr::new(127, 0, 0, 3), server.port)),
+        refused
+    );
+    assert_eq!(
+        ping_on(&mut connect_from(Ipv4Addr::new(127, 0, 0, 1), server.port)),
+        "+PONG"
+    );
+    let err = set(&mut con, "hypercache-allow", "127.0.0.0/99").unwrap_err();
+    assert!(
+        err.to_string().contains("the prefix must be 0 to 32"),
+        "{err}"
+    );
+    set(&mut con, "hypercache-allow", "").unwrap();
+
+    set(&mut con, "hypercache-maxclients-per-ip", "2").unwrap();
+    let source = Ipv4Addr::new(127, 0, 0, 4);
+    let mut first = connect_from(source, server.port);
+    let mut second = connect_from(source, server.port);
+    assert_eq!(ping_on(&mut first), "+PONG");
+    assert_eq!(ping_on(&mut second), "+PONG");
+    assert_eq!(
+        ping_on(&mut connect_from(source, server.port)),
+        "-ERR max number of clients from this address reached"
+    );
+    assert_eq!(
+        ping_on(&mut connect_from(Ipv4Addr::new(127, 0, 0, 5), server.port)),
+        "+PONG"
+    );
+    drop(first);
+    // Once one of the two has gone (the server notices the close), a new one is let in.
+    let mut admitted = false;
+    for _ in 0..200 {
+        if ping_on(&mut connect_from(source, server.port)) == "+PONG" {
+            admitted = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(admitted, "the per-address count never went down");
+    drop(second);
+}

@@ -106,6 +106,27 @@ impl ClientHandle {
     }
 }
 
+/// Why a connection was not registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisterRefusal {
+    /// `maxclients` are connected.
+    MaxClients,
+    /// `security.maxclients_per_ip` are connected from this address.
+    MaxClientsPerAddress,
+}
+
+impl RegisterRefusal {
+    /// The error text (Redis's for maxclients).
+    pub fn message(self) -> &'static str {
+        match self {
+            RegisterRefusal::MaxClients => "max number of clients reached",
+            RegisterRefusal::MaxClientsPerAddress => {
+                "max number of clients from this address reached"
+            }
+        }
+    }
+}
+
 /// Every connected client, by id.
 #[derive(Default)]
 pub struct ClientRegistry {
@@ -116,15 +137,28 @@ pub struct ClientRegistry {
 impl ClientRegistry {
     /// Registers a new client, or returns None when `maxclients` are already connected
     /// (checked and inserted under one lock, so concurrent accepts cannot overshoot).
+    /// Adds a client, unless `maxclients` are connected, or `per_ip` (when not 0) from its
+    /// address already are; counted under the registry's lock, so a burst of connections
+    /// cannot pass either limit.
     pub fn register(
         &self,
         addr: SocketAddr,
         local_addr: SocketAddr,
         maxclients: usize,
-    ) -> Option<Arc<ClientHandle>> {
+        per_ip: usize,
+    ) -> Result<Arc<ClientHandle>, RegisterRefusal> {
         let mut clients = self.clients.lock();
         if clients.len() >= maxclients {
-            return None;
+            return Err(RegisterRefusal::MaxClients);
+        }
+        if per_ip > 0
+            && clients
+                .values()
+                .filter(|client| client.addr.ip() == addr.ip())
+                .count()
+                >= per_ip
+        {
+            return Err(RegisterRefusal::MaxClientsPerAddress);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let now = Instant::now();
@@ -148,7 +182,7 @@ impl ClientRegistry {
             kill_notify: Notify::new(),
         });
         clients.insert(id, Arc::clone(&handle));
-        Some(handle)
+        Ok(handle)
     }
 
     pub fn unregister(&self, id: u64) {

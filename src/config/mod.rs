@@ -7,6 +7,7 @@
 mod eviction;
 mod layers;
 mod memory;
+mod network;
 pub mod params;
 mod size;
 mod tls;
@@ -37,6 +38,7 @@ pub fn set_log_level_hook(hook: LogLevelHook) {
 
 pub use eviction::EvictionPolicy;
 pub use memory::{MemorySplit, MIN_MAXMEMORY};
+pub use network::Cidr;
 pub use size::ByteSize;
 /// Whether a configuration change touches what the TLS acceptor is built from.
 pub use tls::changed as tls_changed;
@@ -304,6 +306,13 @@ pub struct SecurityConfig {
     /// Redis's protected mode: while no password is set, only loopback clients are served
     /// (others get Redis's `-DENIED` text and are closed), whatever `bind` says. Default on.
     pub protected_mode: bool,
+    /// Only clients from these address blocks may connect (CIDR or one address); empty =
+    /// any. Default empty.
+    pub allow: Vec<String>,
+    /// Clients from these address blocks may not connect. Default empty.
+    pub deny: Vec<String>,
+    /// Most connections from one client address at once; 0 = no limit. Default 0.
+    pub maxclients_per_ip: usize,
 }
 
 impl Default for SecurityConfig {
@@ -311,6 +320,9 @@ impl Default for SecurityConfig {
         SecurityConfig {
             requirepass: None,
             protected_mode: true,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            maxclients_per_ip: 0,
         }
     }
 }
@@ -412,6 +424,10 @@ impl Config {
             return Err("server.maxclients: must be at least 1".into());
         }
         self.tls.validate().map_err(|err| format!("tls.{err}"))?;
+        network::validate_list(&self.security.allow)
+            .map_err(|err| format!("security.allow: {err}"))?;
+        network::validate_list(&self.security.deny)
+            .map_err(|err| format!("security.deny: {err}"))?;
         if self.server.blocking_threads == 0 {
             return Err("server.blocking_threads: must be at least 1".into());
         }

@@ -41,7 +41,10 @@ pub fn lookup(name: &[u8]) -> Option<&'static Param> {
 
 /// Every parameter, in the order CONFIG GET lists them: the general ones, then `tls-*`.
 pub fn all() -> impl Iterator<Item = &'static Param> {
-    PARAMS.iter().chain(super::tls::PARAMS)
+    PARAMS
+        .iter()
+        .chain(super::network::PARAMS)
+        .chain(super::tls::PARAMS)
 }
 
 /// Redis's limits for `int` and `long long` parameters.
@@ -698,6 +701,9 @@ mod tests {
             security: SecurityConfig {
                 requirepass: Some("secret".into()),
                 protected_mode: false,
+                allow: vec!["10.0.0.0/8".into(), "::1".into()],
+                deny: vec!["10.9.0.0/16".into()],
+                maxclients_per_ip: 8,
             },
             tls: crate::config::TlsConfig {
                 port: 6380,

@@ -36,14 +36,23 @@ pub(super) async fn serve<S: ClientStream>(
     addr: SocketAddr,
     local_addr: SocketAddr,
 ) {
-    let maxclients = shared.config.read().server.maxclients;
-    let Some(handle) = shared.clients.register(addr, local_addr, maxclients) else {
-        shared.stats.connection_rejected();
-        let mut refusal = BytesMut::new();
-        let reply = error_reply(ErrorCode::Err, "max number of clients reached");
-        write_reply(&mut refusal, &reply, ProtocolVersion::Resp2);
-        let _ = stream.write_all(&refusal).await;
-        return;
+    let (maxclients, per_ip) = {
+        let config = shared.config.read();
+        (config.server.maxclients, config.security.maxclients_per_ip)
+    };
+    let registered = shared
+        .clients
+        .register(addr, local_addr, maxclients, per_ip);
+    let handle = match registered {
+        Ok(handle) => handle,
+        Err(refused) => {
+            shared.stats.connection_rejected();
+            let mut refusal = BytesMut::new();
+            let reply = error_reply(ErrorCode::Err, refused.message());
+            write_reply(&mut refusal, &reply, ProtocolVersion::Resp2);
+            let _ = stream.write_all(&refusal).await;
+            return;
+        }
     };
     let id = handle.id;
     let authenticated = shared.config.read().security.requirepass.is_none();

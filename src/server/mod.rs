@@ -47,8 +47,8 @@ pub async fn run(
                     }
                 };
                 shared.stats.connection_received();
-                if shared.config.read().security.protected_mode_refuses(addr.ip()) {
-                    connections.spawn(refuse_in_protected_mode(stream, addr));
+                if let Some(refusal) = admission_refusal(&shared, addr) {
+                    connections.spawn(refuse(stream, addr, refusal));
                     continue;
                 }
                 let local = tcp_local_addr(&stream, addr);
@@ -61,9 +61,9 @@ pub async fn run(
                     continue;
                 };
                 shared.stats.connection_received();
-                if shared.config.read().security.protected_mode_refuses(addr.ip()) {
+                if let Some(refusal) = admission_refusal(&shared, addr) {
                     // Said in plain text, as Redis does before any handshake.
-                    connections.spawn(refuse_in_protected_mode(stream, addr));
+                    connections.spawn(refuse(stream, addr, refusal));
                     continue;
                 }
                 let (shared, cold_reads) = (Arc::clone(&shared), Arc::clone(&cold_reads));
@@ -97,13 +97,36 @@ pub async fn run(
 /// operator reading it knows the remedies).
 const PROTECTED_MODE_DENIED: &[u8] = b"-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
 
-/// Tells a non-loopback client that protected mode refuses it, then closes. The write is
-/// bounded in time: a client that does not read cannot hold the task.
-async fn refuse_in_protected_mode(mut stream: tokio::net::TcpStream, addr: std::net::SocketAddr) {
+/// The answer to a client from an address the lists (`security.allow`, `security.deny`)
+/// keep out.
+const ADDRESS_NOT_ALLOWED: &[u8] =
+    b"-ERR connections from this address are not allowed (hypercache-allow / hypercache-deny)\r\n";
+
+/// Why a client from `addr` may not connect at all, if it may not: the address lists
+/// first, then protected mode.
+fn admission_refusal(shared: &Shared, addr: std::net::SocketAddr) -> Option<&'static [u8]> {
+    let config = shared.config.read();
+    if !config.security.admits(addr.ip()) {
+        shared.stats.connection_rejected();
+        return Some(ADDRESS_NOT_ALLOWED);
+    }
+    config
+        .security
+        .protected_mode_refuses(addr.ip())
+        .then_some(PROTECTED_MODE_DENIED)
+}
+
+/// Tells a client why it may not connect, then closes. The write is bounded in time: a
+/// client that does not read cannot hold the task.
+async fn refuse(
+    mut stream: tokio::net::TcpStream,
+    addr: std::net::SocketAddr,
+    text: &'static [u8],
+) {
     use tokio::io::AsyncWriteExt;
-    tracing::debug!(%addr, "protected mode: refused a non-loopback client (no password is set)");
+    tracing::debug!(%addr, "refused a connection: {}", String::from_utf8_lossy(&text[1..text.len() - 2]));
     let write = async {
-        stream.write_all(PROTECTED_MODE_DENIED).await?;
+        stream.write_all(text).await?;
         stream.shutdown().await
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
