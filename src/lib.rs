@@ -1,5 +1,6 @@
 //! HyperCache: a Redis-compatible cache whose hot keys live in RAM and the rest on disk.
 
+pub mod audit;
 pub mod commands;
 pub mod config;
 pub mod datadir;

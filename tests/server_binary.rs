@@ -493,3 +493,78 @@ fn address_lists_and_the_per_address_limit_decide_who_connects() {
     assert!(admitted, "the per-address count never went down");
     drop(second);
 }
+
+/// Issue 14: the audit log records security events as JSON lines, without secrets.
+#[test]
+fn the_audit_log_records_security_events_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let mut server = BinaryServer::start_with_env(
+        &dir.path().join("data"),
+        &[],
+        &[("HYPERCACHE_SECURITY__AUDIT_LOG", audit.to_str().unwrap())],
+        None,
+    );
+    let mut con = server.client();
+    let config_set = |con: &mut redis::Connection, name: &str, value: &str| {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .query::<()>(con)
+            .unwrap()
+    };
+    config_set(&mut con, "requirepass", "first-secret");
+    let wrong = redis::cmd("AUTH")
+        .arg("a-wrong-guess")
+        .query::<()>(&mut con);
+    assert!(wrong.is_err());
+    let _: () = redis::cmd("AUTH")
+        .arg("first-secret")
+        .query(&mut con)
+        .unwrap();
+    config_set(&mut con, "hypercache-deny", "127.0.0.2");
+    config_set(&mut con, "requirepass", "second-secret");
+    let _ = ping_on(&mut connect_from(
+        std::net::Ipv4Addr::new(127, 0, 0, 2),
+        server.port,
+    ));
+    let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
+    let _ = redis::cmd("SHUTDOWN").query::<()>(&mut con);
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+
+    let text = std::fs::read_to_string(&audit).unwrap();
+    for secret in ["first-secret", "second-secret", "a-wrong-guess"] {
+        assert!(!text.contains(secret), "{secret} in the audit log:\n{text}");
+    }
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let names: Vec<&str> = events
+        .iter()
+        .map(|event| event["event"].as_str().unwrap())
+        .collect();
+    let expected = [
+        "config_set",
+        "auth_failed",
+        "config_set",
+        "config_set",
+        "connection_refused",
+        "flushall",
+        "shutdown",
+    ];
+    assert_eq!(names, expected, "{text}");
+    assert_eq!(events[0]["parameters"]["requirepass"], "(redacted)");
+    assert_eq!(events[3]["parameters"]["requirepass"], "(redacted)");
+    assert_eq!(events[2]["parameters"]["hypercache-deny"], "127.0.0.2");
+    assert_eq!(events[4]["reason"], "address list");
+    assert!(events[1]["addr"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    assert!(events
+        .iter()
+        .all(|event| event["ts_ms"].as_u64().unwrap() > 0));
+}

@@ -238,7 +238,16 @@ fn check_password(
     let user_ok = user.is_none_or(|user| is(user, "default"));
     match required {
         Some(required) if user_ok && same_secret(required.as_bytes(), password) => Ok(()),
-        _ => Err(CommandError::new(ErrorCode::WrongPass, WRONGPASS)),
+        _ => {
+            let handle = &ctx.client.handle;
+            let user = user.map_or("default".into(), args::text);
+            ctx.shared.audit.record(
+                "auth_failed",
+                Some((handle.id, handle.addr)),
+                serde_json::json!({ "user": user }),
+            );
+            Err(CommandError::new(ErrorCode::WrongPass, WRONGPASS))
+        }
     }
 }
 

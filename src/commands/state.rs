@@ -48,6 +48,8 @@ pub struct Shared {
     /// What new TLS connections are accepted with (None: no TLS port). CONFIG SET of a
     /// `tls-*` parameter replaces it; connections already open keep theirs.
     pub tls: RwLock<Option<Arc<rustls::ServerConfig>>>,
+    /// Security events (docs/security.md); writes nothing until opened at start.
+    pub audit: crate::audit::AuditLog,
     shutdown: watch::Sender<ShutdownRequest>,
 }
 
@@ -78,6 +80,7 @@ impl Shared {
             last_save: Arc::new(AtomicU64::new(unix_seconds())),
             bgsave_in_progress: Arc::new(AtomicBool::new(false)),
             tls: RwLock::new(None),
+            audit: crate::audit::AuditLog::default(),
             shutdown,
         })
     }

@@ -313,6 +313,9 @@ pub struct SecurityConfig {
     pub deny: Vec<String>,
     /// Most connections from one client address at once; 0 = no limit. Default 0.
     pub maxclients_per_ip: usize,
+    /// Security events (failed AUTH, CONFIG SET, SHUTDOWN, FLUSHALL/FLUSHDB, refused
+    /// connections) appended here as JSON lines; unset = none. Default unset.
+    pub audit_log: Option<PathBuf>,
 }
 
 impl Default for SecurityConfig {
@@ -323,6 +326,7 @@ impl Default for SecurityConfig {
             allow: Vec::new(),
             deny: Vec::new(),
             maxclients_per_ip: 0,
+            audit_log: None,
         }
     }
 }

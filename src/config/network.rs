@@ -1,8 +1,9 @@
 //! Who may connect, beyond the password: address lists (`security.allow`, `security.deny`,
 //! CIDR blocks such as `10.0.0.0/8` or a single address) and a cap on connections per
 //! client address (`security.maxclients_per_ip`), with their CONFIG parameters
-//! (`hypercache-allow`, `hypercache-deny`, `hypercache-maxclients-per-ip`). The server's
-//! accept path asks [`SecurityConfig::admits`]; this module only parses and matches.
+//! (`hypercache-allow`, `hypercache-deny`, `hypercache-maxclients-per-ip`), and the audit
+//! log's path (`hypercache-audit-log`, set at start). The server's accept path asks
+//! [`SecurityConfig::admits`]; this module only parses and matches.
 
 use std::net::IpAddr;
 
@@ -109,6 +110,21 @@ pub const PARAMS: &[Param] = &[
         get: |c| show_list(&c.security.deny),
         set: |c, v| {
             c.security.deny = parse_list(v)?;
+            Ok(())
+        },
+    },
+    Param {
+        name: "hypercache-audit-log",
+        mutability: Mutability::Fixed,
+        get: |c| {
+            c.security
+                .audit_log
+                .as_ref()
+                .map(|path| path.display().to_string())
+                .unwrap_or_default()
+        },
+        set: |c, v| {
+            c.security.audit_log = (!v.is_empty()).then(|| std::path::PathBuf::from(v));
             Ok(())
         },
     },

@@ -47,6 +47,11 @@ pub(super) async fn serve<S: ClientStream>(
         Ok(handle) => handle,
         Err(refused) => {
             shared.stats.connection_rejected();
+            shared.audit.record(
+                "connection_refused",
+                None,
+                serde_json::json!({ "addr": addr.to_string(), "reason": refused.message() }),
+            );
             let mut refusal = BytesMut::new();
             let reply = error_reply(ErrorCode::Err, refused.message());
             write_reply(&mut refusal, &reply, ProtocolVersion::Resp2);

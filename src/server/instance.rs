@@ -61,7 +61,11 @@ impl Instance {
                 Some((acceptor, tls_listener))
             }
         };
+        let audit_log = config.security.audit_log.clone();
         let shared = Shared::new(engine, config, config_file, port);
+        if let Some(path) = audit_log {
+            shared.audit.open(&path)?;
+        }
         let tls_listener = tls.map(|(acceptor, listener)| {
             *shared.tls.write() = Some(acceptor);
             listener

@@ -106,14 +106,20 @@ const ADDRESS_NOT_ALLOWED: &[u8] =
 /// first, then protected mode.
 fn admission_refusal(shared: &Shared, addr: std::net::SocketAddr) -> Option<&'static [u8]> {
     let config = shared.config.read();
-    if !config.security.admits(addr.ip()) {
+    let (refusal, reason) = if !config.security.admits(addr.ip()) {
         shared.stats.connection_rejected();
-        return Some(ADDRESS_NOT_ALLOWED);
-    }
-    config
-        .security
-        .protected_mode_refuses(addr.ip())
-        .then_some(PROTECTED_MODE_DENIED)
+        (ADDRESS_NOT_ALLOWED, "address list")
+    } else if config.security.protected_mode_refuses(addr.ip()) {
+        (PROTECTED_MODE_DENIED, "protected mode")
+    } else {
+        return None;
+    };
+    shared.audit.record(
+        "connection_refused",
+        None,
+        serde_json::json!({ "addr": addr.to_string(), "reason": reason }),
+    );
+    Some(refusal)
 }
 
 /// Tells a client why it may not connect, then closes. The write is bounded in time: a

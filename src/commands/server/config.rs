@@ -109,6 +109,12 @@ pub(super) fn config_set(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult
         crate::config::apply_log_level(&updated.logging.level);
     }
     *config = updated;
+    let handle = &ctx.client.handle;
+    ctx.shared.audit.record(
+        "config_set",
+        Some((handle.id, handle.addr)),
+        crate::audit::config_set_detail(&pairs),
+    );
     Ok(Reply::ok())
 }
 
