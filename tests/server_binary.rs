@@ -568,3 +568,38 @@ fn the_audit_log_records_security_events_without_secrets() {
         .iter()
         .all(|event| event["ts_ms"].as_u64().unwrap() > 0));
 }
+
+/// Issue 14: a per-client command rate. Past it a client's commands wait rather than fail:
+/// all 60 pipelined PINGs are answered, and the 40 past the burst of 20 were made to wait.
+#[test]
+fn a_client_over_its_command_rate_waits_and_is_still_answered() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path(), &[]);
+    let mut con = server.client();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("hypercache-client-commands-per-second")
+        .arg(20)
+        .query(&mut con)
+        .unwrap();
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    client
+        .write_all(&b"*1\r\n$4\r\nPING\r\n".repeat(60))
+        .unwrap();
+    let mut replies = vec![0u8; 7 * 60];
+    client.read_exact(&mut replies).unwrap();
+    assert_eq!(replies, b"+PONG\r\n".repeat(60));
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut con).unwrap();
+    let waited: u64 = info
+        .lines()
+        .find_map(|line| line.strip_prefix("rate_limited_commands:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((30..=42).contains(&waited), "{waited} commands waited");
+}

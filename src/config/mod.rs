@@ -313,6 +313,9 @@ pub struct SecurityConfig {
     pub deny: Vec<String>,
     /// Most connections from one client address at once; 0 = no limit. Default 0.
     pub maxclients_per_ip: usize,
+    /// Most commands per second one client may run; past it its commands wait (its reads
+    /// stop), they are not refused. 0 = no limit. Default 0.
+    pub max_commands_per_second: u64,
     /// Security events (failed AUTH, CONFIG SET, SHUTDOWN, FLUSHALL/FLUSHDB, refused
     /// connections) appended here as JSON lines; unset = none. Default unset.
     pub audit_log: Option<PathBuf>,
@@ -326,6 +329,7 @@ impl Default for SecurityConfig {
             allow: Vec::new(),
             deny: Vec::new(),
             maxclients_per_ip: 0,
+            max_commands_per_second: 0,
             audit_log: None,
         }
     }

@@ -1,8 +1,9 @@
 //! Who may connect, beyond the password: address lists (`security.allow`, `security.deny`,
 //! CIDR blocks such as `10.0.0.0/8` or a single address) and a cap on connections per
 //! client address (`security.maxclients_per_ip`), with their CONFIG parameters
-//! (`hypercache-allow`, `hypercache-deny`, `hypercache-maxclients-per-ip`), and the audit
-//! log's path (`hypercache-audit-log`, set at start). The server's accept path asks
+//! (`hypercache-allow`, `hypercache-deny`, `hypercache-maxclients-per-ip`), a per-client
+//! command rate (`hypercache-client-commands-per-second`), and the audit log's path
+//! (`hypercache-audit-log`, set at start). The server's accept path asks
 //! [`SecurityConfig::admits`]; this module only parses and matches.
 
 use std::net::IpAddr;
@@ -125,6 +126,15 @@ pub const PARAMS: &[Param] = &[
         },
         set: |c, v| {
             c.security.audit_log = (!v.is_empty()).then(|| std::path::PathBuf::from(v));
+            Ok(())
+        },
+    },
+    Param {
+        name: "hypercache-client-commands-per-second",
+        mutability: Mutability::Live,
+        get: |c| c.security.max_commands_per_second.to_string(),
+        set: |c, v| {
+            c.security.max_commands_per_second = in_range(v, 0, i64::from(i32::MAX))? as u64;
             Ok(())
         },
     },

@@ -704,6 +704,7 @@ mod tests {
                 allow: vec!["10.0.0.0/8".into(), "::1".into()],
                 deny: vec!["10.9.0.0/16".into()],
                 maxclients_per_ip: 8,
+                max_commands_per_second: 1000,
                 audit_log: Some(PathBuf::from("/var/log/hc-audit.jsonl")),
             },
             tls: crate::config::TlsConfig {

@@ -43,6 +43,8 @@ type CommandStatsTable = HashMap<&'static str, CommandStats, RandomState>;
 pub struct ServerStats {
     pub total_connections_received: Counter,
     pub rejected_connections: Counter,
+    /// Commands that waited because their client was over its command rate.
+    pub rate_limited_commands: Counter,
     pub total_commands_processed: Counter,
     pub total_net_input_bytes: Counter,
     pub total_net_output_bytes: Counter,
@@ -71,6 +73,7 @@ impl ServerStats {
         ServerStats {
             total_connections_received: Counter::default(),
             rejected_connections: Counter::default(),
+            rate_limited_commands: Counter::default(),
             total_commands_processed: Counter::default(),
             total_net_input_bytes: Counter::default(),
             total_net_output_bytes: Counter::default(),

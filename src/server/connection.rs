@@ -70,6 +70,7 @@ pub(super) async fn serve<S: ClientStream>(
         write_buf: BytesMut::with_capacity(READ_CHUNK),
         over_soft_limit_since: None,
         output_limits: OutputLimits::default(),
+        rate: CommandRate::new(),
     };
     connection.run().await;
     if let Some(client) = connection.client.take() {
@@ -90,6 +91,39 @@ struct Connection<S> {
     over_soft_limit_since: Option<Instant>,
     /// The output limits, read from the live config once per batch of commands.
     output_limits: OutputLimits,
+    /// `security.max_commands_per_second` for this client.
+    rate: CommandRate,
+}
+
+/// A token bucket of one second's commands: a client may run `rate` commands in a burst,
+/// then one every 1/`rate` s.
+struct CommandRate {
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl CommandRate {
+    fn new() -> Self {
+        CommandRate {
+            tokens: f64::MAX,
+            refilled: Instant::now(),
+        }
+    }
+
+    /// Takes a token for the next command; None if there was one (or no limit), else how
+    /// long to wait for it.
+    fn wait_before_next(&mut self, rate: u64) -> Option<Duration> {
+        if rate == 0 {
+            return None;
+        }
+        let rate = rate as f64;
+        let now = Instant::now();
+        let earned = now.duration_since(self.refilled).as_secs_f64() * rate;
+        self.tokens = (self.tokens.min(rate) + earned).min(rate);
+        self.refilled = now;
+        self.tokens -= 1.0;
+        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / rate))
+    }
 }
 
 #[derive(Clone, Copy, Default)]
@@ -177,6 +211,7 @@ impl<S: ClientStream> Connection<S> {
                 ..ParserLimits::default()
             }
         };
+        let rate = self.shared.config.read().security.max_commands_per_second;
         loop {
             if self.client().handle.is_killed() {
                 return Err(Close::Now);
@@ -185,6 +220,13 @@ impl<S: ClientStream> Connection<S> {
             limits.unauthenticated = !self.client().authenticated;
             match parse_command(&mut self.read_buf, &limits) {
                 Ok(Some(args)) => {
+                    if let Some(wait) = self.rate.wait_before_next(rate) {
+                        // Over its rate: the replies so far go out, then this client waits
+                        // (and, as it reads nothing meanwhile, its sender slows down too).
+                        self.shared.stats.rate_limited_commands.add(1);
+                        self.flush().await?;
+                        tokio::time::sleep(wait).await;
+                    }
                     self.execute(args).await;
                     if self.client().close_after_reply {
                         return Ok(());

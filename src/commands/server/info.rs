@@ -279,6 +279,11 @@ fn stats(shared: &Shared, out: &mut String) {
         "rejected_connections",
         load(&stats.rejected_connections),
     );
+    line(
+        out,
+        "rate_limited_commands",
+        load(&stats.rate_limited_commands),
+    );
     line(out, "expired_keys", engine.expired_keys);
     line(out, "evicted_keys", engine.evicted_keys);
     line(out, "keyspace_hits", load(&stats.keyspace_hits));
