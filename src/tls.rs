@@ -19,7 +19,10 @@ use crate::config::{TlsAuthClients, TlsConfig};
 
 /// The rustls server configuration `tls` describes, or why it cannot be built.
 pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(with_ciphersuites(
+        rustls::crypto::ring::default_provider(),
+        &tls.ciphersuites,
+    )?);
     let versions: Vec<&'static rustls::SupportedProtocolVersion> = tls
         .protocols
         .split_whitespace()
@@ -85,4 +88,61 @@ fn certificates(path: &Path, param: &str) -> Result<Vec<CertificateDer<'static>>
         return Err(format!("{param} {}: no certificate in it", path.display()));
     }
     Ok(certs)
+}
+
+/// Keeps, of `provider`'s TLS 1.3 suites, those `ciphersuites` names (colon-separated,
+/// OpenSSL's spelling `TLS_AES_128_GCM_SHA256`, or rustls's `TLS13_AES_128_GCM_SHA256`);
+/// empty keeps them all. TLS 1.2 suites are left as they are (`tls-ciphers` is not
+/// supported).
+fn with_ciphersuites(
+    mut provider: rustls::crypto::CryptoProvider,
+    ciphersuites: &str,
+) -> Result<rustls::crypto::CryptoProvider, String> {
+    let wanted: Vec<&str> = ciphersuites
+        .split(':')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .collect();
+    if wanted.is_empty() {
+        return Ok(provider);
+    }
+    let name_of = |suite: &rustls::SupportedCipherSuite| suite.suite().as_str().unwrap_or("");
+    let tls13_names: Vec<&str> = provider
+        .cipher_suites
+        .iter()
+        .filter(|suite| suite.tls13().is_some())
+        .map(name_of)
+        .collect();
+    for name in &wanted {
+        let known = tls13_names
+            .iter()
+            .any(|offered| suite_matches(offered, name));
+        if !known {
+            let openssl_names: Vec<String> = tls13_names
+                .iter()
+                .map(|offered| offered.replacen("TLS13_", "TLS_", 1))
+                .collect();
+            return Err(format!(
+                "tls-ciphersuites: '{name}' is not a TLS 1.3 suite this server offers ({})",
+                openssl_names.join(", ")
+            ));
+        }
+    }
+    provider.cipher_suites.retain(|suite| {
+        suite.tls13().is_none()
+            || wanted
+                .iter()
+                .any(|name| suite_matches(name_of(suite), name))
+    });
+    Ok(provider)
+}
+
+/// Whether rustls's suite name `offered` (`TLS13_AES_128_GCM_SHA256`) is the `requested`
+/// one, in either spelling.
+fn suite_matches(offered: &str, requested: &str) -> bool {
+    offered.eq_ignore_ascii_case(requested)
+        || offered
+            .strip_prefix("TLS13_")
+            .zip(requested.strip_prefix("TLS_"))
+            .is_some_and(|(a, b)| a.eq_ignore_ascii_case(b))
 }

@@ -218,6 +218,30 @@ fn tls_port_beside_the_plain_one_with_client_certificates_and_live_reload() {
     assert_eq!(shown[1], pki.server_cert.display().to_string());
     assert_eq!(redis_cli_tls(tls_port, &pki, &client, &["PING"]), "PONG");
 
+    // tls-ciphersuites: TLS 1.3 only, one suite; a client offering only another is refused.
+    for (name, value) in [
+        ("tls-protocols", "TLSv1.3"),
+        ("tls-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"),
+    ] {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .query(&mut plain)
+            .unwrap();
+    }
+    let chacha = ["--tls-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256", "PING"];
+    assert_eq!(redis_cli_tls(tls_port, &pki, &client, &chacha), "PONG");
+    let aes = ["--tls-ciphersuites", "TLS_AES_128_GCM_SHA256", "PING"];
+    assert_ne!(redis_cli_tls(tls_port, &pki, &client, &aes), "PONG");
+    let err = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("tls-ciphersuites")
+        .arg("TLS_NO_SUCH_SUITE")
+        .query::<()>(&mut plain)
+        .unwrap_err();
+    assert!(err.to_string().contains("is not a TLS 1.3 suite"), "{err}");
+
     // Plain-text bytes on the TLS port are a failed handshake, not a crash.
     use std::io::{Read, Write};
     let mut raw = std::net::TcpStream::connect(("127.0.0.1", tls_port)).unwrap();

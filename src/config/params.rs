@@ -714,6 +714,7 @@ mod tests {
                 ca_cert_file: Some(PathBuf::from("/etc/hc/ca.pem")),
                 auth_clients: crate::config::TlsAuthClients::Optional,
                 protocols: "TLSv1.3".into(),
+                ciphersuites: "TLS_CHACHA20_POLY1305_SHA256".into(),
             },
             logging: LoggingConfig {
                 level: "warning".into(),

@@ -1,6 +1,6 @@
 //! The `tls` section: TLS on its own port beside the plain one, under Redis's `tls-*` names
 //! (`tls-port`, `tls-cert-file`, `tls-key-file`, `tls-ca-cert-file`, `tls-auth-clients`,
-//! `tls-protocols`). It only holds and checks the settings; `crate::tls` turns them into a
+//! `tls-protocols`, `tls-ciphersuites`). It only holds and checks the settings; `crate::tls` turns them into a
 //! rustls configuration, and CONFIG SET of any of them reloads the certificates.
 
 use std::path::PathBuf;
@@ -58,6 +58,10 @@ pub struct TlsConfig {
     pub auth_clients: TlsAuthClients,
     /// The protocol versions allowed, space-separated: TLSv1.2, TLSv1.3. Default both.
     pub protocols: String,
+    /// TLS 1.3 cipher suites offered, colon-separated as OpenSSL writes them
+    /// (`TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256`); empty = rustls's defaults.
+    /// Default empty.
+    pub ciphersuites: String,
 }
 
 impl Default for TlsConfig {
@@ -69,6 +73,7 @@ impl Default for TlsConfig {
             ca_cert_file: None,
             auth_clients: TlsAuthClients::Yes,
             protocols: "TLSv1.2 TLSv1.3".into(),
+            ciphersuites: String::new(),
         }
     }
 }
@@ -170,6 +175,15 @@ pub const PARAMS: &[Param] = &[
             };
             updated.validate()?;
             c.tls.protocols = updated.protocols;
+            Ok(())
+        },
+    },
+    Param {
+        name: "tls-ciphersuites",
+        mutability: Mutability::Live,
+        get: |c| c.tls.ciphersuites.clone(),
+        set: |c, v| {
+            c.tls.ciphersuites = v.to_string();
             Ok(())
         },
     },
