@@ -39,8 +39,13 @@ impl AuditLog {
         Ok(())
     }
 
-    pub fn enabled(&self) -> bool {
-        self.file.lock().is_some()
+    /// A connection refused before it became a client (so no client id).
+    pub fn connection_refused(&self, addr: SocketAddr, reason: &str) {
+        self.record(
+            "connection_refused",
+            None,
+            json!({ "addr": addr.to_string(), "reason": reason }),
+        );
     }
 
     /// Appends one event: its name, the client (id and address) when there is one, and

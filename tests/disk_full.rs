@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{resp, BinaryServer};
+use common::{peak_rss_bytes, resp, BinaryServer};
 use hypercache::engine::budget::FIXED_OVERHEAD_BYTES;
 
 const MAXMEMORY: u64 = 32 << 20;
@@ -170,22 +170,16 @@ impl Client {
 }
 
 fn info_field(client: &mut Client, field: &str) -> String {
-    let info = client.simple(&[b"INFO", b"tiers"]);
-    info.lines()
-        .find_map(|line| line.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("INFO tiers has no {field}"))
-        .to_string()
+    info_section_field(client, "tiers", field)
 }
 
-fn peak_rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse::<u64>().ok())
-        .expect("VmHWM in /proc/<pid>/status")
-        * 1024
+/// One field of one INFO section.
+fn info_section_field(client: &mut Client, section: &str, field: &str) -> String {
+    let info = client.simple(&[b"INFO", section.as_bytes()]);
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("INFO {section} has no {field}"))
+        .to_string()
 }
 
 #[test]
@@ -464,11 +458,7 @@ fn fill_file_system(dir: &Path) -> PathBuf {
 }
 
 fn info_persistence(client: &mut Client, field: &str) -> String {
-    let info = client.simple(&[b"INFO", b"persistence"]);
-    info.lines()
-        .find_map(|line| line.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("INFO persistence has no {field}"))
-        .to_string()
+    info_section_field(client, "persistence", field)
 }
 
 /// I8 for the WAL: when the engine WAL cannot be written (a full file system), writes answer

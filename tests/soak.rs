@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{resp, BinaryServer};
+use common::{peak_rss_bytes, resp, BinaryServer};
 use hypercache::engine::budget::FIXED_OVERHEAD_BYTES;
 
 const MAXMEMORY: u64 = 64 << 20;
@@ -237,17 +237,6 @@ fn command_names(port: u16) -> Vec<String> {
     }
 }
 
-fn rss_bytes(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
-}
-
 #[test]
 fn hostile_clients_never_crash_stall_or_bloat_the_server() {
     let seed = std::env::var("HC_SOAK_SEED")
@@ -382,7 +371,7 @@ fn hostile_clients_never_crash_stall_or_bloat_the_server() {
     let pings = monitor
         .join()
         .expect("the monitor's PINGs were all answered");
-    let peak_rss = rss_bytes(server.child.id(), "VmHWM:");
+    let peak_rss = peak_rss_bytes(server.child.id());
     println!(
         "frames={frames} calls={calls} connections={} garbage={garbage_mb} MB pings={pings} \
          worst_ping={} us peak_rss={peak_rss}",

@@ -135,8 +135,6 @@ pub struct ClientRegistry {
 }
 
 impl ClientRegistry {
-    /// Registers a new client, or returns None when `maxclients` are already connected
-    /// (checked and inserted under one lock, so concurrent accepts cannot overshoot).
     /// Adds a client, unless `maxclients` are connected, or `per_ip` (when not 0) from its
     /// address already are; counted under the registry's lock, so a burst of connections
     /// cannot pass either limit.

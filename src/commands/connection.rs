@@ -239,13 +239,8 @@ fn check_password(
     match required {
         Some(required) if user_ok && same_secret(required.as_bytes(), password) => Ok(()),
         _ => {
-            let handle = &ctx.client.handle;
             let user = user.map_or("default".into(), args::text);
-            ctx.shared.audit.record(
-                "auth_failed",
-                Some((handle.id, handle.addr)),
-                serde_json::json!({ "user": user }),
-            );
+            ctx.audit("auth_failed", serde_json::json!({ "user": user }));
             Err(CommandError::new(ErrorCode::WrongPass, WRONGPASS))
         }
     }

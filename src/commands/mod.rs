@@ -62,6 +62,14 @@ impl Ctx<'_, '_> {
     pub fn engine(&self) -> &Engine {
         &self.shared.engine
     }
+
+    /// Records a security event made by this client in the audit log.
+    pub fn audit(&self, event: &str, detail: serde_json::Value) {
+        let handle = &self.client.handle;
+        self.shared
+            .audit
+            .record(event, Some((handle.id, handle.addr)), detail);
+    }
 }
 
 /// How a command reaches the engine: directly (one call = one atomic single-key operation)

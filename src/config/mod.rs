@@ -40,8 +40,6 @@ pub use eviction::EvictionPolicy;
 pub use memory::{MemorySplit, MIN_MAXMEMORY};
 pub use network::Cidr;
 pub use size::ByteSize;
-/// Whether a configuration change touches what the TLS acceptor is built from.
-pub use tls::changed as tls_changed;
 pub use tls::{TlsAuthClients, TlsConfig};
 
 /// The most databases a server may have: the cold tier keeps its own records under the

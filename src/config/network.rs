@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use super::params::{in_range, Mutability, Param};
+use super::params::{in_range, optional_path_shown, parse_optional_path, Mutability, Param};
 use super::SecurityConfig;
 
 /// An address block: `addr/prefix`, or one address.
@@ -117,15 +117,9 @@ pub const PARAMS: &[Param] = &[
     Param {
         name: "hypercache-audit-log",
         mutability: Mutability::Fixed,
-        get: |c| {
-            c.security
-                .audit_log
-                .as_ref()
-                .map(|path| path.display().to_string())
-                .unwrap_or_default()
-        },
+        get: |c| optional_path_shown(&c.security.audit_log),
         set: |c, v| {
-            c.security.audit_log = (!v.is_empty()).then(|| std::path::PathBuf::from(v));
+            c.security.audit_log = parse_optional_path(v);
             Ok(())
         },
     },

@@ -288,15 +288,9 @@ const PARAMS: &[Param] = &[
     Param {
         name: "logfile",
         mutability: Mutability::Immutable,
-        get: |c| {
-            c.logging
-                .file
-                .as_ref()
-                .map(|path| path.display().to_string())
-                .unwrap_or_default()
-        },
+        get: |c| optional_path_shown(&c.logging.file),
         set: |c, v| {
-            c.logging.file = (!v.is_empty()).then(|| PathBuf::from(v));
+            c.logging.file = parse_optional_path(v);
             Ok(())
         },
     },
@@ -580,6 +574,18 @@ fn parse_yes_no(text: &str) -> Result<bool, String> {
         "no" => Ok(false),
         _ => Err("argument must be 'yes' or 'no'".into()),
     }
+}
+
+/// An optional file as CONFIG shows it: its path, or "" when unset.
+pub(super) fn optional_path_shown(path: &Option<PathBuf>) -> String {
+    path.as_ref()
+        .map(|path| path.display().to_string())
+        .unwrap_or_default()
+}
+
+/// An optional file as CONFIG SET takes it: "" unsets it.
+pub(super) fn parse_optional_path(text: &str) -> Option<PathBuf> {
+    (!text.is_empty()).then(|| PathBuf::from(text))
 }
 
 pub(super) fn one_of(choices: &[&str]) -> String {

@@ -7,8 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::params::{Mutability, Param};
-use super::Config;
+use super::params::{optional_path_shown, parse_optional_path, Mutability, Param};
 
 /// Whether TLS clients must present a certificate the CA signed (Redis's
 /// `tls-auth-clients`).
@@ -81,13 +80,7 @@ impl Default for TlsConfig {
 impl TlsConfig {
     /// What serde cannot check; the message starts with the key.
     pub fn validate(&self) -> Result<(), String> {
-        for word in self.protocols.split_whitespace() {
-            if !matches!(word, "TLSv1.2" | "TLSv1.3") {
-                return Err(format!(
-                    "protocols: '{word}' is not TLSv1.2 or TLSv1.3 (older versions are not offered)"
-                ));
-            }
-        }
+        check_protocols(&self.protocols)?;
         if self.port == 0 {
             return Ok(());
         }
@@ -103,14 +96,16 @@ impl TlsConfig {
     }
 }
 
-fn path_shown(path: &Option<PathBuf>) -> String {
-    path.as_ref()
-        .map(|path| path.display().to_string())
-        .unwrap_or_default()
-}
-
-fn path_set(text: &str) -> Option<PathBuf> {
-    (!text.is_empty()).then(|| PathBuf::from(text))
+/// Checks a `protocols` value: only TLSv1.2 and TLSv1.3 may be named.
+fn check_protocols(protocols: &str) -> Result<(), String> {
+    for word in protocols.split_whitespace() {
+        if !matches!(word, "TLSv1.2" | "TLSv1.3") {
+            return Err(format!(
+                "protocols: '{word}' is not TLSv1.2 or TLSv1.3 (older versions are not offered)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The `tls-*` CONFIG parameters (listed after the others). Setting any of them reloads
@@ -128,27 +123,27 @@ pub const PARAMS: &[Param] = &[
     Param {
         name: "tls-cert-file",
         mutability: Mutability::Live,
-        get: |c| path_shown(&c.tls.cert_file),
+        get: |c| optional_path_shown(&c.tls.cert_file),
         set: |c, v| {
-            c.tls.cert_file = path_set(v);
+            c.tls.cert_file = parse_optional_path(v);
             Ok(())
         },
     },
     Param {
         name: "tls-key-file",
         mutability: Mutability::Live,
-        get: |c| path_shown(&c.tls.key_file),
+        get: |c| optional_path_shown(&c.tls.key_file),
         set: |c, v| {
-            c.tls.key_file = path_set(v);
+            c.tls.key_file = parse_optional_path(v);
             Ok(())
         },
     },
     Param {
         name: "tls-ca-cert-file",
         mutability: Mutability::Live,
-        get: |c| path_shown(&c.tls.ca_cert_file),
+        get: |c| optional_path_shown(&c.tls.ca_cert_file),
         set: |c, v| {
-            c.tls.ca_cert_file = path_set(v);
+            c.tls.ca_cert_file = parse_optional_path(v);
             Ok(())
         },
     },
@@ -167,14 +162,12 @@ pub const PARAMS: &[Param] = &[
         mutability: Mutability::Live,
         get: |c| c.tls.protocols.clone(),
         set: |c, v| {
-            let mut updated = c.tls.clone();
-            updated.protocols = if v.is_empty() {
+            check_protocols(v)?;
+            c.tls.protocols = if v.is_empty() {
                 TlsConfig::default().protocols
             } else {
                 v.to_string()
             };
-            updated.validate()?;
-            c.tls.protocols = updated.protocols;
             Ok(())
         },
     },
@@ -188,8 +181,3 @@ pub const PARAMS: &[Param] = &[
         },
     },
 ];
-
-/// Whether a CONFIG SET changed what the TLS acceptor is built from.
-pub fn changed(before: &Config, after: &Config) -> bool {
-    before.tls != after.tls
-}

@@ -183,12 +183,8 @@ impl Engine {
                 if matches!(entry.cold, ColdCopy::Present { .. }) {
                     self.filter.forget(&[hash_key(key)]);
                 }
-                self.count_key(keys::db_of(key), -1);
-                self.watches.touch(key);
             }
-            self.stats.evictions.add(dropped.len() as i64);
-            self.stats.evicted_keys.add(dropped.len() as i64);
-            self.stats.ram_evictions.add(dropped.len() as i64);
+            self.note_ram_evictions(dropped.iter().map(|(key, _)| &key[..]));
             if shard.is_empty() {
                 break;
             }

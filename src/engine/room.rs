@@ -85,14 +85,25 @@ impl Engine {
         let victims = shard.keys_lru_first(over, |entry| {
             entry.cold == ColdCopy::Absent && self.eviction.may_take_from_ram(entry)
         });
-        for key in victims {
-            shard.remove(&key);
-            self.count_key(keys::db_of(&key), -1);
-            self.watches.touch(&key);
-            self.stats.evictions.add(1);
-            self.stats.evicted_keys.add(1);
-            self.stats.ram_evictions.add(1);
+        for key in &victims {
+            shard.remove(key);
         }
+        self.note_ram_evictions(victims.iter().map(|key| &key[..]));
+    }
+
+    /// The bookkeeping of keys the policy took out of the whole cache straight from RAM
+    /// (a cold copy, if there was one, the caller has deleted and unlearned already): the
+    /// key counts, WATCH, and the eviction counters.
+    pub(super) fn note_ram_evictions<'k>(&self, evicted: impl Iterator<Item = &'k [u8]>) {
+        let mut count = 0;
+        for key in evicted {
+            self.count_key(keys::db_of(key), -1);
+            self.watches.touch(key);
+            count += 1;
+        }
+        self.stats.evictions.add(count);
+        self.stats.evicted_keys.add(count);
+        self.stats.ram_evictions.add(count);
     }
 
     /// A one-shard transaction for a write to `key`, whose shard has room for it. Where

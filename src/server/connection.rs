@@ -47,11 +47,7 @@ pub(super) async fn serve<S: ClientStream>(
         Ok(handle) => handle,
         Err(refused) => {
             shared.stats.connection_rejected();
-            shared.audit.record(
-                "connection_refused",
-                None,
-                serde_json::json!({ "addr": addr.to_string(), "reason": refused.message() }),
-            );
+            shared.audit.connection_refused(addr, refused.message());
             let mut refusal = BytesMut::new();
             let reply = error_reply(ErrorCode::Err, refused.message());
             write_reply(&mut refusal, &reply, ProtocolVersion::Resp2);
@@ -199,19 +195,20 @@ impl<S: ClientStream> Connection<S> {
 
     /// Runs every complete command in the read buffer, appending replies.
     async fn run_buffered_commands(&mut self) -> Result<(), Close> {
-        let mut limits = {
+        // The live settings, read once per batch of commands.
+        let (mut limits, rate) = {
             let config = self.shared.config.read();
             self.output_limits = OutputLimits {
                 hard: config.limits.client_output_buffer_hard_limit.0 as usize,
                 soft: config.limits.client_output_buffer_soft_limit.0 as usize,
                 soft_seconds: config.limits.client_output_buffer_soft_seconds,
             };
-            ParserLimits {
+            let limits = ParserLimits {
                 max_bulk_len: config.limits.proto_max_bulk_len.0 as usize,
                 ..ParserLimits::default()
-            }
+            };
+            (limits, config.security.max_commands_per_second)
         };
-        let rate = self.shared.config.read().security.max_commands_per_second;
         loop {
             if self.client().handle.is_killed() {
                 return Err(Close::Now);

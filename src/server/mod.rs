@@ -35,42 +35,33 @@ pub async fn run(
     let cold_reads = Arc::new(ColdReads::start(&shared.engine, cold_readers));
     let mut connections = JoinSet::new();
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, addr) = match accepted {
-                    Ok(pair) => pair,
-                    Err(err) => {
-                        // Out of file descriptors and the like: back off, keep serving.
-                        tracing::warn!(%err, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                shared.stats.connection_received();
-                if let Some(refusal) = admission_refusal(&shared, addr) {
-                    connections.spawn(refuse(stream, addr, refusal));
-                    continue;
-                }
-                let local = tcp_local_addr(&stream, addr);
-                let (shared, cold_reads) = (Arc::clone(&shared), Arc::clone(&cold_reads));
-                connections.spawn(connection::serve(shared, cold_reads, stream, addr, local));
-            }
-            accepted = accept_on(tls_listener.as_ref()) => {
-                let Ok((stream, addr)) = accepted else {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                };
-                shared.stats.connection_received();
-                if let Some(refusal) = admission_refusal(&shared, addr) {
-                    // Said in plain text, as Redis does before any handshake.
-                    connections.spawn(refuse(stream, addr, refusal));
-                    continue;
-                }
-                let (shared, cold_reads) = (Arc::clone(&shared), Arc::clone(&cold_reads));
-                connections.spawn(serve_tls(shared, cold_reads, stream, addr));
-            }
+        let (accepted, tls) = tokio::select! {
+            accepted = listener.accept() => (accepted, false),
+            accepted = accept_on(tls_listener.as_ref()) => (accepted, true),
             _ = shutdown.changed() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let (stream, addr) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!(%err, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        shared.stats.connection_received();
+        if let Some(refusal) = admission_refusal(&shared, addr) {
+            // Said in plain text on either port, as Redis does before any TLS handshake.
+            connections.spawn(refuse(stream, addr, refusal));
+            continue;
+        }
+        let (shared, cold_reads) = (Arc::clone(&shared), Arc::clone(&cold_reads));
+        if tls {
+            connections.spawn(serve_tls(shared, cold_reads, stream, addr));
+        } else {
+            let local = tcp_local_addr(&stream, addr);
+            connections.spawn(connection::serve(shared, cold_reads, stream, addr, local));
         }
     }
     drop(listener);
@@ -114,11 +105,7 @@ fn admission_refusal(shared: &Shared, addr: std::net::SocketAddr) -> Option<&'st
     } else {
         return None;
     };
-    shared.audit.record(
-        "connection_refused",
-        None,
-        serde_json::json!({ "addr": addr.to_string(), "reason": reason }),
-    );
+    shared.audit.connection_refused(addr, reason);
     Some(refusal)
 }
 

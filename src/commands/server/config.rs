@@ -95,7 +95,7 @@ pub(super) fn config_set(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult
         // The policy, its knobs and maxdisk; the rest of the storage section is fixed.
         ctx.engine().apply_eviction_config(&updated.storage);
     }
-    if crate::config::tls_changed(&config, &updated) && ctx.shared.tls.read().is_some() {
+    if updated.tls != config.tls && ctx.shared.tls.read().is_some() {
         // Redis reloads the certificates on any tls-* change; one that does not load
         // changes nothing.
         let reloaded = crate::tls::server_config(&updated.tls).map_err(|err| {
@@ -109,12 +109,7 @@ pub(super) fn config_set(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult
         crate::config::apply_log_level(&updated.logging.level);
     }
     *config = updated;
-    let handle = &ctx.client.handle;
-    ctx.shared.audit.record(
-        "config_set",
-        Some((handle.id, handle.addr)),
-        crate::audit::config_set_detail(&pairs),
-    );
+    ctx.audit("config_set", crate::audit::config_set_detail(&pairs));
     Ok(Reply::ok())
 }
 

@@ -423,23 +423,15 @@ fn flushdb(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     check_flush_mode(args)?;
     let db = ctx.db();
     ctx.store.flushdb(db)?;
-    audit(ctx, "flushdb", serde_json::json!({ "db": db }));
+    ctx.audit("flushdb", serde_json::json!({ "db": db }));
     Ok(Reply::ok())
 }
 
 fn flushall(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     check_flush_mode(args)?;
     ctx.store.flushall()?;
-    audit(ctx, "flushall", serde_json::json!({}));
+    ctx.audit("flushall", serde_json::json!({}));
     Ok(Reply::ok())
-}
-
-/// Records a security event made by the calling client.
-fn audit(ctx: &Ctx<'_, '_>, event: &str, detail: serde_json::Value) {
-    let handle = &ctx.client.handle;
-    ctx.shared
-        .audit
-        .record(event, Some((handle.id, handle.addr)), detail);
 }
 
 /// SAVE: a checkpoint (DESIGN §4): every dirty hot entry written to the cold tier, the
@@ -564,7 +556,7 @@ fn shutdown(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
         // Shutting down is immediate, so there is never one to abort.
         return Err(CommandError::err("No shutdown in progress."));
     }
-    audit(ctx, "shutdown", serde_json::json!({ "save": !nosave }));
+    ctx.audit("shutdown", serde_json::json!({ "save": !nosave }));
     ctx.shared.request_shutdown(!nosave);
     // Redis closes the connection without replying when the shutdown goes ahead.
     ctx.client.close_after_reply = true;

@@ -112,6 +112,16 @@ pub(super) struct Shared {
     pub(super) failing: AtomicBool,
 }
 
+impl Shared {
+    /// Makes `err` the sticky error every later append, sync and wait returns, and wakes
+    /// the waiters to see it. Called with `state` locked.
+    fn stop_with(&self, st: &mut State, err: StickyError) {
+        st.error = Some(err);
+        self.failing.store(true, Ordering::Release);
+        self.progress.notify_all();
+    }
+}
+
 pub(super) struct State {
     /// Encoded records not yet taken by the writer.
     pub(super) buf: Vec<u8>,
@@ -189,14 +199,15 @@ impl Drop for StopGuard {
         st.stopped = true;
         if !st.closing && st.error.is_none() {
             // Only a panic gets here.
-            st.error = Some(StickyError {
+            let err = StickyError {
                 path: shared.dir.clone(),
                 kind: io::ErrorKind::Other,
                 message: "the WAL writer thread stopped unexpectedly".into(),
-            });
-            shared.failing.store(true, Ordering::Release);
+            };
+            shared.stop_with(&mut st, err);
+        } else {
+            shared.progress.notify_all();
         }
-        shared.progress.notify_all();
     }
 }
 
@@ -323,9 +334,7 @@ impl Writer {
                         error = %err.message,
                         "WAL fsync failed; the log stops accepting records until restart"
                     );
-                    st.error = Some(err);
-                    shared.failing.store(true, Ordering::Release);
-                    shared.progress.notify_all();
+                    shared.stop_with(&mut st, err);
                     return;
                 }
                 Err(WriteError::Retry(err)) => {
@@ -335,9 +344,7 @@ impl Writer {
                             error = %err.message,
                             "WAL write failed while closing; records not written are lost"
                         );
-                        st.error = Some(err);
-                        shared.failing.store(true, Ordering::Release);
-                        shared.progress.notify_all();
+                        shared.stop_with(&mut st, err);
                         return;
                     }
                     if st.write_failure.is_none() {
