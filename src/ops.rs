@@ -557,13 +557,15 @@ fn import_into(
     input: &mut dyn Read,
     progress: Progress<'_>,
 ) -> Result<ImportReport, String> {
-    let shared = Shared::new(Arc::clone(engine), config.clone(), None, 0);
+    // Import runs as the default user of a server without users or passwords.
+    let acl = crate::commands::acl::Acl::from_config(&Default::default())?;
+    let shared = Shared::new(Arc::clone(engine), config.clone(), None, 0, acl);
     let local: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
     let handle = shared
         .clients
         .register(local, local, usize::MAX, 0)
         .map_err(|_| "cannot register the import client")?;
-    let mut client = ClientState::new(handle, true);
+    let mut client = ClientState::new(handle, shared.acl.default_user(), true);
     let limits = ParserLimits {
         max_bulk_len: config.limits.proto_max_bulk_len.0 as usize,
         ..ParserLimits::default()

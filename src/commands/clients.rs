@@ -12,6 +12,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use super::acl::User;
 use crate::engine::watch::WatchFlag;
 use crate::protocol::ProtocolVersion;
 
@@ -36,6 +37,8 @@ pub struct ClientHandle {
     pub in_multi: AtomicBool,
     pub query_buffer_bytes: AtomicUsize,
     pub output_buffer_bytes: AtomicUsize,
+    /// The ACL user the client is authenticated as (CLIENT LIST user=, CLIENT KILL USER).
+    pub user: Mutex<String>,
     killed: AtomicBool,
     kill_notify: Notify,
 }
@@ -85,7 +88,7 @@ impl ClientHandle {
             "N"
         };
         format!(
-            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi={} qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi={} qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.local_addr,
@@ -99,6 +102,7 @@ impl ClientHandle {
             self.output_buffer_bytes.load(Ordering::Relaxed),
             self.query_buffer_bytes.load(Ordering::Relaxed) + self.output_buffer_bytes.load(Ordering::Relaxed),
             command,
+            self.user.lock(),
             self.resp.load(Ordering::Relaxed),
             self.lib_name.lock().as_deref().unwrap_or(""),
             self.lib_ver.lock().as_deref().unwrap_or(""),
@@ -176,6 +180,7 @@ impl ClientRegistry {
             in_multi: AtomicBool::new(false),
             query_buffer_bytes: AtomicUsize::new(0),
             output_buffer_bytes: AtomicUsize::new(0),
+            user: Mutex::new("default".into()),
             killed: AtomicBool::new(false),
             kill_notify: Notify::new(),
         });
@@ -229,6 +234,11 @@ pub struct ClientState {
     pub db: u16,
     pub protocol: ProtocolVersion,
     pub authenticated: bool,
+    /// The ACL user commands are checked against: `default` until AUTH says otherwise.
+    pub user: Arc<User>,
+    /// The ACL generation `user` was read at; when the users change, the dispatcher reads
+    /// the user again (and closes the client if it was deleted).
+    pub acl_generation: u64,
     /// Commands queued since MULTI; `None` outside a transaction.
     pub multi: Option<Vec<Vec<Bytes>>>,
     /// A command failed to queue: EXEC must abort (EXECABORT).
@@ -241,12 +251,16 @@ pub struct ClientState {
 }
 
 impl ClientState {
-    pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> Self {
+    pub fn new(handle: Arc<ClientHandle>, user: Arc<User>, authenticated: bool) -> Self {
+        *handle.user.lock() = user.name.clone();
         ClientState {
             handle,
             db: 0,
             protocol: ProtocolVersion::Resp2,
             authenticated,
+            user,
+            // Never a real generation: the first command reads the user again.
+            acl_generation: u64::MAX,
             multi: None,
             multi_failed: false,
             watch_flag: WatchFlag::default(),
@@ -254,6 +268,13 @@ impl ClientState {
             reply_mode: ReplyMode::On,
             close_after_reply: false,
         }
+    }
+
+    /// AUTH / HELLO AUTH succeeded as `user`.
+    pub fn log_in(&mut self, user: Arc<User>) {
+        *self.handle.user.lock() = user.name.clone();
+        self.user = user;
+        self.authenticated = true;
     }
 
     pub fn select(&mut self, db: u16) {

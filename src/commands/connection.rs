@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 
+use super::acl::{record_denial, DenialContext, DenialReason};
 use super::args::{self, is};
 use super::dispatch::unwatch_all;
 use super::server::info::REDIS_COMPAT_VERSION;
@@ -229,34 +230,34 @@ pub const COMMANDS: &[CommandSpec] = &[
 const WRONGPASS: &str = "invalid username-password pair or user is disabled.";
 
 /// Checks a username/password pair against `requirepass` (the only user is "default").
-fn check_password(
-    ctx: &Ctx<'_, '_>,
+/// Logs the client in as `user` (`default` when not given) if the password is right;
+/// otherwise records the failure (audit log, ACL LOG) and answers Redis's WRONGPASS.
+fn log_in(
+    ctx: &mut Ctx<'_, '_>,
     user: Option<&Bytes>,
     password: &Bytes,
 ) -> Result<(), CommandError> {
-    let required = ctx.shared.config.read().security.requirepass.clone();
-    let user_ok = user.is_none_or(|user| is(user, "default"));
-    match required {
-        Some(required) if user_ok && same_secret(required.as_bytes(), password) => Ok(()),
-        _ => {
-            let user = user.map_or("default".into(), args::text);
-            ctx.audit("auth_failed", serde_json::json!({ "user": user }));
-            Err(CommandError::new(ErrorCode::WrongPass, WRONGPASS))
-        }
+    let name = user.map_or(&b"default"[..], |user| &user[..]);
+    if let Some(user) = ctx.shared.acl.authenticate(name, password) {
+        ctx.client.log_in(user);
+        ctx.client.acl_generation = u64::MAX;
+        return Ok(());
     }
-}
-
-/// Compares a secret without an early exit, so the time taken says nothing of how many
-/// leading bytes a guess got right (it depends on the lengths only).
-fn same_secret(expected: &[u8], given: &[u8]) -> bool {
-    let longest = expected.len().max(given.len());
-    let mut difference = u8::from(expected.len() != given.len());
-    for i in 0..longest {
-        let a = expected.get(i).copied().unwrap_or(0);
-        let b = given.get(i).copied().unwrap_or(0);
-        difference |= std::hint::black_box(a ^ b);
-    }
-    difference == 0
+    let name = String::from_utf8_lossy(name).into_owned();
+    ctx.audit("auth_failed", serde_json::json!({ "user": name }));
+    let context = match ctx.client.multi {
+        Some(_) => DenialContext::Multi,
+        None => DenialContext::TopLevel,
+    };
+    record_denial(
+        ctx.shared,
+        ctx.client,
+        DenialReason::Auth,
+        context,
+        "AUTH".into(),
+        &name,
+    );
+    Err(CommandError::new(ErrorCode::WrongPass, WRONGPASS))
 }
 
 fn auth(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
@@ -265,13 +266,12 @@ fn auth(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
         3 => (Some(&args[1]), &args[2]),
         _ => return Err(CommandError::syntax()),
     };
-    if ctx.shared.config.read().security.requirepass.is_none() && user.is_none() {
+    if user.is_none() && ctx.shared.acl.default_user().needs_no_password() {
         return Err(CommandError::err(
             "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
         ));
     }
-    check_password(ctx, user, password)?;
-    ctx.client.authenticated = true;
+    log_in(ctx, user, password)?;
     Ok(Reply::ok())
 }
 
@@ -323,8 +323,7 @@ fn hello(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
         }
     }
     if let Some((user, password)) = credentials {
-        check_password(ctx, Some(user), password)?;
-        ctx.client.authenticated = true;
+        log_in(ctx, Some(user), password)?;
     }
     if !ctx.client.authenticated {
         return Err(CommandError::new(
@@ -391,7 +390,11 @@ fn reset(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
     ctx.client.select(0);
     ctx.client.set_protocol(ProtocolVersion::Resp2);
     ctx.client.reply_mode = ReplyMode::On;
-    ctx.client.authenticated = ctx.shared.config.read().security.requirepass.is_none();
+    let default = ctx.shared.acl.default_user();
+    let authenticated = default.needs_no_password();
+    ctx.client.log_in(default);
+    ctx.client.authenticated = authenticated;
+    ctx.client.acl_generation = u64::MAX;
     *ctx.client.handle.name.lock() = None;
     Ok(Reply::Simple("RESET".into()))
 }
@@ -511,6 +514,7 @@ fn client_kill(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let mut skip_me = true;
     let mut max_age = None;
     let mut matches_nothing = false;
+    let mut user = None;
     let mut rest = args[2..].iter();
     while let Some(filter) = rest.next() {
         let value = rest.next().ok_or_else(CommandError::syntax)?;
@@ -548,13 +552,11 @@ fn client_kill(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
             }
             matches_nothing |= !is(value, "normal");
         } else if is(filter, "user") {
-            // Every client is the default user's, the only user there is.
-            if !is(value, "default") {
-                return Err(CommandError::err(format!(
-                    "No such user '{}'",
-                    args::text(value)
-                )));
+            let name = args::text(value);
+            if ctx.shared.acl.user(&name).is_none() {
+                return Err(CommandError::err(format!("No such user '{name}'")));
             }
+            user = Some(name);
         } else {
             return Err(CommandError::syntax());
         }
@@ -570,6 +572,9 @@ fn client_kill(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
                 .as_ref()
                 .is_none_or(|a| client.local_addr.to_string() == *a)
             && max_age.is_none_or(|age| client.created.elapsed().as_secs() >= age)
+            && user
+                .as_ref()
+                .is_none_or(|name| *client.user.lock() == *name)
             && !(skip_me && client.id == me);
         if matches {
             client.kill();
@@ -650,25 +655,4 @@ fn client_help(_ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
         "    Set client library name or version.",
     ];
     Ok(help_reply("CLIENT", &lines))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same_secret;
-
-    #[test]
-    fn secrets_match_only_when_equal() {
-        assert!(same_secret(b"secret", b"secret"));
-        assert!(same_secret(b"", b""));
-        for guess in [
-            &b"secre"[..],
-            b"secret!",
-            b"Secret",
-            b"",
-            b"secres",
-            b"secret\0",
-        ] {
-            assert!(!same_secret(b"secret", guess), "{guess:?}");
-        }
-    }
 }

@@ -1,5 +1,5 @@
 //! The generic checks every command passes, each once, in Redis's order (CONVENTIONS 2):
-//! lookup, arity, authentication, out-of-memory, MISCONF, MULTI queueing. Then the command
+//! lookup, arity, authentication, ACL permissions, out-of-memory, MISCONF, MULTI queueing. Then the command
 //! runs against the engine through a [`Store`]: on the async worker with `Access::HotOnly` first, and on a blocking
 //! thread (`MayBlock`, or a transaction holding every key's shard) when it must.
 
@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::acl::{self, DenialContext};
 use super::table::{self, CommandSpec};
 use super::{error_reply, CommandError, CommandResult, Ctx, ErrorCode, Store};
 use super::{ClientState, Shared};
@@ -174,6 +175,29 @@ fn check(shared: &Shared, client: &mut ClientState, args: &[Bytes]) -> Result<Pl
             "Authentication required.",
         ));
     }
+    let context = match client.multi {
+        Some(_) => DenialContext::Multi,
+        None => DenialContext::TopLevel,
+    };
+    if let Err(refusal) = acl::check(shared, client, resolved, args, context) {
+        if client.multi.is_some() {
+            client.multi_failed = true;
+        }
+        if resolved.parent.is_none() && resolved.spec.name == "exec" {
+            // Redis answers a refused EXEC as an aborted transaction, saying why.
+            client.end_multi();
+            unwatch_all(shared, client);
+            return Err(CommandError::new(
+                ErrorCode::ExecAbort,
+                format!(
+                    "Transaction discarded because of: {} {}",
+                    ErrorCode::NoPerm.prefix(),
+                    refusal.message()
+                ),
+            ));
+        }
+        return Err(refusal.error());
+    }
     if flags & table::DENYOOM != 0 {
         if let Some(refusal) = shared.engine.oom_refusal() {
             // Redis's answer when used memory is over maxmemory; inside MULTI it also
@@ -318,6 +342,11 @@ fn exec(shared: &Shared, client: &mut ClientState) -> CommandResult {
     let mut store = Store::Txn(txn);
     let mut replies = Vec::with_capacity(queue.len());
     for (command, args) in commands.into_iter().zip(&queue) {
+        // The users may have changed since the command was queued (Redis checks again).
+        if let Err(refusal) = acl::check(shared, client, command, args, DenialContext::Multi) {
+            replies.push(refusal.error().into_reply());
+            continue;
+        }
         // A transaction holds its shards, so nothing in it is ever told to block.
         let reply =
             run(shared, client, command, args, &mut store).unwrap_or_else(CommandError::into_reply);

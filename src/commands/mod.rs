@@ -2,6 +2,7 @@
 //! argument helpers (`args`), and one file per family. A handler parses its arguments,
 //! calls the engine through a [`Store`], and returns a [`Reply`]; it never does I/O itself.
 
+pub mod acl;
 pub mod args;
 pub mod clients;
 pub mod dispatch;
@@ -34,6 +35,7 @@ pub(crate) const FAMILIES: &[&[table::CommandSpec]] = &[
     server::COMMANDS,
     connection::COMMANDS,
     transaction::COMMANDS,
+    acl::command::COMMANDS,
 ];
 
 /// Redis's `addReplyHelp`: a usage line, the subcommand lines, and HELP itself.

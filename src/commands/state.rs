@@ -11,6 +11,7 @@ use std::time::Instant;
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
+use super::acl::Acl;
 use super::clients::ClientRegistry;
 use super::table;
 use crate::config::Config;
@@ -50,6 +51,8 @@ pub struct Shared {
     pub tls: RwLock<Option<Arc<rustls::ServerConfig>>>,
     /// Security events (docs/security.md); writes nothing until opened at start.
     pub audit: crate::audit::AuditLog,
+    /// The ACL users and the denial log.
+    pub acl: Acl,
     shutdown: watch::Sender<ShutdownRequest>,
 }
 
@@ -59,6 +62,7 @@ impl Shared {
         config: Config,
         config_file: Option<PathBuf>,
         port: u16,
+        acl: Acl,
     ) -> Arc<Self> {
         let (shutdown, _) = watch::channel(ShutdownRequest::Running);
         let run_id: String = (0..40)
@@ -81,6 +85,7 @@ impl Shared {
             bgsave_in_progress: Arc::new(AtomicBool::new(false)),
             tls: RwLock::new(None),
             audit: crate::audit::AuditLog::default(),
+            acl,
             shutdown,
         })
     }

@@ -4,6 +4,7 @@
 //! Layers, lowest first: defaults < YAML file < `HYPERCACHE_<SECTION>__<KEY>` environment
 //! variables < command-line flags (see `load`).
 
+mod acl;
 mod eviction;
 mod layers;
 mod memory;
@@ -317,6 +318,14 @@ pub struct SecurityConfig {
     /// Security events (failed AUTH, CONFIG SET, SHUTDOWN, FLUSHALL/FLUSHDB, refused
     /// connections) appended here as JSON lines; unset = none. Default unset.
     pub audit_log: Option<PathBuf>,
+    /// ACL users as ACL file lines (`user alice on >secret ~app:* +@read`); the `default`
+    /// user is `requirepass`'s unless a line names it. Not with `aclfile`. Default none.
+    pub users: Vec<String>,
+    /// Redis's `aclfile`: users are read from it at start and by ACL LOAD, written by ACL
+    /// SAVE. Not with `users`. Default unset.
+    pub aclfile: Option<PathBuf>,
+    /// Most entries ACL LOG keeps (Redis's `acllog-max-len`). Default 128.
+    pub acllog_max_len: usize,
 }
 
 impl Default for SecurityConfig {
@@ -329,20 +338,29 @@ impl Default for SecurityConfig {
             maxclients_per_ip: 0,
             max_commands_per_second: 0,
             audit_log: None,
+            users: Vec::new(),
+            aclfile: None,
+            acllog_max_len: 128,
         }
     }
 }
 
 impl SecurityConfig {
     /// Whether a client connecting from `peer` is refused by protected mode.
-    pub fn protected_mode_refuses(&self, peer: std::net::IpAddr) -> bool {
+    /// `default_needs_password`: the ACL's default user has a password (`requirepass`
+    /// or ACL SETUSER default), which lifts protected mode as in Redis.
+    pub fn protected_mode_refuses(
+        &self,
+        peer: std::net::IpAddr,
+        default_needs_password: bool,
+    ) -> bool {
         let loopback = match peer {
             std::net::IpAddr::V4(v4) => v4.is_loopback(),
             std::net::IpAddr::V6(v6) => {
                 v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
             }
         };
-        self.protected_mode && self.requirepass.is_none() && !loopback
+        self.protected_mode && !default_needs_password && !loopback
     }
 }
 

@@ -45,6 +45,7 @@ pub fn all() -> impl Iterator<Item = &'static Param> {
         .iter()
         .chain(super::network::PARAMS)
         .chain(super::tls::PARAMS)
+        .chain(super::acl::PARAMS)
 }
 
 /// Redis's limits for `int` and `long long` parameters.
@@ -712,6 +713,9 @@ mod tests {
                 maxclients_per_ip: 8,
                 max_commands_per_second: 1000,
                 audit_log: Some(PathBuf::from("/var/log/hc-audit.jsonl")),
+                users: Vec::new(),
+                aclfile: Some(PathBuf::from("/etc/hc/users.acl")),
+                acllog_max_len: 64,
             },
             tls: crate::config::TlsConfig {
                 port: 6380,

@@ -56,9 +56,10 @@ pub(super) async fn serve<S: ClientStream>(
         }
     };
     let id = handle.id;
-    let authenticated = shared.config.read().security.requirepass.is_none();
+    let user = shared.acl.default_user();
+    let authenticated = user.needs_no_password();
     let mut connection = Connection {
-        client: Some(Box::new(ClientState::new(handle, authenticated))),
+        client: Some(Box::new(ClientState::new(handle, user, authenticated))),
         shared: Arc::clone(&shared),
         cold_reads,
         stream,
@@ -295,6 +296,7 @@ impl<S: ClientStream> Connection<S> {
     ) -> (Box<ClientState>, Reply) {
         let shared = Arc::clone(&self.shared);
         let handle = Arc::clone(&client.handle);
+        let shared_for_panic = Arc::clone(&self.shared);
         let outcome = tokio::task::spawn_blocking(move || {
             let reply = work(&shared, &mut client, &args);
             (client, reply)
@@ -305,7 +307,8 @@ impl<S: ClientStream> Connection<S> {
             Err(err) => {
                 // A panicking command must not take the server down; this client is closed.
                 tracing::error!(%err, client = handle.id, "command panicked");
-                let mut client = Box::new(ClientState::new(handle, false));
+                let user = shared_for_panic.acl.default_user();
+                let mut client = Box::new(ClientState::new(handle, user, false));
                 client.close_after_reply = true;
                 (
                     client,

@@ -28,6 +28,8 @@ impl Instance {
     ) -> Result<Instance, String> {
         let dir = Arc::new(DataDir::lock(&config.storage.dir)?);
         let started = std::time::Instant::now();
+        // Users are checked before the engine opens, so a bad ACL file fails at once.
+        let acl = crate::commands::acl::Acl::from_config(&config.security)?;
         let engine = {
             let (dir, config) = (Arc::clone(&dir), config.clone());
             tokio::task::spawn_blocking(move || dir.open_engine(&config))
@@ -62,7 +64,7 @@ impl Instance {
             }
         };
         let audit_log = config.security.audit_log.clone();
-        let shared = Shared::new(engine, config, config_file, port);
+        let shared = Shared::new(engine, config, config_file, port, acl);
         if let Some(path) = audit_log {
             shared.audit.open(&path)?;
         }

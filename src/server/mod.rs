@@ -100,7 +100,10 @@ fn admission_refusal(shared: &Shared, addr: std::net::SocketAddr) -> Option<&'st
     let (refusal, reason) = if !config.security.admits(addr.ip()) {
         shared.stats.connection_rejected();
         (ADDRESS_NOT_ALLOWED, "address list")
-    } else if config.security.protected_mode_refuses(addr.ip()) {
+    } else if config
+        .security
+        .protected_mode_refuses(addr.ip(), !shared.acl.default_user().needs_no_password())
+    {
         (PROTECTED_MODE_DENIED, "protected mode")
     } else {
         return None;

@@ -105,6 +105,12 @@ pub(super) fn config_set(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult
         })?;
         *ctx.shared.tls.write() = Some(reloaded);
     }
+    if updated.security.requirepass != config.security.requirepass {
+        // Redis: requirepass is the default user's password.
+        ctx.shared
+            .acl
+            .set_requirepass(updated.security.requirepass.as_deref());
+    }
     if updated.logging.level != config.logging.level {
         crate::config::apply_log_level(&updated.logging.level);
     }
