@@ -21,7 +21,7 @@ use crate::config::{TlsAuthClients, TlsConfig};
 pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, String> {
     let provider = Arc::new(with_ciphersuites(
         rustls::crypto::ring::default_provider(),
-        &tls.ciphersuites,
+        tls,
     )?);
     let versions: Vec<&'static rustls::SupportedProtocolVersion> = tls
         .protocols
@@ -90,15 +90,73 @@ fn certificates(path: &Path, param: &str) -> Result<Vec<CertificateDer<'static>>
     Ok(certs)
 }
 
-/// Keeps, of `provider`'s TLS 1.3 suites, those `ciphersuites` names (colon-separated,
-/// OpenSSL's spelling `TLS_AES_128_GCM_SHA256`, or rustls's `TLS13_AES_128_GCM_SHA256`);
-/// empty keeps them all. TLS 1.2 suites are left as they are (`tls-ciphers` is not
-/// supported).
+/// The TLS 1.2 suites rustls offers, by its name and OpenSSL's (what `tls-ciphers` and
+/// `redis-cli --tls-ciphers` say).
+const TLS12_OPENSSL_NAMES: &[(&str, &str)] = &[
+    (
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+    ),
+    (
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+    ),
+    (
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+    ),
+    (
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+    ),
+    (
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+    ),
+    (
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    ),
+];
+
+/// A suite's name as OpenSSL writes it: `TLS_AES_128_GCM_SHA256` for TLS 1.3,
+/// `ECDHE-RSA-AES128-GCM-SHA256` for TLS 1.2.
+fn openssl_name(suite: &rustls::SupportedCipherSuite) -> String {
+    let name = suite.suite().as_str().unwrap_or("");
+    if suite.tls13().is_some() {
+        return name.replacen("TLS13_", "TLS_", 1);
+    }
+    TLS12_OPENSSL_NAMES
+        .iter()
+        .find(|(rustls_name, _)| *rustls_name == name)
+        .map_or_else(|| name.to_string(), |(_, openssl)| openssl.to_string())
+}
+
+/// Whether `suite` is the `requested` one, in OpenSSL's spelling or rustls's.
+fn suite_matches(suite: &rustls::SupportedCipherSuite, requested: &str) -> bool {
+    let rustls_name = suite.suite().as_str().unwrap_or("");
+    rustls_name.eq_ignore_ascii_case(requested)
+        || openssl_name(suite).eq_ignore_ascii_case(requested)
+}
+
+/// `tls-ciphersuites` (TLS 1.3) and `tls-ciphers` (TLS 1.2): of `provider`'s suites of
+/// each version, keeps those the list names (colon-separated); an empty list keeps them
+/// all. OpenSSL's keywords (`HIGH`, `!aNULL`, ...) are not understood: name the suites.
 fn with_ciphersuites(
-    mut provider: rustls::crypto::CryptoProvider,
-    ciphersuites: &str,
+    provider: rustls::crypto::CryptoProvider,
+    tls: &TlsConfig,
 ) -> Result<rustls::crypto::CryptoProvider, String> {
-    let wanted: Vec<&str> = ciphersuites
+    let provider = keep_suites(provider, &tls.ciphersuites, true)?;
+    keep_suites(provider, &tls.ciphers, false)
+}
+
+/// Keeps, of `provider`'s TLS 1.3 (`tls13`) or TLS 1.2 suites, those `names` lists.
+fn keep_suites(
+    mut provider: rustls::crypto::CryptoProvider,
+    names: &str,
+    tls13: bool,
+) -> Result<rustls::crypto::CryptoProvider, String> {
+    let wanted: Vec<&str> = names
         .split(':')
         .map(str::trim)
         .filter(|name| !name.is_empty())
@@ -106,43 +164,32 @@ fn with_ciphersuites(
     if wanted.is_empty() {
         return Ok(provider);
     }
-    let name_of = |suite: &rustls::SupportedCipherSuite| suite.suite().as_str().unwrap_or("");
-    let tls13_names: Vec<&str> = provider
-        .cipher_suites
-        .iter()
-        .filter(|suite| suite.tls13().is_some())
-        .map(name_of)
-        .collect();
+    let of_version = |suite: &rustls::SupportedCipherSuite| suite.tls13().is_some() == tls13;
+    let (param, version) = if tls13 {
+        ("tls-ciphersuites", "TLS 1.3")
+    } else {
+        ("tls-ciphers", "TLS 1.2")
+    };
     for name in &wanted {
-        let known = tls13_names
+        let known = provider
+            .cipher_suites
             .iter()
-            .any(|offered| suite_matches(offered, name));
+            .any(|suite| of_version(suite) && suite_matches(suite, name));
         if !known {
-            let openssl_names: Vec<String> = tls13_names
+            let offered: Vec<String> = provider
+                .cipher_suites
                 .iter()
-                .map(|offered| offered.replacen("TLS13_", "TLS_", 1))
+                .filter(|suite| of_version(suite))
+                .map(openssl_name)
                 .collect();
             return Err(format!(
-                "tls-ciphersuites: '{name}' is not a TLS 1.3 suite this server offers ({})",
-                openssl_names.join(", ")
+                "{param}: '{name}' is not a {version} suite this server offers ({})",
+                offered.join(", ")
             ));
         }
     }
-    provider.cipher_suites.retain(|suite| {
-        suite.tls13().is_none()
-            || wanted
-                .iter()
-                .any(|name| suite_matches(name_of(suite), name))
-    });
+    provider
+        .cipher_suites
+        .retain(|suite| !of_version(suite) || wanted.iter().any(|name| suite_matches(suite, name)));
     Ok(provider)
-}
-
-/// Whether rustls's suite name `offered` (`TLS13_AES_128_GCM_SHA256`) is the `requested`
-/// one, in either spelling.
-fn suite_matches(offered: &str, requested: &str) -> bool {
-    offered.eq_ignore_ascii_case(requested)
-        || offered
-            .strip_prefix("TLS13_")
-            .zip(requested.strip_prefix("TLS_"))
-            .is_some_and(|(a, b)| a.eq_ignore_ascii_case(b))
 }

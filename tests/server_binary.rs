@@ -211,6 +211,93 @@ fn a_damaged_wal_stops_startup_naming_the_file_and_the_tool() {
     );
 }
 
+/// Issue 14, bounded work: a command that holds keys for long (here an EXEC whose queue
+/// sleeps) makes other requests for those keys wait at most `busy-reply-threshold`, then
+/// they are answered `-BUSY`, while PING is answered throughout; with the threshold at 0 a
+/// request waits for as long as it takes, as before. The sleep (3 s) is far from the
+/// threshold (100 ms), and the test waits for the sleep to be running before it asks.
+#[test]
+fn requests_for_keys_a_long_command_holds_get_busy_after_the_threshold() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path(), &["--maxmemory", "32mb"]);
+    let mut con = server.client();
+    let threshold: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("busy-reply-threshold")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(threshold, ["busy-reply-threshold", "5000"]);
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("busy-reply-threshold")
+        .arg(100)
+        .query(&mut con)
+        .unwrap();
+    let _: () = con.set("held", "before").unwrap();
+
+    let mut holder = common::RawClient::connect(server.port);
+    holder.roundtrip(&common::resp(&[b"MULTI"]), b"+OK\r\n");
+    holder.roundtrip(&common::resp(&[b"SET", b"held", b"after"]), b"+QUEUED\r\n");
+    holder.roundtrip(&common::resp(&[b"DEBUG", b"SLEEP", b"3"]), b"+QUEUED\r\n");
+    holder.stream.write_all(&common::resp(&[b"EXEC"])).unwrap();
+    let mut running = false;
+    for _ in 0..200 {
+        let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut con).unwrap();
+        if list.lines().any(|line| line.contains("cmd=debug")) {
+            running = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(running, "the EXEC never reached its DEBUG SLEEP");
+
+    let busy = redis::cmd("GET")
+        .arg("held")
+        .query::<Option<String>>(&mut con);
+    let error = busy.expect_err("a GET of a held key was answered");
+    assert_eq!(error.code(), Some("BUSY"), "{error}");
+    assert!(
+        error.to_string().contains("busy-reply-threshold (100 ms)"),
+        "{error}"
+    );
+    let pong: String = redis::cmd("PING").query(&mut con).unwrap();
+    assert_eq!(pong, "PONG");
+    holder.roundtrip(b"", b"*2\r\n+OK\r\n+OK\r\n");
+    assert_eq!(
+        con.get::<_, Option<String>>("held").unwrap().as_deref(),
+        Some("after")
+    );
+
+    // Threshold 0: the request waits for the holder, however long.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("lua-time-limit")
+        .arg(0)
+        .query(&mut con)
+        .unwrap();
+    holder.roundtrip(&common::resp(&[b"MULTI"]), b"+OK\r\n");
+    holder.roundtrip(&common::resp(&[b"SET", b"held", b"later"]), b"+QUEUED\r\n");
+    holder.roundtrip(&common::resp(&[b"DEBUG", b"SLEEP", b"1"]), b"+QUEUED\r\n");
+    holder.stream.write_all(&common::resp(&[b"EXEC"])).unwrap();
+    let mut running = false;
+    for _ in 0..200 {
+        let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut con).unwrap();
+        if list.lines().any(|line| line.contains("cmd=debug")) {
+            running = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(running, "the second EXEC never reached its DEBUG SLEEP");
+    assert_eq!(
+        con.get::<_, Option<String>>("held").unwrap().as_deref(),
+        Some("later"),
+        "the GET waited for the EXEC and saw its write"
+    );
+    holder.roundtrip(b"", b"*2\r\n+OK\r\n+OK\r\n");
+}
+
 /// Issue 14: a command that runs on (here DEBUG SLEEP 3600) does not keep SHUTDOWN from
 /// completing: while it runs the server still answers PING, and after `shutdown-timeout`
 /// the shutdown saves and the process exits. The 60 s wait for the exit is a hang

@@ -6,8 +6,9 @@
 //! detector; the worst latency is printed, not asserted), never log a panic, and keep its
 //! RSS within maxmemory plus the documented overhead.
 //!
-//! Every loop is bounded in count; `HC_SOAK_SCALE` (default 1) multiplies the counts (and
-//! with 16, the garbage reaches 1 GB) for a longer run than CI's. The random seed is printed
+//! Every loop is bounded in count; `HC_SOAK_SCALE` (default 2: 10,000 connections, 128 MB
+//! of garbage) multiplies the counts (with 16 the garbage reaches 1 GB) for a longer run
+//! than CI's. The random seed is printed
 //! and `HC_SOAK_SEED` replays it: a failure found this way becomes a regression test.
 
 mod common;
@@ -47,7 +48,7 @@ fn scale() -> usize {
     std::env::var("HC_SOAK_SCALE")
         .ok()
         .and_then(|text| text.parse().ok())
-        .unwrap_or(1)
+        .unwrap_or(2)
 }
 
 /// Requests real clients send: the corpus the mutations start from.

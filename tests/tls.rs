@@ -242,6 +242,36 @@ fn tls_port_beside_the_plain_one_with_client_certificates_and_live_reload() {
         .unwrap_err();
     assert!(err.to_string().contains("is not a TLS 1.3 suite"), "{err}");
 
+    // tls-ciphers: TLS 1.2 only, one suite in OpenSSL's name (the test's key is ECDSA).
+    for (name, value) in [
+        ("tls-ciphersuites", ""),
+        ("tls-protocols", "TLSv1.2"),
+        ("tls-ciphers", "ECDHE-ECDSA-CHACHA20-POLY1305"),
+    ] {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .query(&mut plain)
+            .unwrap();
+    }
+    let chacha = ["--tls-ciphers", "ECDHE-ECDSA-CHACHA20-POLY1305", "PING"];
+    assert_eq!(redis_cli_tls(tls_port, &pki, &client, &chacha), "PONG");
+    let aes = ["--tls-ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256", "PING"];
+    assert_ne!(redis_cli_tls(tls_port, &pki, &client, &aes), "PONG");
+    let err = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("tls-ciphers")
+        .arg("HIGH:!aNULL")
+        .query::<()>(&mut plain)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "'HIGH' is not a TLS 1.2 suite this server offers (ECDHE-ECDSA-AES256-GCM-SHA384"
+        ),
+        "{err}"
+    );
+
     // Plain-text bytes on the TLS port are a failed handshake, not a crash.
     use std::io::{Read, Write};
     let mut raw = std::net::TcpStream::connect(("127.0.0.1", tls_port)).unwrap();

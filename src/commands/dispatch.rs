@@ -296,7 +296,7 @@ fn run_in_transaction(
         .into_iter()
         .map(|position| &args[position][..])
         .collect();
-    let mut store = Store::Txn(shared.engine.transaction_for_keys(&keys));
+    let mut store = Store::Txn(shared.engine.transaction_for_keys(&keys)?);
     run(shared, client, command, args, &mut store)
 }
 
@@ -339,7 +339,8 @@ fn exec(shared: &Shared, client: &mut ClientState) -> CommandResult {
             .collect();
         shared.engine.transaction_for_keys(&keys)
     };
-    let mut store = Store::Txn(txn);
+    // Busy: the transaction is discarded, as an aborted one is.
+    let mut store = Store::Txn(txn?);
     let mut replies = Vec::with_capacity(queue.len());
     for (command, args) in commands.into_iter().zip(&queue) {
         // The users may have changed since the command was queued (Redis checks again).

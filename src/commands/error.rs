@@ -150,6 +150,7 @@ impl From<EngineError> for CommandError {
             EngineError::OutOfMemory(refusal) => {
                 CommandError::new(ErrorCode::Oom, refusal.message())
             }
+            busy @ EngineError::Busy { .. } => CommandError::new(ErrorCode::Busy, busy.to_string()),
             other => CommandError::err(other),
         }
     }

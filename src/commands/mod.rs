@@ -196,7 +196,7 @@ impl Store<'_> {
             Store::Direct { access, .. } if *access == Access::HotOnly => {
                 Err(EngineError::WouldBlock)
             }
-            Store::Direct { engine, .. } => op(&mut engine.transaction_for_keys(keys)),
+            Store::Direct { engine, .. } => op(&mut engine.transaction_for_keys(keys)?),
             Store::Txn(txn) => op(txn),
         }
     }
@@ -210,7 +210,7 @@ impl Store<'_> {
             Store::Direct { access, .. } if *access == Access::HotOnly => {
                 Err(EngineError::WouldBlock)
             }
-            Store::Direct { engine, .. } => op(&mut engine.transaction_all()),
+            Store::Direct { engine, .. } => op(&mut engine.transaction_all()?),
             Store::Txn(txn) => op(txn),
         }
     }

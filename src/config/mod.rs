@@ -4,12 +4,12 @@
 //! Layers, lowest first: defaults < YAML file < `HYPERCACHE_<SECTION>__<KEY>` environment
 //! variables < command-line flags (see `load`).
 
-mod acl;
 mod eviction;
 mod layers;
 mod memory;
 mod network;
 pub mod params;
+mod security;
 mod size;
 mod tls;
 
@@ -224,6 +224,11 @@ pub struct LimitsConfig {
     pub client_output_buffer_soft_limit: ByteSize,
     /// Seconds a client may stay over the soft limit. Default 0.
     pub client_output_buffer_soft_seconds: u64,
+    /// Most milliseconds a request waits for keys another command holds (a long EXEC, a
+    /// FLUSHALL, a huge MGET off the disk) before it is answered `-BUSY`, so no request
+    /// waits without end (Redis's `busy-reply-threshold`, alias `lua-time-limit`); 0 = no
+    /// limit. Default 5000.
+    pub busy_reply_threshold_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -234,6 +239,7 @@ impl Default for LimitsConfig {
             client_output_buffer_hard_limit: ByteSize(0),
             client_output_buffer_soft_limit: ByteSize(0),
             client_output_buffer_soft_seconds: 0,
+            busy_reply_threshold_ms: 5000,
         }
     }
 }

@@ -45,7 +45,7 @@ pub fn all() -> impl Iterator<Item = &'static Param> {
         .iter()
         .chain(super::network::PARAMS)
         .chain(super::tls::PARAMS)
-        .chain(super::acl::PARAMS)
+        .chain(super::security::PARAMS)
 }
 
 /// Redis's limits for `int` and `long long` parameters.
@@ -704,6 +704,7 @@ mod tests {
                 client_output_buffer_hard_limit: ByteSize(4 << 20),
                 client_output_buffer_soft_limit: ByteSize(1 << 20),
                 client_output_buffer_soft_seconds: 10,
+                busy_reply_threshold_ms: 250,
             },
             security: SecurityConfig {
                 requirepass: Some("secret".into()),
@@ -725,6 +726,7 @@ mod tests {
                 auth_clients: crate::config::TlsAuthClients::Optional,
                 protocols: "TLSv1.3".into(),
                 ciphersuites: "TLS_CHACHA20_POLY1305_SHA256".into(),
+                ciphers: "ECDHE-RSA-AES256-GCM-SHA384".into(),
             },
             logging: LoggingConfig {
                 level: "warning".into(),

@@ -1,6 +1,6 @@
 //! The `tls` section: TLS on its own port beside the plain one, under Redis's `tls-*` names
 //! (`tls-port`, `tls-cert-file`, `tls-key-file`, `tls-ca-cert-file`, `tls-auth-clients`,
-//! `tls-protocols`, `tls-ciphersuites`). It only holds and checks the settings; `crate::tls` turns them into a
+//! `tls-protocols`, `tls-ciphersuites`, `tls-ciphers`). It only holds and checks the settings; `crate::tls` turns them into a
 //! rustls configuration, and CONFIG SET of any of them reloads the certificates.
 
 use std::path::PathBuf;
@@ -61,6 +61,10 @@ pub struct TlsConfig {
     /// (`TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256`); empty = rustls's defaults.
     /// Default empty.
     pub ciphersuites: String,
+    /// TLS 1.2 cipher suites offered, colon-separated in OpenSSL's names
+    /// (`ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305`); empty = rustls's
+    /// defaults (all ECDHE with AES-GCM or ChaCha20-Poly1305). Default empty.
+    pub ciphers: String,
 }
 
 impl Default for TlsConfig {
@@ -73,6 +77,7 @@ impl Default for TlsConfig {
             auth_clients: TlsAuthClients::Yes,
             protocols: "TLSv1.2 TLSv1.3".into(),
             ciphersuites: String::new(),
+            ciphers: String::new(),
         }
     }
 }
@@ -177,6 +182,15 @@ pub const PARAMS: &[Param] = &[
         get: |c| c.tls.ciphersuites.clone(),
         set: |c, v| {
             c.tls.ciphersuites = v.to_string();
+            Ok(())
+        },
+    },
+    Param {
+        name: "tls-ciphers",
+        mutability: Mutability::Live,
+        get: |c| c.tls.ciphers.clone(),
+        set: |c, v| {
+            c.tls.ciphers = v.to_string();
             Ok(())
         },
     },

@@ -49,6 +49,11 @@ pub enum EngineError {
     Wal(wal::WalError),
     /// The engine's use of the log went wrong (see [`LogError`]).
     Log(LogError),
+    /// A request waited `busy-reply-threshold` for shards another command held (Redis's
+    /// `-BUSY`); nothing was done.
+    Busy {
+        waited_ms: u64,
+    },
     /// A write found its hot shard full and no room could be made in time (the cold tier
     /// refuses the demotions that would make it): nothing was changed (Redis's `-OOM`).
     OutOfMemory(OomRefusal),
@@ -121,6 +126,10 @@ impl std::fmt::Display for EngineError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             EngineError::WouldBlock => write!(f, "operation would block"),
+            EngineError::Busy { waited_ms } => write!(
+                f,
+                "HyperCache is busy: another command has held these keys for longer than busy-reply-threshold ({waited_ms} ms). Try again later."
+            ),
             EngineError::NoSuchKey => write!(f, "no such key"),
             EngineError::DbIndexOutOfRange => write!(f, "DB index is out of range"),
             EngineError::WrongType => {

@@ -500,7 +500,7 @@ impl Engine {
                     }
                 }
                 Mutation::Flush { from, to } => {
-                    let mut txn = self.transaction_all();
+                    let mut txn = self.transaction_all()?;
                     if from == 0 && to == self.databases() {
                         txn.flushall()?;
                     } else {

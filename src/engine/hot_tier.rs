@@ -6,8 +6,8 @@
 //! tiering (what to demote, promote or expire): the engine does, holding the shard locks this
 //! type hands out.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
@@ -27,6 +27,9 @@ pub(super) struct HotTier {
     demoter_wakeup: (Mutex<bool>, Condvar),
     /// Per shard (bytes, entries) as last read by `figures`.
     shard_figures: Box<[(AtomicUsize, AtomicUsize)]>,
+    /// Most milliseconds a request waits for shards another command holds before it is
+    /// answered `Busy` (`busy-reply-threshold`); 0 = no limit. Background work always waits.
+    busy_after_ms: AtomicU64,
 }
 
 impl HotTier {
@@ -41,6 +44,36 @@ impl HotTier {
             shard_figures: (0..shards)
                 .map(|_| (AtomicUsize::new(0), AtomicUsize::new(0)))
                 .collect(),
+            busy_after_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn set_busy_after(&self, limit: Duration) {
+        self.busy_after_ms
+            .store(limit.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Until when a request may wait for a shard (None: for as long as it takes).
+    fn request_deadline(&self) -> Option<Instant> {
+        match self.busy_after_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Instant::now() + Duration::from_millis(ms)),
+        }
+    }
+
+    fn lock_until(
+        &self,
+        index: usize,
+        deadline: Option<Instant>,
+    ) -> EngineResult<MutexGuard<'_, HotShard>> {
+        let shard = &self.shards[index];
+        match deadline {
+            None => Ok(shard.lock()),
+            Some(deadline) => shard
+                .try_lock_until(deadline)
+                .ok_or_else(|| EngineError::Busy {
+                    waited_ms: self.busy_after_ms.load(Ordering::Relaxed),
+                }),
         }
     }
 
@@ -64,8 +97,9 @@ impl HotTier {
         keys::hot_shard_of_user_key(key, self.shards.len())
     }
 
-    /// Locks shard `index`; with `HotOnly` a shard busy for longer than a hot-path call
-    /// would hold it is `WouldBlock` instead.
+    /// Locks shard `index` for a request; with `HotOnly` a shard busy for longer than a
+    /// hot-path call would hold it is `WouldBlock` instead, and with `MayBlock` one held
+    /// past `busy-reply-threshold` is `Busy`.
     pub(super) fn lock(
         &self,
         access: Access,
@@ -73,7 +107,7 @@ impl HotTier {
     ) -> EngineResult<MutexGuard<'_, HotShard>> {
         let shard = &self.shards[index];
         match access {
-            Access::MayBlock => Ok(shard.lock()),
+            Access::MayBlock => self.lock_until(index, self.request_deadline()),
             Access::HotOnly => shard
                 .try_lock()
                 .or_else(|| shard.try_lock_for(HOT_LOCK_WAIT))
@@ -98,10 +132,28 @@ impl HotTier {
             .collect()
     }
 
-    /// Every shard, locked in ascending order.
-    pub(super) fn lock_all(&self) -> Vec<(usize, MutexGuard<'_, HotShard>)> {
+    /// Shards for a request, in ascending order, within one `busy-reply-threshold` for all
+    /// of them: `Busy` (holding none) if another command keeps one longer.
+    pub(super) fn lock_many_for_request(
+        &self,
+        indexes: &[usize],
+    ) -> EngineResult<Vec<(usize, MutexGuard<'_, HotShard>)>> {
+        let mut sorted = indexes.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let deadline = self.request_deadline();
+        sorted
+            .into_iter()
+            .map(|index| Ok((index, self.lock_until(index, deadline)?)))
+            .collect()
+    }
+
+    /// Every shard for a request (FLUSHALL, KEYS inside EXEC, ...), as `lock_many_for_request`.
+    pub(super) fn lock_all_for_request(
+        &self,
+    ) -> EngineResult<Vec<(usize, MutexGuard<'_, HotShard>)>> {
         let all: Vec<usize> = (0..self.shards.len()).collect();
-        self.lock_many(&all)
+        self.lock_many_for_request(&all)
     }
 
     /// One shard's share of the hot budget in bytes.

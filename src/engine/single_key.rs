@@ -91,7 +91,7 @@ impl Engine {
         if access == Access::HotOnly {
             return Err(EngineError::WouldBlock);
         }
-        self.transaction_for_keys(&[source, destination]).rename(
+        self.transaction_for_keys(&[source, destination])?.rename(
             db,
             source,
             destination,
@@ -104,7 +104,7 @@ impl Engine {
         if access == Access::HotOnly {
             return Err(EngineError::WouldBlock);
         }
-        self.transaction_all().flushdb(db)
+        self.transaction_all()?.flushdb(db)
     }
 
     /// FLUSHALL.
@@ -112,7 +112,7 @@ impl Engine {
         if access == Access::HotOnly {
             return Err(EngineError::WouldBlock);
         }
-        self.transaction_all().flushall()
+        self.transaction_all()?.flushall()
     }
 
     pub fn dbsize(&self, db: u16) -> EngineResult<u64> {
@@ -126,21 +126,32 @@ impl Engine {
     /// A transaction over the shards of `keys` (locked in ascending order; always
     /// `MayBlock`). A key's shard does not depend on its database, so keys of several
     /// databases (COPY ... DB, MOVE) can share one transaction.
-    pub fn transaction_for_keys(&self, keys: &[&[u8]]) -> Txn<'_> {
+    /// `Busy` if another command holds one of the shards past `busy-reply-threshold`.
+    pub fn transaction_for_keys(&self, keys: &[&[u8]]) -> EngineResult<Txn<'_>> {
         let indexes: Vec<usize> = keys
             .iter()
             .map(|key| self.hot.shard_of_user_key(key))
             .collect();
-        Txn::new(
+        Ok(Txn::new(
             self,
             Access::MayBlock,
-            Guards::Many(self.hot.lock_many(&indexes)),
-        )
+            Guards::Many(self.hot.lock_many_for_request(&indexes)?),
+        ))
     }
 
     /// A transaction over every shard (FLUSHALL, KEYS inside EXEC, ...).
-    pub fn transaction_all(&self) -> Txn<'_> {
-        Txn::new(self, Access::MayBlock, Guards::Many(self.hot.lock_all()))
+    pub fn transaction_all(&self) -> EngineResult<Txn<'_>> {
+        Ok(Txn::new(
+            self,
+            Access::MayBlock,
+            Guards::Many(self.hot.lock_all_for_request()?),
+        ))
+    }
+
+    /// How long a request waits for shards another command holds before it is answered
+    /// `Busy` (`busy-reply-threshold`; zero = no limit).
+    pub fn set_busy_reply_threshold(&self, limit: std::time::Duration) {
+        self.hot.set_busy_after(limit);
     }
 
     /// WATCH: `flag` is set when the key next changes in any way.

@@ -36,6 +36,9 @@ impl Instance {
                 .await
                 .map_err(|err| format!("engine startup panicked: {err}"))??
         };
+        engine.set_busy_reply_threshold(std::time::Duration::from_millis(
+            config.limits.busy_reply_threshold_ms,
+        ));
         let engine = Arc::new(engine);
         let background = engine.start_background_tasks();
         tracing::info!(

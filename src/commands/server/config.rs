@@ -4,6 +4,7 @@
 
 use std::io::Write as _;
 use std::path::Path;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -104,6 +105,11 @@ pub(super) fn config_set(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult
             ))
         })?;
         *ctx.shared.tls.write() = Some(reloaded);
+    }
+    if updated.limits.busy_reply_threshold_ms != config.limits.busy_reply_threshold_ms {
+        ctx.engine().set_busy_reply_threshold(Duration::from_millis(
+            updated.limits.busy_reply_threshold_ms,
+        ));
     }
     if updated.security.requirepass != config.security.requirepass {
         // Redis: requirepass is the default user's password.

@@ -1,0 +1,45 @@
+//! CONFIG parameters of the defences that are not about the network: the ACL's `aclfile`
+//! (set at start) and `acllog-max-len`, and `busy-reply-threshold` (alias `lua-time-limit`,
+//! live), the bound on how long a request waits for keys another command holds. The users
+//! live in `commands::acl` and the wait in the engine; this module only shows and parses.
+
+use super::params::{in_range, optional_path_shown, parse_optional_path, Mutability, Param};
+
+pub const PARAMS: &[Param] = &[
+    Param {
+        name: "aclfile",
+        mutability: Mutability::Immutable,
+        get: |c| optional_path_shown(&c.security.aclfile),
+        set: |c, v| {
+            c.security.aclfile = parse_optional_path(v);
+            Ok(())
+        },
+    },
+    Param {
+        name: "acllog-max-len",
+        mutability: Mutability::Live,
+        get: |c| c.security.acllog_max_len.to_string(),
+        set: |c, v| {
+            c.security.acllog_max_len = in_range(v, 0, i64::from(i32::MAX))? as usize;
+            Ok(())
+        },
+    },
+    Param {
+        name: "busy-reply-threshold",
+        mutability: Mutability::Live,
+        get: |c| c.limits.busy_reply_threshold_ms.to_string(),
+        set: |c, v| {
+            c.limits.busy_reply_threshold_ms = in_range(v, 0, i64::MAX)? as u64;
+            Ok(())
+        },
+    },
+    Param {
+        name: "lua-time-limit",
+        mutability: Mutability::Live,
+        get: |c| c.limits.busy_reply_threshold_ms.to_string(),
+        set: |c, v| {
+            c.limits.busy_reply_threshold_ms = in_range(v, 0, i64::MAX)? as u64;
+            Ok(())
+        },
+    },
+];
