@@ -196,6 +196,16 @@ fn users_may_run_only_their_commands_on_their_keys() {
     admin.roundtrip(&resp(&[b"CLIENT", b"KILL", b"USER", b"writer"]), b":1\r\n");
     assert!(writer.is_closed());
 
+    // CONFIG REWRITE keeps the users as they are now (alice deleted, writer as set).
+    admin.roundtrip(&resp(&[b"CONFIG", b"REWRITE"]), b"+OK\r\n");
+    let rewritten = std::fs::read_to_string(&config).unwrap();
+    assert!(!rewritten.contains("user alice"), "{rewritten}");
+    assert!(
+        rewritten.contains("user writer on #") && rewritten.contains("%W~inbox:*"),
+        "{rewritten}"
+    );
+    assert!(!rewritten.contains(">w"), "{rewritten}");
+
     // The audit log has the denials and the user changes, never a password.
     let audit_text = std::fs::read_to_string(&audit).unwrap();
     assert!(
@@ -220,6 +230,10 @@ fn acl_setuser_rules_replies_and_errors_match_redis() {
     let dir = tempfile::tempdir().unwrap();
     let server = BinaryServer::start(dir.path(), &[]);
     let mut admin = RawClient::connect(server.port);
+    admin.roundtrip(
+        &resp(&[b"CONFIG", b"SET", b"slowlog-log-slower-than", b"0"]),
+        b"+OK\r\n",
+    );
     admin.roundtrip(
         &resp(&[b"ACL", b"LIST"]),
         b"*1\r\n$34\r\nuser default on nopass ~* &* +@all\r\n",
@@ -308,13 +322,39 @@ fn acl_setuser_rules_replies_and_errors_match_redis() {
     bob.roundtrip(&resp(&[b"ACL", b"WHOAMI"]), b"$3\r\nbob\r\n");
     // Setting a password for the default user makes new connections authenticate.
     admin.roundtrip(
-        &resp(&[b"CONFIG", b"SET", b"requirepass", b"now"]),
+        &resp(&[b"CONFIG", b"SET", b"requirepass", b"nowsecret"]),
         b"+OK\r\n",
     );
     let mut fresh = RawClient::connect(server.port);
     fresh.roundtrip(&resp(&[b"PING"]), b"-NOAUTH Authentication required.\r\n");
-    fresh.roundtrip(&resp(&[b"AUTH", b"now"]), b"+OK\r\n");
+    fresh.roundtrip(&resp(&[b"AUTH", b"nowsecret"]), b"+OK\r\n");
     fresh.roundtrip(&resp(&[b"PING"]), b"+PONG\r\n");
+
+    // No password reaches the slow log (every command above was logged: threshold 0).
+    fresh.roundtrip(
+        &resp(&[
+            b"ACL",
+            b"SETUSER",
+            b"carol",
+            b"on",
+            b">carolsecret",
+            b"+@all",
+        ]),
+        b"+OK\r\n",
+    );
+    fresh.roundtrip(&resp(&[b"AUTH", b"carol", b"carolsecret"]), b"+OK\r\n");
+    let mut con = server.client();
+    redis::cmd("AUTH").arg("nowsecret").exec(&mut con).unwrap();
+    let log: redis::Value = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(1000)
+        .query(&mut con)
+        .unwrap();
+    let log = format!("{log:?}");
+    assert!(log.contains("(redacted)"), "{log}");
+    for secret in ["carolsecret", "nowsecret", ">pw"] {
+        assert!(!log.contains(secret), "{secret} in the slow log: {log}");
+    }
 }
 
 #[test]

@@ -403,7 +403,9 @@ fn run_since(
     shared
         .stats
         .record_command(name, subcommand, elapsed, failed);
-    shared.slowlog.record(args, elapsed, || {
+    // Passwords never reach the slow log (Redis redacts the same arguments).
+    let logged = acl::without_secrets(command, args);
+    shared.slowlog.record(&logged, elapsed, || {
         let handle = &client.handle;
         let name = handle.name.lock().clone().unwrap_or_default();
         (handle.addr.to_string(), name)

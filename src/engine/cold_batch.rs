@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 
-use super::api::{Access, EngineResult};
+use super::api::EngineResult;
 use super::keys;
 use super::Engine;
 
@@ -63,12 +63,15 @@ impl Engine {
             values,
         } = batch;
         let mut values = values.map(Vec::into_iter);
+        // The whole batch answers within one busy-reply-threshold: a key whose shard is
+        // held past it is answered Busy, and the keys after it are not held up longer.
+        let deadline = self.hot.request_deadline();
         let answers =
             keys.iter()
                 .zip(encoded.iter().zip(epochs))
                 .map(|((db, key), (encoded, epoch))| {
                     let value = values.as_mut().and_then(Iterator::next);
-                    let mut txn = self.single(Access::MayBlock, *db, key)?;
+                    let mut txn = self.single_until(*db, key, deadline)?;
                     // Checked with the shard held: no write to it can start until the answer
                     // is made.
                     let prefetched = match (value, epoch) {

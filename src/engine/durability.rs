@@ -29,6 +29,7 @@ use super::hot::{ColdCopy, HotEntry};
 use super::keys::{self, META_DB};
 use super::mutation::{self, Mutation, MutationBatch};
 use super::resolve::Removal;
+use super::txn::{Guards, Txn};
 use super::wal::{self, Lsn, Wal, WalOptions};
 use super::{seconds, Access, Engine, EngineError, EngineResult, LogError};
 use crate::config::{EngineConfig, SyncPolicy};
@@ -500,7 +501,9 @@ impl Engine {
                     }
                 }
                 Mutation::Flush { from, to } => {
-                    let mut txn = self.transaction_all()?;
+                    // Replay waits for shards as background work does (no request deadline).
+                    let mut txn =
+                        Txn::new(self, Access::MayBlock, Guards::Many(self.hot.lock_all()));
                     if from == 0 && to == self.databases() {
                         txn.flushall()?;
                     } else {

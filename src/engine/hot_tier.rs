@@ -54,14 +54,14 @@ impl HotTier {
     }
 
     /// Until when a request may wait for a shard (None: for as long as it takes).
-    fn request_deadline(&self) -> Option<Instant> {
+    pub(super) fn request_deadline(&self) -> Option<Instant> {
         match self.busy_after_ms.load(Ordering::Relaxed) {
             0 => None,
             ms => Some(Instant::now() + Duration::from_millis(ms)),
         }
     }
 
-    fn lock_until(
+    pub(super) fn lock_until(
         &self,
         index: usize,
         deadline: Option<Instant>,
@@ -130,6 +130,12 @@ impl HotTier {
             .into_iter()
             .map(|index| (index, self.shards[index].lock()))
             .collect()
+    }
+
+    /// Every shard, locked in ascending order, waiting as long as it takes (WAL replay).
+    pub(super) fn lock_all(&self) -> Vec<(usize, MutexGuard<'_, HotShard>)> {
+        let all: Vec<usize> = (0..self.shards.len()).collect();
+        self.lock_many(&all)
     }
 
     /// Shards for a request, in ascending order, within one `busy-reply-threshold` for all

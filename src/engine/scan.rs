@@ -21,7 +21,7 @@ pub const DEFAULT_SCAN_COUNT: usize = 10;
 
 /// Calls its argument once per hot shard (the shards being locked one at a time, or held
 /// by a transaction).
-type ShardVisitor<'a> = dyn FnMut(&mut dyn FnMut(&HotShard)) + 'a;
+type ShardVisitor<'a> = dyn FnMut(&mut dyn FnMut(&HotShard)) -> EngineResult<()> + 'a;
 
 impl Engine {
     /// One SCAN step (locks one shard at a time; see [`Engine::scan_page`]).
@@ -36,10 +36,13 @@ impl Engine {
         if access == Access::HotOnly {
             return Err(EngineError::WouldBlock);
         }
+        // One shard at a time, all within one busy-reply-threshold.
+        let deadline = self.hot.request_deadline();
         self.scan_page(db, cursor, pattern, count, &mut |visit| {
-            for shard in self.hot.shards().iter() {
-                visit(&shard.lock());
+            for index in 0..self.hot.shard_count() {
+                visit(&*self.hot.lock_until(index, deadline)?);
             }
+            Ok(())
         })
     }
 
@@ -88,7 +91,7 @@ impl Engine {
             if keys.len() >= count {
                 end = end.min(u32::from(keys::slot_of(&keys[count - 1])) + 1);
             }
-        });
+        })?;
 
         // Collect both tiers for slots [start, end): hot first, then cold.
         let to = keys::slot_start(db, end);
@@ -105,7 +108,7 @@ impl Engine {
             for key in shard.tombstones_in_slots(db, start, end) {
                 candidates.insert(Bytes::copy_from_slice(&key), false);
             }
-        });
+        })?;
         for (key, value) in self.cold.range(Space::Data, &from, &to, usize::MAX)? {
             let key = Bytes::from(key);
             if candidates.contains_key(&key) {
@@ -150,6 +153,7 @@ impl Txn<'_> {
             for (_, guard) in guards.iter() {
                 visit(guard);
             }
+            Ok(())
         })
     }
 }

@@ -166,6 +166,19 @@ impl Engine {
         }
     }
 
+    /// A blocking transaction over `key`'s shard, waiting for it until `deadline` at most.
+    pub(super) fn single_until(
+        &self,
+        db: u16,
+        key: &[u8],
+        deadline: Option<std::time::Instant>,
+    ) -> EngineResult<Txn<'_>> {
+        self.check_db(db)?;
+        let index = self.hot.shard_of_user_key(key);
+        let guard = self.hot.lock_until(index, deadline)?;
+        Ok(Txn::new(self, Access::MayBlock, Guards::One(index, guard)))
+    }
+
     pub(super) fn single(&self, access: Access, db: u16, key: &[u8]) -> EngineResult<Txn<'_>> {
         self.check_db(db)?;
         let index = self.hot.shard_of_user_key(key);

@@ -102,7 +102,7 @@ fn admission_refusal(shared: &Shared, addr: std::net::SocketAddr) -> Option<&'st
         (ADDRESS_NOT_ALLOWED, "address list")
     } else if config
         .security
-        .protected_mode_refuses(addr.ip(), !shared.acl.default_user().needs_no_password())
+        .protected_mode_refuses(addr.ip(), !shared.acl.default_user().has_nopass())
     {
         (PROTECTED_MODE_DENIED, "protected mode")
     } else {

@@ -10,6 +10,7 @@ pub(super) mod command;
 mod log;
 mod user;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +38,7 @@ pub struct Acl {
 }
 
 /// Redis's answer to ACL LOAD / SAVE without an ACL file.
+/// (CONFIG REWRITE does store the users in the configuration file, as this advises.)
 const NO_ACL_FILE: &str = "This Redis instance is not configured to use an ACL file. You may want to specify users via the ACL SETUSER command and then issue a CONFIG REWRITE (assuming you have a Redis configuration file set) in order to store users in the Redis configuration.";
 
 impl Acl {
@@ -158,7 +160,9 @@ impl Acl {
     /// users that are gone (their clients must be closed).
     pub fn load(&self) -> Result<Vec<String>, String> {
         let path = self.file.as_ref().ok_or(NO_ACL_FILE)?;
-        let loaded = read_acl_file(path, User::new_default()).map_err(|err| {
+        // A file without a `default` line keeps the default user as it is (its password
+        // from requirepass or SETUSER), never falling back to one without a password.
+        let loaded = read_acl_file(path, User::clone(&self.default_user())).map_err(|err| {
             format!(
                 "{err}. WARNING: ACL errors detected, no change to the previously active ACL rules was performed"
             )
@@ -343,7 +347,9 @@ pub fn check(
         match shared.acl.user(&client.user.name) {
             Some(user) => client.user = user,
             None => {
-                // The user was deleted: Redis closes its connections.
+                // The user was deleted: Redis closes its connections. Until this one is
+                // closed, it runs nothing more (the rest of an EXEC queue included).
+                client.user = Arc::new(User::new(&client.user.name));
                 client.handle.kill();
                 client.close_after_reply = true;
                 return Err(Refusal::Command(command.full_name()));
@@ -392,4 +398,39 @@ pub fn record_denial(
         },
         max_len,
     );
+}
+
+/// `args` with every secret replaced by `(redacted)`: AUTH's arguments, HELLO's AUTH user
+/// and password, ACL SETUSER's rules, and CONFIG SET's values of password parameters. What
+/// the slow log keeps; borrowed unchanged for every other command.
+pub fn without_secrets(command: Resolved, args: &[Bytes]) -> Cow<'_, [Bytes]> {
+    let redacted = Bytes::from_static(b"(redacted)");
+    let secret: Box<dyn Fn(usize) -> bool> =
+        match (command.parent.map(|p| p.name), command.spec.name) {
+            (None, "auth") => Box::new(|index| index >= 1),
+            (None, "hello") => {
+                let auth = args
+                    .iter()
+                    .position(|arg| arg.eq_ignore_ascii_case(b"auth"));
+                Box::new(move |index| auth.is_some_and(|at| index == at + 1 || index == at + 2))
+            }
+            (Some("acl"), "setuser") => Box::new(|index| index >= 3),
+            (Some("config"), "set") => Box::new(|index| {
+                index >= 3
+                    && index % 2 == 1
+                    && ["requirepass", "masterauth"]
+                        .iter()
+                        .any(|name| args[index - 1].eq_ignore_ascii_case(name.as_bytes()))
+            }),
+            _ => return Cow::Borrowed(args),
+        };
+    Cow::Owned(
+        args.iter()
+            .enumerate()
+            .map(|(index, arg)| match secret(index) {
+                true => redacted.clone(),
+                false => arg.clone(),
+            })
+            .collect(),
+    )
 }

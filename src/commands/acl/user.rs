@@ -177,8 +177,13 @@ impl User {
 
     fn apply_rule(&mut self, rule: &[u8]) -> Result<(), RuleError> {
         let text = String::from_utf8_lossy(rule).into_owned();
+        // A password rule is never echoed back (errors reach logs).
+        let shown = match rule.first() {
+            Some(b'>' | b'<') => format!("{}(redacted)", rule[0] as char),
+            _ => text.clone(),
+        };
         let error = |reason| RuleError {
-            rule: text.clone(),
+            rule: shown.clone(),
             reason,
         };
         let lower = text.to_ascii_lowercase();
@@ -231,17 +236,19 @@ impl User {
                         return Err(error(NO_SUCH_PASSWORD));
                     }
                 }
+                Some(b'~' | b'%' | b'&') if has_spaces(rule) => return Err(error(SYNTAX)),
                 Some(b'~') => self
                     .add_key_pattern(&rule[1..], true, true)
                     .map_err(error)?,
                 Some(b'%') => {
-                    let (flags, pattern) = text[1..].split_once('~').ok_or(error(SYNTAX))?;
-                    let flags = flags.to_ascii_uppercase();
-                    if flags.is_empty() || !flags.chars().all(|c| c == 'R' || c == 'W') {
+                    let tilde = rule.iter().position(|byte| *byte == b'~');
+                    let tilde = tilde.ok_or(error(SYNTAX))?;
+                    let flags = rule[1..tilde].to_ascii_uppercase();
+                    if flags.is_empty() || !flags.iter().all(|c| *c == b'R' || *c == b'W') {
                         return Err(error(SYNTAX));
                     }
-                    let (read, write) = (flags.contains('R'), flags.contains('W'));
-                    self.add_key_pattern(pattern.as_bytes(), read, write)
+                    let (read, write) = (flags.contains(&b'R'), flags.contains(&b'W'));
+                    self.add_key_pattern(&rule[tilde + 1..], read, write)
                         .map_err(error)?;
                 }
                 Some(b'&') => self.add_channel(&rule[1..]).map_err(error)?,
@@ -392,6 +399,11 @@ impl User {
         self.enabled && self.nopass
     }
 
+    /// `nopass`: any password logs in (protected mode looks at the default user's).
+    pub fn has_nopass(&self) -> bool {
+        self.nopass
+    }
+
     /// Whether `password` logs in as this user.
     pub fn accepts(&self, password: &[u8]) -> bool {
         if !self.enabled {
@@ -500,9 +512,16 @@ impl User {
     }
 }
 
-/// Redis's rule for user names: no spaces or NUL bytes.
+/// Whitespace or NUL, which would split the name or pattern when an ACL file line is read
+/// back (Redis's `ACLStringHasSpaces`).
+fn has_spaces(text: &[u8]) -> bool {
+    text.iter()
+        .any(|byte| byte.is_ascii_whitespace() || *byte == 0)
+}
+
+/// Redis's rule for user names: no whitespace or NUL bytes.
 pub fn valid_name(name: &[u8]) -> bool {
-    !name.is_empty() && !name.iter().any(|byte| *byte == b' ' || *byte == 0)
+    !name.is_empty() && !has_spaces(name)
 }
 
 /// Splits an ACL file line or YAML `users` entry into words (`user` first).
@@ -643,7 +662,14 @@ mod tests {
         );
         assert!(refused(&mut alice, &["~foo"]).contains("after the * pattern"));
         assert!(refused(&mut alice, &["#0000"]).contains("exactly 64 characters"));
-        assert!(refused(&mut alice, &["<nosuch"]).contains("does not exist"));
+        assert_eq!(
+            refused(&mut alice, &["<nosuch"]),
+            "Error in ACL SETUSER modifier '<(redacted)': The password you are trying to remove from the user does not exist"
+        );
+        let mut bob = User::new("bob");
+        assert!(refused(&mut bob, &["~x\nuser\tevil"]).ends_with("Syntax error"));
+        assert!(refused(&mut bob, &["%R~a b"]).ends_with("Syntax error"));
+        assert!(!valid_name(b"bad\tname"));
         assert!(refused(&mut alice, &["%X~foo"]).ends_with("Syntax error"));
         assert!(refused(&mut alice, &["+@nosuch"]).contains("Unknown command"));
         assert!(refused(&mut alice, &["(~x +get)"]).contains("selectors"));

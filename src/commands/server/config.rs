@@ -208,8 +208,13 @@ pub(super) fn config_rewrite(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandR
     off_async_workers(ctx)?;
     let rewrite_failed =
         |err: &dyn std::fmt::Display| CommandError::err(format!("Rewriting config file: {err}"));
-    let yaml =
-        serde_yaml::to_string(&*ctx.shared.config.read()).map_err(|err| rewrite_failed(&err))?;
+    let mut config = ctx.shared.config.read().clone();
+    if config.security.aclfile.is_none() {
+        // Without an ACL file the users live in the configuration, as they are now (Redis
+        // rewrites its `user` lines the same way).
+        config.security.users = ctx.shared.acl.describe_all();
+    }
+    let yaml = serde_yaml::to_string(&config).map_err(|err| rewrite_failed(&err))?;
     let text =
         format!("# Written by CONFIG REWRITE from the running server's configuration.\n{yaml}");
     replace_file(path, text.as_bytes()).map_err(|err| rewrite_failed(&err))?;
