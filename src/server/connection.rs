@@ -20,6 +20,13 @@ use crate::config::SyncPolicy;
 use crate::protocol::{parse_command, write_reply, ParserLimits, ProtocolVersion, Reply};
 
 const READ_CHUNK: usize = 16 * 1024;
+/// Pending replies past which a connection sends them before it runs its next command
+/// (issue 19, backpressure): a client that pipelines many large GETs and never reads holds
+/// at most this plus one reply, not the whole pipeline's replies.
+const OUTPUT_BACKPRESSURE_BYTES: usize = 64 * 1024;
+/// A buffer left larger than this by a big request or reply goes back to `READ_CHUNK` once
+/// empty, so one large value does not keep its memory for the connection's lifetime.
+const SHRINK_BUFFER_ABOVE: usize = 256 * 1024;
 /// While a reply waits for the WAL's fsync (`sync: always`), how often the wait checks whether
 /// the WAL's writes are failing (then the client is closed rather than kept waiting).
 const DURABILITY_FAILURE_CHECK: Duration = Duration::from_millis(100);
@@ -170,6 +177,9 @@ impl<S: ClientStream> Connection<S> {
                 );
                 return Err(Close::Now);
             }
+            if self.read_buf.is_empty() && self.read_buf.capacity() > SHRINK_BUFFER_ABOVE {
+                self.read_buf = BytesMut::with_capacity(READ_CHUNK);
+            }
             self.read_buf.reserve(READ_CHUNK);
             let handle = Arc::clone(&self.client().handle);
             let idle = async {
@@ -216,6 +226,11 @@ impl<S: ClientStream> Connection<S> {
             }
             // Per command: an AUTH earlier in the same pipeline lifts the limits for the rest.
             limits.unauthenticated = !self.client().authenticated;
+            if self.write_buf.len() >= OUTPUT_BACKPRESSURE_BYTES {
+                // Replies go out as they are made; a client that does not read them stops
+                // its own pipeline here (and, reading nothing more, its sender).
+                self.flush().await?;
+            }
             match parse_command(&mut self.read_buf, &limits) {
                 Ok(Some(args)) => {
                     if let Some(wait) = self.rate.wait_before_next(rate) {
@@ -404,8 +419,25 @@ impl<S: ClientStream> Connection<S> {
                 .output_buffer_bytes
                 .store(written, Ordering::Relaxed);
         }
-        let result = self.stream.write_all(&self.write_buf).await;
+        // A client that never reads must not hold its task past CLIENT KILL or eviction.
+        let result = match &self.client {
+            Some(client) => {
+                let handle = Arc::clone(&client.handle);
+                tokio::select! {
+                    written = self.stream.write_all(&self.write_buf) => written.map_err(|_| Close::Now),
+                    _ = handle.killed() => Err(Close::Now),
+                }
+            }
+            None => self
+                .stream
+                .write_all(&self.write_buf)
+                .await
+                .map_err(|_| Close::Now),
+        };
         self.write_buf.clear();
+        if self.write_buf.capacity() > SHRINK_BUFFER_ABOVE {
+            self.write_buf = BytesMut::with_capacity(READ_CHUNK);
+        }
         if let Some(client) = &self.client {
             client
                 .handle
@@ -413,6 +445,6 @@ impl<S: ClientStream> Connection<S> {
                 .store(0, Ordering::Relaxed);
         }
         self.shared.stats.net_output(written);
-        result.map_err(|_| Close::Now)
+        result
     }
 }

@@ -128,6 +128,8 @@ fn memory(shared: &Shared, out: &mut String) {
     line(out, "used_memory_human", human_bytes(used));
     line(out, "used_memory_rss", rss);
     line(out, "used_memory_rss_human", human_bytes(rss));
+    // Redis's name for what normal clients' query and reply buffers hold.
+    line(out, "mem_clients_normal", shared.clients.buffer_bytes());
     line(out, "maxmemory", budget.maxmemory);
     line(out, "maxmemory_human", human_bytes(budget.maxmemory as u64));
     // RAM pressure moves keys to disk; the policy applies once `maxdisk` is reached too.
