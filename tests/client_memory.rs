@@ -1,7 +1,9 @@
 //! Client buffers under hostile load (issue 19): slow readers of large replies must not
-//! make the server buffer their whole pipelines. The server's peak RSS is read from
-//! /proc (VmHWM) and compared with maxmemory plus the documented fixed overhead, while a
-//! well-behaved client keeps getting answers.
+//! make the server buffer their whole pipelines, and many clients each sending part of a
+//! large request must not make it buffer them all (`maxmemory-clients` closes the largest;
+//! an argument longer than the bound is refused at its header). The server's peak RSS is
+//! read from /proc (VmHWM) and compared with maxmemory plus the documented fixed overhead,
+//! while a well-behaved client keeps getting answers. CLIENT NO-EVICT protects a client.
 
 mod common;
 
@@ -10,7 +12,7 @@ use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use common::{peak_rss_bytes, resp, BinaryServer};
+use common::{peak_rss_bytes, resp, BinaryServer, RawClient};
 use hypercache::engine::budget::FIXED_OVERHEAD_BYTES;
 use redis::Commands;
 
@@ -89,4 +91,154 @@ fn slow_readers_of_large_replies_stay_within_the_memory_bound() {
     );
     assert!(answered > 10);
     drop(readers);
+}
+
+/// The header of `SET key <len bytes>`, the value still to come.
+fn set_header(key: &str, len: usize) -> Vec<u8> {
+    format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${len}\r\n", key.len()).into_bytes()
+}
+
+fn info_field(con: &mut redis::Connection, section: &str, field: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg(section).query(con).unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("INFO {section} has no {field}"))
+}
+
+#[test]
+fn many_partial_large_requests_stay_within_the_memory_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path(), &["--maxmemory", "64mb"]);
+    let pid = server.child.id();
+    let mut con = server.client();
+    let shown: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-clients")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(
+        shown,
+        ["maxmemory-clients", "10%"],
+        "the clients share by default"
+    );
+
+    // 50 clients announce a 100 MB value: more than all clients may buffer (6.4 MB), so
+    // each is refused at the header, before a byte of the value is kept.
+    let mut refused = 0;
+    for _ in 0..50 {
+        let mut client = RawClient::connect(server.port);
+        client.send(&set_header("big", 100_000_000));
+        let reply = client.read_exact_reply(1);
+        let mut reply = reply;
+        reply.extend(client.read_exact_reply(200));
+        let text = String::from_utf8_lossy(&reply);
+        assert!(
+            text.starts_with("-ERR Protocol error: bulk length larger than all clients may buffer"),
+            "{text}"
+        );
+        refused += 1;
+    }
+
+    // 50 clients each send 4 MB of a 5 MB value and pause: 200 MB if all were kept. The
+    // largest are closed as the total passes the bound.
+    let chunk = vec![b'x'; 4 << 20];
+    let mut partial = Vec::new();
+    for i in 0..50 {
+        let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        let _ = stream.write_all(&set_header(&format!("part{i}"), 5 << 20));
+        // Closed mid-send by the eviction: the write fails, as it should.
+        let _ = stream.write_all(&chunk);
+        partial.push(stream);
+        let _: () = con.set("small", i).unwrap();
+        let value: i64 = con.get("small").unwrap();
+        assert_eq!(value, i);
+    }
+    let evicted = info_field(&mut con, "stats", "evicted_clients");
+    let clients_memory = info_field(&mut con, "memory", "mem_clients_normal");
+    let peak = peak_rss_bytes(pid);
+    let bound = MAXMEMORY + FIXED_OVERHEAD_BYTES;
+    println!(
+        "peak RSS {} MB (bound {} MB); {refused} refused at the header, {evicted} evicted, client buffers now {clients_memory} bytes",
+        peak >> 20,
+        bound >> 20
+    );
+    assert!(evicted >= 40, "only {evicted} clients evicted");
+    assert!(
+        clients_memory <= (64 << 20) / 10 + (1 << 20),
+        "{clients_memory}"
+    );
+    assert!(peak <= bound, "peak RSS {peak} over {bound}");
+    drop(partial);
+}
+
+/// The query buffer (CLIENT LIST qbuf) of the client named `name`, if it is connected.
+fn qbuf_of(con: &mut redis::Connection, name: &str) -> Option<u64> {
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(con).unwrap();
+    list.lines()
+        .find(|line| line.contains(&format!(" name={name} ")))
+        .and_then(|line| {
+            line.split_whitespace()
+                .find_map(|field| field.strip_prefix("qbuf="))
+                .and_then(|value| value.parse().ok())
+        })
+}
+
+/// A named client that has sent `sent` bytes of a `len`-byte SET, once the server holds them.
+fn partial_sender(
+    port: u16,
+    con: &mut redis::Connection,
+    name: &str,
+    no_evict: bool,
+    sent: usize,
+) -> RawClient {
+    let mut client = RawClient::connect(port);
+    client.roundtrip(&resp(&[b"CLIENT", b"SETNAME", name.as_bytes()]), b"+OK\r\n");
+    if no_evict {
+        client.roundtrip(&resp(&[b"CLIENT", b"NO-EVICT", b"on"]), b"+OK\r\n");
+    }
+    client.send(&set_header(name, 9 << 20));
+    client.send(&vec![b'x'; sent]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while qbuf_of(con, name).unwrap_or(0) < sent as u64 {
+        assert!(Instant::now() < deadline, "{name}'s bytes never arrived");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    client
+}
+
+#[test]
+fn the_largest_client_is_evicted_and_no_evict_protects_a_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path(), &["--maxmemory", "128mb"]);
+    let mut con = server.client();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-clients")
+        .arg("10mb")
+        .query(&mut con)
+        .unwrap();
+    // A holds the most but may not be evicted; B then C push the total past 10 MB.
+    let _protected = partial_sender(server.port, &mut con, "A", true, 6 << 20);
+    let mut largest = partial_sender(server.port, &mut con, "B", false, 3 << 20);
+    let mut smaller = RawClient::connect(server.port);
+    smaller.roundtrip(&resp(&[b"CLIENT", b"SETNAME", b"C"]), b"+OK\r\n");
+    smaller.send(&set_header("C", 9 << 20));
+    smaller.send(&vec![b'x'; 2 << 20]);
+    assert!(
+        largest.is_closed(),
+        "B, the largest evictable client, is still open"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while qbuf_of(&mut con, "C").unwrap_or(0) < 2 << 20 {
+        assert!(Instant::now() < deadline, "C's bytes never arrived");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut con).unwrap();
+    assert!(list.contains(" name=A "), "{list}");
+    assert!(list.contains(" name=C "), "{list}");
+    assert!(!list.contains(" name=B "), "{list}");
+    let a_line = list.lines().find(|line| line.contains(" name=A ")).unwrap();
+    assert!(a_line.contains(" flags=e "), "{a_line}");
+    assert_eq!(info_field(&mut con, "stats", "evicted_clients"), 1);
 }

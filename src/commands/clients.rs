@@ -35,8 +35,14 @@ pub struct ClientHandle {
     /// -1 outside MULTI, else the number of queued commands.
     pub multi_len: AtomicU64,
     pub in_multi: AtomicBool,
-    pub query_buffer_bytes: AtomicUsize,
-    pub output_buffer_bytes: AtomicUsize,
+    /// Unparsed request bytes held (CLIENT LIST qbuf); set through [`Self::set_buffers`].
+    query_buffer_bytes: AtomicUsize,
+    /// Reply bytes not yet sent (CLIENT LIST omem).
+    output_buffer_bytes: AtomicUsize,
+    /// The registry's total of every client's buffers, kept up to date by `set_buffers`.
+    all_clients_bytes: Arc<AtomicUsize>,
+    /// CLIENT NO-EVICT on: never closed by `maxmemory-clients`.
+    pub no_evict: AtomicBool,
     /// The ACL user the client is authenticated as (CLIENT LIST user=, CLIENT KILL USER).
     pub user: Mutex<String>,
     killed: AtomicBool,
@@ -44,6 +50,27 @@ pub struct ClientHandle {
 }
 
 impl ClientHandle {
+    /// Notes what this client's buffers hold now, for CLIENT LIST, INFO and the
+    /// `maxmemory-clients` total.
+    pub fn set_buffers(&self, query: usize, output: usize) {
+        let before = self.query_buffer_bytes.swap(query, Ordering::Relaxed)
+            + self.output_buffer_bytes.swap(output, Ordering::Relaxed);
+        let now = query + output;
+        if now >= before {
+            self.all_clients_bytes
+                .fetch_add(now - before, Ordering::Relaxed);
+        } else {
+            self.all_clients_bytes
+                .fetch_sub(before - now, Ordering::Relaxed);
+        }
+    }
+
+    /// Query plus output buffer bytes (CLIENT LIST tot-mem).
+    pub fn buffer_bytes(&self) -> usize {
+        self.query_buffer_bytes.load(Ordering::Relaxed)
+            + self.output_buffer_bytes.load(Ordering::Relaxed)
+    }
+
     pub fn kill(&self) {
         self.killed.store(true, Ordering::Relaxed);
         self.kill_notify.notify_one();
@@ -82,11 +109,16 @@ impl ClientHandle {
         } else {
             -1
         };
-        let flags = if self.in_multi.load(Ordering::Relaxed) {
-            "x"
-        } else {
-            "N"
-        };
+        let mut flags = String::new();
+        if self.in_multi.load(Ordering::Relaxed) {
+            flags.push('x');
+        }
+        if self.no_evict.load(Ordering::Relaxed) {
+            flags.push('e');
+        }
+        if flags.is_empty() {
+            flags.push('N');
+        }
         format!(
             "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi={} qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
@@ -136,6 +168,8 @@ impl RegisterRefusal {
 pub struct ClientRegistry {
     next_id: AtomicU64,
     clients: Mutex<BTreeMap<u64, Arc<ClientHandle>>>,
+    /// Every client's query and output buffer bytes (each handle adds its changes).
+    all_clients_bytes: Arc<AtomicUsize>,
 }
 
 impl ClientRegistry {
@@ -180,6 +214,8 @@ impl ClientRegistry {
             in_multi: AtomicBool::new(false),
             query_buffer_bytes: AtomicUsize::new(0),
             output_buffer_bytes: AtomicUsize::new(0),
+            all_clients_bytes: Arc::clone(&self.all_clients_bytes),
+            no_evict: AtomicBool::new(false),
             user: Mutex::new("default".into()),
             killed: AtomicBool::new(false),
             kill_notify: Notify::new(),
@@ -189,7 +225,42 @@ impl ClientRegistry {
     }
 
     pub fn unregister(&self, id: u64) {
-        self.clients.lock().remove(&id);
+        if let Some(gone) = self.clients.lock().remove(&id) {
+            gone.set_buffers(0, 0);
+        }
+    }
+
+    /// `maxmemory-clients`: while all clients' buffers hold more than `limit`, closes the
+    /// client holding the most (CLIENT NO-EVICT ones never), as Redis 7 does. Clients
+    /// already closing count as freed. How many were closed.
+    pub fn evict_over(&self, limit: usize) -> usize {
+        let clients = self.clients.lock();
+        let mut total = self.buffer_bytes();
+        let mut candidates: Vec<&Arc<ClientHandle>> = Vec::new();
+        for client in clients.values() {
+            if client.is_killed() {
+                total = total.saturating_sub(client.buffer_bytes());
+            } else if !client.no_evict.load(Ordering::Relaxed) {
+                candidates.push(client);
+            }
+        }
+        candidates.sort_by_key(|client| std::cmp::Reverse(client.buffer_bytes()));
+        let mut evicted = 0;
+        for client in candidates {
+            if total <= limit {
+                break;
+            }
+            tracing::warn!(
+                client = client.id,
+                addr = %client.addr,
+                bytes = client.buffer_bytes(),
+                "evicting the client using the most memory (maxmemory-clients)"
+            );
+            total = total.saturating_sub(client.buffer_bytes());
+            client.kill();
+            evicted += 1;
+        }
+        evicted
     }
 
     pub fn all(&self) -> Vec<Arc<ClientHandle>> {
@@ -206,14 +277,7 @@ impl ClientRegistry {
 
     /// Total query and output buffer bytes held by all clients (INFO memory).
     pub fn buffer_bytes(&self) -> usize {
-        self.clients
-            .lock()
-            .values()
-            .map(|c| {
-                c.query_buffer_bytes.load(Ordering::Relaxed)
-                    + c.output_buffer_bytes.load(Ordering::Relaxed)
-            })
-            .sum()
+        self.all_clients_bytes.load(Ordering::Relaxed)
     }
 }
 

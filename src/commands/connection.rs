@@ -200,7 +200,7 @@ pub const COMMANDS: &[CommandSpec] = &[
             GROUP,
             "7.0.0",
             "Sets the client eviction mode of the connection.",
-            client_flag_ok,
+            client_no_evict,
         ),
         CommandSpec::new(
             "no-touch",
@@ -622,6 +622,22 @@ fn client_reply(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     };
     // As in Redis, OFF and SKIP silence this very reply; the connection applies the mode.
     ctx.client.reply_mode = mode;
+    Ok(Reply::ok())
+}
+
+/// CLIENT NO-EVICT on|off: whether `maxmemory-clients` may close this client.
+fn client_no_evict(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
+    let on = if is(&args[2], "on") {
+        true
+    } else if is(&args[2], "off") {
+        false
+    } else {
+        return Err(CommandError::syntax());
+    };
+    ctx.client
+        .handle
+        .no_evict
+        .store(on, std::sync::atomic::Ordering::Relaxed);
     Ok(Reply::ok())
 }
 

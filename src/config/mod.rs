@@ -229,6 +229,11 @@ pub struct LimitsConfig {
     /// waits without end (Redis's `busy-reply-threshold`, alias `lua-time-limit`); 0 = no
     /// limit. Default 5000.
     pub busy_reply_threshold_ms: u64,
+    /// Most bytes all clients' query and reply buffers may hold together before the client
+    /// holding the most is closed (Redis 7's `maxmemory-clients`): bytes (`64mb`), a
+    /// percentage of maxmemory (`10%`), or 0 for no limit. Default unset: the clients share
+    /// of the memory split (`storage.memory_split.clients_percent`).
+    pub maxmemory_clients: Option<String>,
 }
 
 impl Default for LimitsConfig {
@@ -240,6 +245,7 @@ impl Default for LimitsConfig {
             client_output_buffer_soft_limit: ByteSize(0),
             client_output_buffer_soft_seconds: 0,
             busy_reply_threshold_ms: 5000,
+            maxmemory_clients: None,
         }
     }
 }
@@ -450,6 +456,10 @@ impl Config {
                 self.server.bind
             ));
         }
+        if let Some(limit) = &self.limits.maxmemory_clients {
+            ClientMemoryLimit::parse(limit)
+                .map_err(|err| format!("limits.maxmemory_clients: {err}"))?;
+        }
         if self.server.maxclients == 0 {
             return Err("server.maxclients: must be at least 1".into());
         }
@@ -480,5 +490,44 @@ impl Config {
             return Err("persistence.wal_segment_bytes: must be at least 1mb".into());
         }
         Ok(())
+    }
+}
+
+/// `maxmemory-clients` as written: bytes, or a percentage of maxmemory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientMemoryLimit {
+    Bytes(u64),
+    Percent(u8),
+}
+
+impl ClientMemoryLimit {
+    /// `64mb`, `67108864`, `10%`, or `0` (no limit), as Redis reads it.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some(percent) = text.trim().strip_suffix('%') {
+            return match percent.parse::<u8>() {
+                Ok(percent) if (1..=100).contains(&percent) => Ok(Self::Percent(percent)),
+                _ => Err(format!("'{text}': a percentage must be 1% to 100%")),
+            };
+        }
+        ByteSize::parse(text).map(|size| Self::Bytes(size.0))
+    }
+
+    fn bytes(self, maxmemory: u64) -> u64 {
+        match self {
+            Self::Bytes(bytes) => bytes,
+            Self::Percent(percent) => maxmemory / 100 * u64::from(percent),
+        }
+    }
+}
+
+impl Config {
+    /// The bound on all clients' buffers in bytes (`maxmemory-clients`); 0 = none.
+    pub fn client_memory_limit(&self) -> usize {
+        let maxmemory = self.storage.maxmemory.0;
+        let limit = match &self.limits.maxmemory_clients {
+            None => ClientMemoryLimit::Percent(self.storage.memory_split.clients_percent),
+            Some(text) => ClientMemoryLimit::parse(text).unwrap_or(ClientMemoryLimit::Bytes(0)),
+        };
+        limit.bytes(maxmemory) as usize
     }
 }

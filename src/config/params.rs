@@ -705,6 +705,7 @@ mod tests {
                 client_output_buffer_soft_limit: ByteSize(1 << 20),
                 client_output_buffer_soft_seconds: 10,
                 busy_reply_threshold_ms: 250,
+                maxmemory_clients: Some("5%".into()),
             },
             security: SecurityConfig {
                 requirepass: Some("secret".into()),

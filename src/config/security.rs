@@ -1,9 +1,11 @@
 //! CONFIG parameters of the defences that are not about the network: the ACL's `aclfile`
-//! (set at start) and `acllog-max-len`, and `busy-reply-threshold` (alias `lua-time-limit`,
-//! live), the bound on how long a request waits for keys another command holds. The users
+//! (set at start) and `acllog-max-len`, `busy-reply-threshold` (alias `lua-time-limit`,
+//! live), the bound on how long a request waits for keys another command holds, and
+//! `maxmemory-clients`, the bound on all clients' buffers. The users
 //! live in `commands::acl` and the wait in the engine; this module only shows and parses.
 
 use super::params::{in_range, optional_path_shown, parse_optional_path, Mutability, Param};
+use super::ClientMemoryLimit;
 
 pub const PARAMS: &[Param] = &[
     Param {
@@ -39,6 +41,23 @@ pub const PARAMS: &[Param] = &[
         get: |c| c.limits.busy_reply_threshold_ms.to_string(),
         set: |c, v| {
             c.limits.busy_reply_threshold_ms = in_range(v, 0, i64::MAX)? as u64;
+            Ok(())
+        },
+    },
+    Param {
+        name: "maxmemory-clients",
+        mutability: Mutability::Live,
+        get: |c| match &c.limits.maxmemory_clients {
+            Some(limit) => limit.clone(),
+            None => format!("{}%", c.storage.memory_split.clients_percent),
+        },
+        set: |c, v| {
+            ClientMemoryLimit::parse(v)?;
+            // The share's own value leaves the default in place (it follows the split).
+            let share = format!("{}%", c.storage.memory_split.clients_percent);
+            if !(c.limits.maxmemory_clients.is_none() && v.trim() == share) {
+                c.limits.maxmemory_clients = Some(v.to_string());
+            }
             Ok(())
         },
     },

@@ -45,6 +45,8 @@ pub struct ServerStats {
     pub rejected_connections: Counter,
     /// Commands that waited because their client was over its command rate.
     pub rate_limited_commands: Counter,
+    /// Clients closed by `maxmemory-clients` (INFO `evicted_clients`, Redis's name).
+    pub evicted_clients: Counter,
     pub total_commands_processed: Counter,
     pub total_net_input_bytes: Counter,
     pub total_net_output_bytes: Counter,
@@ -74,6 +76,7 @@ impl ServerStats {
             total_connections_received: Counter::default(),
             rejected_connections: Counter::default(),
             rate_limited_commands: Counter::default(),
+            evicted_clients: Counter::default(),
             total_commands_processed: Counter::default(),
             total_net_input_bytes: Counter::default(),
             total_net_output_bytes: Counter::default(),

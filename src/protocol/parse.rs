@@ -30,6 +30,10 @@ pub struct ParserLimits {
     /// [`UNAUTHENTICATED_MAX_BULK_LEN`] bytes, so it cannot make the server buffer a large
     /// request before it has proved who it is.
     pub unauthenticated: bool,
+    /// What all clients' buffers may hold together (`maxmemory-clients`; 0 = no bound): an
+    /// argument longer than that could never be received without closing its client, so it
+    /// is refused as soon as its length is read.
+    pub client_memory_limit: usize,
 }
 
 /// Most arguments an unauthenticated client may announce (Redis's `ll > 10` check).
@@ -44,6 +48,7 @@ impl Default for ParserLimits {
             max_multibulk_len: 1024 * 1024,
             max_inline_len: 64 * 1024,
             unauthenticated: false,
+            client_memory_limit: 0,
         }
     }
 }
@@ -61,6 +66,8 @@ pub enum ProtocolError {
     UnauthenticatedBulkLength,
     /// A `$` length that is not an integer, is negative, or exceeds `max_bulk_len`.
     InvalidBulkLength,
+    /// A `$` length above `client_memory_limit`.
+    BulkOverClientMemory,
     /// An argument header not starting with `$`; holds the byte found instead.
     ExpectedDollar(u8),
     /// An inline line longer than `max_inline_len`.
@@ -80,6 +87,9 @@ impl fmt::Display for ProtocolError {
             Self::InvalidBulkLength => "invalid bulk length",
             Self::UnauthenticatedMultibulkLength => "unauthenticated multibulk length",
             Self::UnauthenticatedBulkLength => "unauthenticated bulk length",
+            Self::BulkOverClientMemory => {
+                "bulk length larger than all clients may buffer (maxmemory-clients)"
+            }
             // Redis prints the raw byte; a `String` cannot hold a lone byte >= 0x80, so those
             // come out as the Latin-1 character of the same value.
             Self::ExpectedDollar(byte) => {
@@ -186,12 +196,15 @@ fn scan_multibulk(
                 .and_then(|n| usize::try_from(n).ok())
                 .filter(|&n| n <= limits.max_bulk_len)
                 .ok_or(ProtocolError::InvalidBulkLength)
-                .and_then(
-                    |n| match limits.unauthenticated && n > UNAUTHENTICATED_MAX_BULK_LEN {
-                        true => Err(ProtocolError::UnauthenticatedBulkLength),
-                        false => Ok(n),
-                    },
-                )?,
+                .and_then(|n| {
+                    if limits.unauthenticated && n > UNAUTHENTICATED_MAX_BULK_LEN {
+                        Err(ProtocolError::UnauthenticatedBulkLength)
+                    } else if limits.client_memory_limit > 0 && n > limits.client_memory_limit {
+                        Err(ProtocolError::BulkOverClientMemory)
+                    } else {
+                        Ok(n)
+                    }
+                })?,
             Some((&other, _)) => return Err(ProtocolError::ExpectedDollar(other)),
             // An empty header line: Redis reports the `\r` it found in place of the `$`.
             None => return Err(ProtocolError::ExpectedDollar(b'\r')),
@@ -606,6 +619,7 @@ mod tests {
             max_multibulk_len: 3,
             max_inline_len: 8,
             unauthenticated: false,
+            client_memory_limit: 0,
         };
         let invalid_bulk = "Protocol error: invalid bulk length";
         assert_eq!(error_text(b"*1\r\n$11\r\n", &limits), invalid_bulk);
@@ -639,6 +653,7 @@ mod tests {
             max_multibulk_len: usize::MAX,
             max_inline_len: usize::MAX,
             unauthenticated: false,
+            client_memory_limit: 0,
         };
         let mut buf = BytesMut::from(&b"*1\r\n$9223372036854775807\r\nabc"[..]);
         assert_eq!(parse_command(&mut buf, &limits), Ok(None));
@@ -728,7 +743,22 @@ mod tests {
             max_multibulk_len: 6,
             max_inline_len: 30,
             unauthenticated: false,
+            client_memory_limit: 0,
         }
+    }
+
+    #[test]
+    fn an_argument_longer_than_all_clients_may_buffer_is_refused_at_its_header() {
+        let limits = ParserLimits {
+            client_memory_limit: 1000,
+            ..ParserLimits::default()
+        };
+        assert_eq!(
+            error_text(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1001\r\n", &limits),
+            "Protocol error: bulk length larger than all clients may buffer (maxmemory-clients)"
+        );
+        let mut fits = BytesMut::from(&b"*1\r\n$1000\r\n"[..]);
+        assert_eq!(parse_command(&mut fits, &limits), Ok(None));
     }
 
     #[test]

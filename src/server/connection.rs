@@ -5,7 +5,6 @@
 //! replies always leave in request order.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,6 +74,7 @@ pub(super) async fn serve<S: ClientStream>(
         over_soft_limit_since: None,
         output_limits: OutputLimits::default(),
         rate: CommandRate::new(),
+        client_memory_limit: 0,
     };
     connection.run().await;
     if let Some(client) = connection.client.take() {
@@ -97,6 +97,8 @@ struct Connection<S> {
     output_limits: OutputLimits,
     /// `security.max_commands_per_second` for this client.
     rate: CommandRate,
+    /// `maxmemory-clients` in bytes (0 = none), read from the live config once per batch.
+    client_memory_limit: usize,
 }
 
 /// A token bucket of one second's commands: a client may run `rate` commands in a burst,
@@ -194,7 +196,7 @@ impl<S: ClientStream> Connection<S> {
                     Ok(0) | Err(_) => return Err(Close::Now),
                     Ok(n) => {
                         self.shared.stats.net_input(n);
-                        handle.query_buffer_bytes.store(self.read_buf.len(), Ordering::Relaxed);
+                        self.note_buffers();
                     }
                 },
                 _ = handle.killed() => return Err(Close::Now),
@@ -214,8 +216,10 @@ impl<S: ClientStream> Connection<S> {
                 soft: config.limits.client_output_buffer_soft_limit.0 as usize,
                 soft_seconds: config.limits.client_output_buffer_soft_seconds,
             };
+            self.client_memory_limit = config.client_memory_limit();
             let limits = ParserLimits {
                 max_bulk_len: config.limits.proto_max_bulk_len.0 as usize,
+                client_memory_limit: self.client_memory_limit,
                 ..ParserLimits::default()
             };
             (limits, config.security.max_commands_per_second)
@@ -246,7 +250,10 @@ impl<S: ClientStream> Connection<S> {
                     }
                     self.check_output_limit()?;
                 }
-                Ok(None) => return Ok(()),
+                Ok(None) => {
+                    self.note_buffers();
+                    return Ok(());
+                }
                 Err(err) => {
                     // Protocol errors end this connection only, after telling the client why.
                     let reply = error_reply(ErrorCode::Err, &err.to_string());
@@ -333,6 +340,22 @@ impl<S: ClientStream> Connection<S> {
         }
     }
 
+    /// Notes what this client's buffers hold and, past `maxmemory-clients`, closes the
+    /// clients holding the most (this one, if it is the largest).
+    fn note_buffers(&self) {
+        let Some(client) = &self.client else {
+            return;
+        };
+        client
+            .handle
+            .set_buffers(self.read_buf.len(), self.write_buf.len());
+        let limit = self.client_memory_limit;
+        if limit > 0 && self.shared.clients.buffer_bytes() > limit {
+            let evicted = self.shared.clients.evict_over(limit);
+            self.shared.stats.evicted_clients.add(evicted as i64);
+        }
+    }
+
     /// Redis's client-output-buffer-limit for normal clients: over the hard limit closes
     /// at once; over the soft limit for longer than soft_seconds closes too.
     fn check_output_limit(&mut self) -> Result<(), Close> {
@@ -413,12 +436,7 @@ impl<S: ClientStream> Connection<S> {
         }
         self.wait_until_durable().await?;
         let written = self.write_buf.len();
-        if let Some(client) = &self.client {
-            client
-                .handle
-                .output_buffer_bytes
-                .store(written, Ordering::Relaxed);
-        }
+        self.note_buffers();
         // A client that never reads must not hold its task past CLIENT KILL or eviction.
         let result = match &self.client {
             Some(client) => {
@@ -438,12 +456,7 @@ impl<S: ClientStream> Connection<S> {
         if self.write_buf.capacity() > SHRINK_BUFFER_ABOVE {
             self.write_buf = BytesMut::with_capacity(READ_CHUNK);
         }
-        if let Some(client) = &self.client {
-            client
-                .handle
-                .output_buffer_bytes
-                .store(0, Ordering::Relaxed);
-        }
+        self.note_buffers();
         self.shared.stats.net_output(written);
         result
     }

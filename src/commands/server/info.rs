@@ -288,6 +288,7 @@ fn stats(shared: &Shared, out: &mut String) {
     );
     line(out, "expired_keys", engine.expired_keys);
     line(out, "evicted_keys", engine.evicted_keys);
+    line(out, "evicted_clients", load(&stats.evicted_clients));
     line(out, "keyspace_hits", load(&stats.keyspace_hits));
     line(out, "keyspace_misses", load(&stats.keyspace_misses));
     line(out, "total_error_replies", load(&stats.total_error_replies));
