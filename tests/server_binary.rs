@@ -11,6 +11,20 @@ use std::process::Command;
 use common::BinaryServer;
 use redis::Commands;
 
+/// Waits (bounded) until some client's last command is `command`, as CLIENT LIST shows it:
+/// a long command has started.
+fn wait_until_running(con: &mut redis::Connection, command: &str) {
+    let field = format!("cmd={command}");
+    for _ in 0..500 {
+        let list: String = redis::cmd("CLIENT").arg("LIST").query(con).unwrap();
+        if list.lines().any(|line| line.contains(&field)) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("no client ever ran {command}");
+}
+
 fn hypercache() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hypercache"))
 }
@@ -241,16 +255,7 @@ fn requests_for_keys_a_long_command_holds_get_busy_after_the_threshold() {
     holder.roundtrip(&common::resp(&[b"SET", b"held", b"after"]), b"+QUEUED\r\n");
     holder.roundtrip(&common::resp(&[b"DEBUG", b"SLEEP", b"3"]), b"+QUEUED\r\n");
     holder.stream.write_all(&common::resp(&[b"EXEC"])).unwrap();
-    let mut running = false;
-    for _ in 0..200 {
-        let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut con).unwrap();
-        if list.lines().any(|line| line.contains("cmd=debug")) {
-            running = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(running, "the EXEC never reached its DEBUG SLEEP");
+    wait_until_running(&mut con, "debug");
 
     let busy = redis::cmd("GET")
         .arg("held")
@@ -280,16 +285,7 @@ fn requests_for_keys_a_long_command_holds_get_busy_after_the_threshold() {
     holder.roundtrip(&common::resp(&[b"SET", b"held", b"later"]), b"+QUEUED\r\n");
     holder.roundtrip(&common::resp(&[b"DEBUG", b"SLEEP", b"1"]), b"+QUEUED\r\n");
     holder.stream.write_all(&common::resp(&[b"EXEC"])).unwrap();
-    let mut running = false;
-    for _ in 0..200 {
-        let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut con).unwrap();
-        if list.lines().any(|line| line.contains("cmd=debug")) {
-            running = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(running, "the second EXEC never reached its DEBUG SLEEP");
+    wait_until_running(&mut con, "debug");
     assert_eq!(
         con.get::<_, Option<String>>("held").unwrap().as_deref(),
         Some("later"),
@@ -326,17 +322,7 @@ fn shutdown_proceeds_after_shutdown_timeout_while_a_command_runs_on() {
     sleeper
         .write_all(b"*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n$4\r\n3600\r\n")
         .unwrap();
-    // Wait (bounded) until the sleeper's command is running, as CLIENT LIST shows it.
-    let mut running = false;
-    for _ in 0..200 {
-        let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut con).unwrap();
-        if list.lines().any(|line| line.contains("cmd=debug")) {
-            running = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert!(running, "DEBUG SLEEP never started");
+    wait_until_running(&mut con, "debug");
     // The sleeper's command holds a thread, not the server.
     let pong: String = redis::cmd("PING").query(&mut con).unwrap();
     assert_eq!(pong, "PONG");

@@ -218,59 +218,55 @@ fn tls_port_beside_the_plain_one_with_client_certificates_and_live_reload() {
     assert_eq!(shown[1], pki.server_cert.display().to_string());
     assert_eq!(redis_cli_tls(tls_port, &pki, &client, &["PING"]), "PONG");
 
-    // tls-ciphersuites: TLS 1.3 only, one suite; a client offering only another is refused.
-    for (name, value) in [
-        ("tls-protocols", "TLSv1.3"),
-        ("tls-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"),
-    ] {
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg(name)
-            .arg(value)
-            .query(&mut plain)
-            .unwrap();
-    }
-    let chacha = ["--tls-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256", "PING"];
-    assert_eq!(redis_cli_tls(tls_port, &pki, &client, &chacha), "PONG");
-    let aes = ["--tls-ciphersuites", "TLS_AES_128_GCM_SHA256", "PING"];
-    assert_ne!(redis_cli_tls(tls_port, &pki, &client, &aes), "PONG");
-    let err = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("tls-ciphersuites")
-        .arg("TLS_NO_SUCH_SUITE")
-        .query::<()>(&mut plain)
-        .unwrap_err();
-    assert!(err.to_string().contains("is not a TLS 1.3 suite"), "{err}");
-
-    // tls-ciphers: TLS 1.2 only, one suite in OpenSSL's name (the test's key is ECDSA).
-    for (name, value) in [
-        ("tls-ciphersuites", ""),
-        ("tls-protocols", "TLSv1.2"),
-        ("tls-ciphers", "ECDHE-ECDSA-CHACHA20-POLY1305"),
-    ] {
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg(name)
-            .arg(value)
-            .query(&mut plain)
-            .unwrap();
-    }
-    let chacha = ["--tls-ciphers", "ECDHE-ECDSA-CHACHA20-POLY1305", "PING"];
-    assert_eq!(redis_cli_tls(tls_port, &pki, &client, &chacha), "PONG");
-    let aes = ["--tls-ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256", "PING"];
-    assert_ne!(redis_cli_tls(tls_port, &pki, &client, &aes), "PONG");
-    let err = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("tls-ciphers")
-        .arg("HIGH:!aNULL")
-        .query::<()>(&mut plain)
-        .unwrap_err();
-    assert!(
-        err.to_string().contains(
-            "'HIGH' is not a TLS 1.2 suite this server offers (ECDHE-ECDSA-AES256-GCM-SHA384"
+    // tls-ciphersuites (TLS 1.3) and tls-ciphers (TLS 1.2, OpenSSL's names; the test's key
+    // is ECDSA): one protocol, one suite; a client offering only another is refused, and
+    // an unknown name is refused by CONFIG SET naming the suites on offer.
+    let cases = [
+        (
+            [
+                ("tls-protocols", "TLSv1.3"),
+                ("tls-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"),
+            ],
+            "--tls-ciphersuites",
+            ["TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256"],
+            ("tls-ciphersuites", "TLS_NO_SUCH_SUITE"),
+            "'TLS_NO_SUCH_SUITE' is not a TLS 1.3 suite",
         ),
-        "{err}"
-    );
+        (
+            [
+                ("tls-protocols", "TLSv1.2"),
+                ("tls-ciphers", "ECDHE-ECDSA-CHACHA20-POLY1305"),
+            ],
+            "--tls-ciphers",
+            [
+                "ECDHE-ECDSA-CHACHA20-POLY1305",
+                "ECDHE-ECDSA-AES128-GCM-SHA256",
+            ],
+            ("tls-ciphers", "HIGH:!aNULL"),
+            "'HIGH' is not a TLS 1.2 suite this server offers (ECDHE-ECDSA-AES256-GCM-SHA384",
+        ),
+    ];
+    for (settings, option, [offered, other], (param, unknown), refusal) in cases {
+        for (name, value) in settings {
+            let _: () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg(name)
+                .arg(value)
+                .query(&mut plain)
+                .unwrap();
+        }
+        let served = [option, offered, "PING"];
+        assert_eq!(redis_cli_tls(tls_port, &pki, &client, &served), "PONG");
+        let refused = [option, other, "PING"];
+        assert_ne!(redis_cli_tls(tls_port, &pki, &client, &refused), "PONG");
+        let err = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(param)
+            .arg(unknown)
+            .query::<()>(&mut plain)
+            .unwrap_err();
+        assert!(err.to_string().contains(refusal), "{err}");
+    }
 
     // Plain-text bytes on the TLS port are a failed handshake, not a crash.
     use std::io::{Read, Write};

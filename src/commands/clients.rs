@@ -16,6 +16,10 @@ use super::acl::User;
 use crate::engine::watch::WatchFlag;
 use crate::protocol::ProtocolVersion;
 
+/// How far a client's buffers may move before the shared total follows (see
+/// [`ClientHandle::set_buffers`]).
+pub const ACCOUNTING_GRAIN: usize = 16 * 1024;
+
 /// What other connections may see or change about one client.
 pub struct ClientHandle {
     pub id: u64,
@@ -41,6 +45,8 @@ pub struct ClientHandle {
     output_buffer_bytes: AtomicUsize,
     /// The registry's total of every client's buffers, kept up to date by `set_buffers`.
     all_clients_bytes: Arc<AtomicUsize>,
+    /// What this client last added to `all_clients_bytes`.
+    published_bytes: AtomicUsize,
     /// CLIENT NO-EVICT on: never closed by `maxmemory-clients`.
     pub no_evict: AtomicBool,
     /// The ACL user the client is authenticated as (CLIENT LIST user=, CLIENT KILL USER).
@@ -51,18 +57,30 @@ pub struct ClientHandle {
 
 impl ClientHandle {
     /// Notes what this client's buffers hold now, for CLIENT LIST, INFO and the
-    /// `maxmemory-clients` total.
-    pub fn set_buffers(&self, query: usize, output: usize) {
-        let before = self.query_buffer_bytes.swap(query, Ordering::Relaxed)
-            + self.output_buffer_bytes.swap(output, Ordering::Relaxed);
+    /// `maxmemory-clients` total. Called by the connection's own task only.
+    ///
+    /// The shared total moves only when this client's figure has moved by more than
+    /// [`ACCOUNTING_GRAIN`] since it last did: every connection updates its buffers a few
+    /// times per batch, and a shared counter written that often by every core would cost
+    /// the hot path more than the bound is worth. The total is right to within the grain
+    /// per client. True when this client just added to the total (it grew by a grain).
+    pub fn set_buffers(&self, query: usize, output: usize) -> bool {
+        self.query_buffer_bytes.store(query, Ordering::Relaxed);
+        self.output_buffer_bytes.store(output, Ordering::Relaxed);
         let now = query + output;
-        if now >= before {
+        let published = self.published_bytes.load(Ordering::Relaxed);
+        let grew = now > published + ACCOUNTING_GRAIN;
+        if grew {
             self.all_clients_bytes
-                .fetch_add(now - before, Ordering::Relaxed);
+                .fetch_add(now - published, Ordering::Relaxed);
+        } else if now + ACCOUNTING_GRAIN < published || (now == 0 && published > 0) {
+            self.all_clients_bytes
+                .fetch_sub(published - now, Ordering::Relaxed);
         } else {
-            self.all_clients_bytes
-                .fetch_sub(before - now, Ordering::Relaxed);
+            return false;
         }
+        self.published_bytes.store(now, Ordering::Relaxed);
+        grew
     }
 
     /// Query plus output buffer bytes (CLIENT LIST tot-mem).
@@ -215,6 +233,7 @@ impl ClientRegistry {
             query_buffer_bytes: AtomicUsize::new(0),
             output_buffer_bytes: AtomicUsize::new(0),
             all_clients_bytes: Arc::clone(&self.all_clients_bytes),
+            published_bytes: AtomicUsize::new(0),
             no_evict: AtomicBool::new(false),
             user: Mutex::new("default".into()),
             killed: AtomicBool::new(false),
@@ -226,7 +245,7 @@ impl ClientRegistry {
 
     pub fn unregister(&self, id: u64) {
         if let Some(gone) = self.clients.lock().remove(&id) {
-            gone.set_buffers(0, 0);
+            let _ = gone.set_buffers(0, 0);
         }
     }
 
@@ -236,17 +255,19 @@ impl ClientRegistry {
     pub fn evict_over(&self, limit: usize) -> usize {
         let clients = self.clients.lock();
         let mut total = self.buffer_bytes();
-        let mut candidates: Vec<&Arc<ClientHandle>> = Vec::new();
+        let mut candidates: Vec<(usize, &Arc<ClientHandle>)> = Vec::new();
         for client in clients.values() {
+            // What each client adds to the total; one that adds nothing frees nothing.
+            let counted = client.published_bytes.load(Ordering::Relaxed);
             if client.is_killed() {
-                total = total.saturating_sub(client.buffer_bytes());
-            } else if !client.no_evict.load(Ordering::Relaxed) {
-                candidates.push(client);
+                total = total.saturating_sub(counted);
+            } else if counted > 0 && !client.no_evict.load(Ordering::Relaxed) {
+                candidates.push((counted, client));
             }
         }
-        candidates.sort_by_key(|client| std::cmp::Reverse(client.buffer_bytes()));
+        candidates.sort_by_key(|(counted, _)| std::cmp::Reverse(*counted));
         let mut evicted = 0;
-        for client in candidates {
+        for (counted, client) in candidates {
             if total <= limit {
                 break;
             }
@@ -256,7 +277,7 @@ impl ClientRegistry {
                 bytes = client.buffer_bytes(),
                 "evicting the client using the most memory (maxmemory-clients)"
             );
-            total = total.saturating_sub(client.buffer_bytes());
+            total = total.saturating_sub(counted);
             client.kill();
             evicted += 1;
         }

@@ -26,24 +26,9 @@ pub const PARAMS: &[Param] = &[
             Ok(())
         },
     },
-    Param {
-        name: "busy-reply-threshold",
-        mutability: Mutability::Live,
-        get: |c| c.limits.busy_reply_threshold_ms.to_string(),
-        set: |c, v| {
-            c.limits.busy_reply_threshold_ms = in_range(v, 0, i64::MAX)? as u64;
-            Ok(())
-        },
-    },
-    Param {
-        name: "lua-time-limit",
-        mutability: Mutability::Live,
-        get: |c| c.limits.busy_reply_threshold_ms.to_string(),
-        set: |c, v| {
-            c.limits.busy_reply_threshold_ms = in_range(v, 0, i64::MAX)? as u64;
-            Ok(())
-        },
-    },
+    busy_reply_threshold("busy-reply-threshold"),
+    // Redis's older name for the same setting.
+    busy_reply_threshold("lua-time-limit"),
     Param {
         name: "maxmemory-clients",
         mutability: Mutability::Live,
@@ -62,3 +47,15 @@ pub const PARAMS: &[Param] = &[
         },
     },
 ];
+
+const fn busy_reply_threshold(name: &'static str) -> Param {
+    Param {
+        name,
+        mutability: Mutability::Live,
+        get: |c| c.limits.busy_reply_threshold_ms.to_string(),
+        set: |c, v| {
+            c.limits.busy_reply_threshold_ms = in_range(v, 0, i64::MAX)? as u64;
+            Ok(())
+        },
+    }
+}

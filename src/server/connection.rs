@@ -340,17 +340,18 @@ impl<S: ClientStream> Connection<S> {
         }
     }
 
-    /// Notes what this client's buffers hold and, past `maxmemory-clients`, closes the
-    /// clients holding the most (this one, if it is the largest).
+    /// Notes what this client's buffers hold and, when its growth takes all clients past
+    /// `maxmemory-clients`, closes the clients holding the most (this one, if it is the
+    /// largest). Only growth looks: clients that are not growing cost nothing here.
     fn note_buffers(&self) {
         let Some(client) = &self.client else {
             return;
         };
-        client
+        let grew = client
             .handle
             .set_buffers(self.read_buf.len(), self.write_buf.len());
         let limit = self.client_memory_limit;
-        if limit > 0 && self.shared.clients.buffer_bytes() > limit {
+        if grew && limit > 0 && self.shared.clients.buffer_bytes() > limit {
             let evicted = self.shared.clients.evict_over(limit);
             self.shared.stats.evicted_clients.add(evicted as i64);
         }
