@@ -413,6 +413,62 @@ fn run_since(
     Ok(reply)
 }
 
+/// A command a script runs (redis.call / redis.pcall), with the script's client and its
+/// transaction, after the checks a client's command gets, in Redis's words for scripts.
+/// The reply, and for a command that ran, whether it writes.
+pub fn run_from_script(
+    shared: &Shared,
+    client: &mut ClientState,
+    args: &[Bytes],
+    store: &mut Store<'_>,
+    read_only: bool,
+) -> (Reply, Option<bool>) {
+    let refuse = |text: &str| (Reply::Error(format!("ERR {text}")), None);
+    let command = match resolve(args) {
+        Ok(command) => command,
+        Err(_)
+            if table::lookup(&args[0]).is_none_or(|spec| {
+                !spec.subcommands.is_empty()
+                    && args.len() >= 2
+                    && spec.subcommand(&args[1]).is_none()
+            }) =>
+        {
+            return refuse("Unknown Redis command called from script")
+        }
+        Err(_) => return refuse("Wrong number of args calling Redis command from script"),
+    };
+    let flags = command.flags();
+    if flags & table::NOSCRIPT != 0 {
+        return refuse("This Redis command is not allowed from script");
+    }
+    let writes = flags & table::WRITE != 0;
+    if read_only && writes {
+        return refuse("Write commands are not allowed from read-only scripts.");
+    }
+    if let Err(refusal) = acl::check(shared, client, command, args, DenialContext::Lua) {
+        return (refusal.error().into_reply(), None);
+    }
+    if flags & table::DENYOOM != 0 {
+        if let Some(refusal) = shared.engine.oom_refusal() {
+            return (
+                CommandError::new(ErrorCode::Oom, refusal.message()).into_reply(),
+                None,
+            );
+        }
+    }
+    if writes {
+        if let Some(failure) = shared.engine.wal_failure() {
+            let text = format!("Errors writing to the AOF file: {failure}");
+            return (
+                CommandError::new(ErrorCode::Misconf, text).into_reply(),
+                None,
+            );
+        }
+    }
+    let reply = run(shared, client, command, args, store).unwrap_or_else(CommandError::into_reply);
+    (reply, Some(writes))
+}
+
 pub fn unwatch_all(shared: &Shared, client: &mut ClientState) {
     for (db, key) in client.watched.drain(..) {
         shared.engine.unwatch(db, &key, &client.watch_flag);

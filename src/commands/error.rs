@@ -45,6 +45,10 @@ pub enum ErrorCode {
     Loading,
     /// EVALSHA of a script the server does not have.
     NoScript,
+    /// SCRIPT KILL with no script running.
+    NotBusy,
+    /// SCRIPT KILL of a script that already wrote.
+    Unkillable,
 }
 
 impl ErrorCode {
@@ -64,6 +68,8 @@ impl ErrorCode {
             ErrorCode::ReadOnly => "READONLY",
             ErrorCode::Loading => "LOADING",
             ErrorCode::NoScript => "NOSCRIPT",
+            ErrorCode::NotBusy => "NOTBUSY",
+            ErrorCode::Unkillable => "UNKILLABLE",
         }
     }
 }

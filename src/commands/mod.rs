@@ -12,6 +12,7 @@ pub mod table;
 
 mod connection;
 mod keys;
+pub mod scripting;
 mod server;
 mod string;
 mod transaction;
@@ -36,6 +37,7 @@ pub(crate) const FAMILIES: &[&[table::CommandSpec]] = &[
     connection::COMMANDS,
     transaction::COMMANDS,
     acl::command::COMMANDS,
+    scripting::command::COMMANDS,
 ];
 
 /// Redis's `addReplyHelp`: a usage line, the subcommand lines, and HELP itself.

@@ -53,6 +53,8 @@ pub struct Shared {
     pub audit: crate::audit::AuditLog,
     /// The ACL users and the denial log.
     pub acl: Acl,
+    /// Lua scripts: the cache of bodies, the VMs, the running script.
+    pub scripts: super::scripting::Scripts,
     shutdown: watch::Sender<ShutdownRequest>,
 }
 
@@ -86,6 +88,7 @@ impl Shared {
             tls: RwLock::new(None),
             audit: crate::audit::AuditLog::default(),
             acl,
+            scripts: Default::default(),
             shutdown,
         })
     }

@@ -31,6 +31,8 @@ impl DenialReason {
 pub enum DenialContext {
     TopLevel,
     Multi,
+    /// A script's redis.call.
+    Lua,
 }
 
 impl DenialContext {
@@ -38,6 +40,7 @@ impl DenialContext {
         match self {
             DenialContext::TopLevel => "toplevel",
             DenialContext::Multi => "multi",
+            DenialContext::Lua => "lua",
         }
     }
 }

@@ -1,0 +1,254 @@
+//! EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT LOAD / EXISTS / FLUSH / KILL / HELP, with
+//! Redis's replies and error texts.
+
+use bytes::Bytes;
+
+use super::{lua, run, Invocation};
+use crate::commands::args::{self, is};
+use crate::commands::table::{acl, CommandSpec, ALL_SHARDS, NOSCRIPT, NO_KEYS, READONLY, STALE};
+use crate::commands::{help_reply, CommandError, CommandResult, Ctx, ErrorCode};
+use crate::protocol::Reply;
+
+const GROUP: &str = "scripting";
+
+/// A script command's row: it holds every shard (inside EXEC too) and is never run from
+/// a script.
+const fn script_command(
+    name: &'static str,
+    flags: u32,
+    summary: &'static str,
+    handler: crate::commands::table::Handler,
+) -> CommandSpec {
+    CommandSpec::new(
+        name,
+        -3,
+        NOSCRIPT | STALE | ALL_SHARDS | flags,
+        acl::SCRIPTING,
+        NO_KEYS,
+        GROUP,
+        if flags & READONLY != 0 {
+            "7.0.0"
+        } else {
+            "2.6.0"
+        },
+        summary,
+        handler,
+    )
+}
+
+pub const COMMANDS: &[CommandSpec] = &[
+    script_command("eval", 0, "Executes a server-side Lua script.", eval),
+    script_command(
+        "evalsha",
+        0,
+        "Executes a server-side Lua script by SHA1 digest.",
+        evalsha,
+    ),
+    script_command(
+        "eval_ro",
+        READONLY,
+        "Executes a read-only server-side Lua script.",
+        eval_ro,
+    ),
+    script_command(
+        "evalsha_ro",
+        READONLY,
+        "Executes a read-only server-side Lua script by SHA1 digest.",
+        evalsha_ro,
+    ),
+    CommandSpec::new(
+        "script",
+        -2,
+        0,
+        acl::SCRIPTING,
+        NO_KEYS,
+        GROUP,
+        "2.6.0",
+        "A container for Lua scripts management commands.",
+        script_help,
+    )
+    .with_subcommands(&[
+        CommandSpec::new(
+            "exists",
+            -3,
+            NOSCRIPT,
+            acl::SCRIPTING,
+            NO_KEYS,
+            GROUP,
+            "2.6.0",
+            "Determines whether server-side Lua scripts exist in the script cache.",
+            script_exists,
+        ),
+        CommandSpec::new(
+            "flush",
+            -2,
+            NOSCRIPT,
+            acl::SCRIPTING,
+            NO_KEYS,
+            GROUP,
+            "2.6.0",
+            "Removes all server-side Lua scripts from the script cache.",
+            script_flush,
+        ),
+        CommandSpec::new(
+            "help",
+            2,
+            NOSCRIPT,
+            acl::SCRIPTING,
+            NO_KEYS,
+            GROUP,
+            "5.0.0",
+            "Returns helpful text about the different subcommands.",
+            script_help,
+        ),
+        CommandSpec::new(
+            "kill",
+            2,
+            NOSCRIPT,
+            acl::SCRIPTING,
+            NO_KEYS,
+            GROUP,
+            "2.6.0",
+            "Terminates a server-side Lua script during execution.",
+            script_kill,
+        ),
+        CommandSpec::new(
+            "load",
+            3,
+            NOSCRIPT | STALE,
+            acl::SCRIPTING,
+            NO_KEYS,
+            GROUP,
+            "2.6.0",
+            "Loads a server-side Lua script to the script cache.",
+            script_load,
+        ),
+    ]),
+];
+
+/// The keys and arguments after `numkeys`, with Redis's checks.
+fn keys_and_argv(args: &[Bytes]) -> Result<(&[Bytes], &[Bytes]), CommandError> {
+    let numkeys = args::int(&args[2])?;
+    if numkeys < 0 {
+        return Err(CommandError::err("Number of keys can't be negative"));
+    }
+    let rest = &args[3..];
+    if numkeys as u64 > rest.len() as u64 {
+        return Err(CommandError::err(
+            "Number of keys can't be greater than number of args",
+        ));
+    }
+    Ok(rest.split_at(numkeys as usize))
+}
+
+fn eval_body(ctx: &mut Ctx<'_, '_>, args: &[Bytes], read_only: bool) -> CommandResult {
+    let (keys, argv) = keys_and_argv(args)?;
+    let body = args[1].clone();
+    let sha = ctx.shared.scripts.remember(&body);
+    run(
+        ctx,
+        Invocation {
+            sha,
+            body,
+            keys,
+            argv,
+            read_only,
+        },
+    )
+}
+
+fn eval_sha(ctx: &mut Ctx<'_, '_>, args: &[Bytes], read_only: bool) -> CommandResult {
+    let (keys, argv) = keys_and_argv(args)?;
+    let sha = args::text(&args[1]).to_ascii_lowercase();
+    let body = ctx.shared.scripts.body(&sha).ok_or_else(|| {
+        CommandError::new(ErrorCode::NoScript, "No matching script. Please use EVAL.")
+    })?;
+    run(
+        ctx,
+        Invocation {
+            sha,
+            body,
+            keys,
+            argv,
+            read_only,
+        },
+    )
+}
+
+fn eval(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
+    eval_body(ctx, args, false)
+}
+
+fn eval_ro(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
+    eval_body(ctx, args, true)
+}
+
+fn evalsha(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
+    eval_sha(ctx, args, false)
+}
+
+fn evalsha_ro(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
+    eval_sha(ctx, args, true)
+}
+
+/// SCRIPT LOAD: compiles the body (so a syntax error is reported now), keeps it, and
+/// answers its SHA1.
+fn script_load(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
+    let scripts = &ctx.shared.scripts;
+    let sha = super::sha1_hex(&args[2]);
+    let (generation, vm) = scripts.take_vm()?;
+    let compiled = lua::function_for(&vm, &sha, &args[2]);
+    scripts.give_back(generation, vm);
+    compiled.map_err(CommandError::err)?;
+    scripts.remember(&args[2]);
+    Ok(Reply::bulk(sha))
+}
+
+fn script_exists(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
+    Ok(Reply::Array(
+        args[2..]
+            .iter()
+            .map(|sha| {
+                let known = ctx.shared.scripts.body(&args::text(sha)).is_some();
+                Reply::Integer(i64::from(known))
+            })
+            .collect(),
+    ))
+}
+
+fn script_flush(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
+    match args.get(2) {
+        None => {}
+        Some(mode) if args.len() == 3 && (is(mode, "sync") || is(mode, "async")) => {}
+        Some(_) => {
+            return Err(CommandError::err(
+                "SCRIPT FLUSH only support SYNC|ASYNC option",
+            ))
+        }
+    }
+    ctx.shared.scripts.flush();
+    Ok(Reply::ok())
+}
+
+fn script_kill(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
+    ctx.shared.scripts.kill()?;
+    Ok(Reply::ok())
+}
+
+fn script_help(_ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
+    let lines = [
+        "EXISTS <sha1> [<sha1> ...]",
+        "    Return information about the existence of the scripts in the script cache.",
+        "FLUSH [ASYNC|SYNC]",
+        "    Flush the Lua scripts cache. Very dangerous on replicas.",
+        "    When called without the optional mode argument, the behavior is determined by the",
+        "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+        "    * ASYNC: Asynchronously flush the scripts cache.",
+        "    * SYNC: Synchronously flush the scripts cache.",
+        "KILL",
+        "    Kill the currently executing Lua script.",
+        "LOAD <script>",
+        "    Load a script into the scripts cache without executing it.",
+    ];
+    Ok(help_reply("SCRIPT", &lines))
+}

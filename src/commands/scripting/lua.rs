@@ -1,0 +1,374 @@
+//! One Lua 5.1 VM as Redis sets it up: only the base, table, string and math libraries
+//! (no io, os, loadfile, dofile), `bit` and `cjson` written here, the `redis` table
+//! (`call`, `pcall`, `error_reply`, `status_reply`, `sha1hex`, `log`, `setresp`,
+//! `set_repl`, `replicate_commands` and the LOG_* / REPL_* constants), and globals that can
+//! neither be created nor read when missing. It also owns Redis's conversion rules between
+//! Lua values and replies, both ways. A VM keeps the functions it has compiled, by SHA1.
+
+use bytes::Bytes;
+use mlua::{Function, Lua, LuaOptions, MultiValue, StdLib, Table, Value};
+
+use crate::protocol::Reply;
+
+/// Runs a script function under `pcall`, so a Lua error comes back as a value (a string,
+/// a table the script raised, or the error `redis.call` raised) rather than a Rust error.
+const PRELUDE: &str = r#"
+local pcall = pcall
+__hypercache_run = function(f)
+    return pcall(f)
+end
+"#;
+
+/// Locks the globals table as Redis does.
+const GLOBALS_GUARD: &str = r#"
+local error, tostring = error, tostring
+setmetatable(_G, {
+    __newindex = function()
+        error("Attempt to modify a readonly table", 2)
+    end,
+    __index = function(_, name)
+        error("Script attempted to access nonexistent global variable '" .. tostring(name) .. "'", 2)
+    end,
+    __metatable = false,
+})
+"#;
+
+/// The chunk name Redis gives scripts: errors read `user_script:3: ...`.
+pub const CHUNK_NAME: &str = "@user_script";
+
+/// A new sandboxed VM with the `redis` table; `redis.call` and `redis.pcall` are bound
+/// per run.
+pub fn new_vm() -> mlua::Result<Lua> {
+    let lua = Lua::new_with(
+        StdLib::TABLE | StdLib::STRING | StdLib::MATH,
+        LuaOptions::default(),
+    )?;
+    let globals = lua.globals();
+    for unsafe_global in [
+        "dofile",
+        "loadfile",
+        "print",
+        "collectgarbage",
+        "module",
+        "require",
+    ] {
+        globals.raw_set(unsafe_global, Value::Nil)?;
+    }
+    let redis = lua.create_table()?;
+    redis.set(
+        "error_reply",
+        lua.create_function(|lua, text: mlua::String| {
+            let table = lua.create_table()?;
+            table.set("err", text)?;
+            Ok(table)
+        })?,
+    )?;
+    redis.set(
+        "status_reply",
+        lua.create_function(|lua, text: mlua::String| {
+            let table = lua.create_table()?;
+            table.set("ok", text)?;
+            Ok(table)
+        })?,
+    )?;
+    redis.set(
+        "sha1hex",
+        lua.create_function(|_, text: mlua::String| Ok(super::sha1_hex(&text.as_bytes())))?,
+    )?;
+    redis.set(
+        "log",
+        lua.create_function(|_, (level, message): (i64, mlua::String)| {
+            let message = String::from_utf8_lossy(&message.as_bytes()).into_owned();
+            match level {
+                0 => tracing::debug!(target: "script", "{message}"),
+                1 | 2 => tracing::info!(target: "script", "{message}"),
+                _ => tracing::warn!(target: "script", "{message}"),
+            }
+            Ok(())
+        })?,
+    )?;
+    // Replication applies a script's effects, so these change nothing here.
+    redis.set("set_repl", lua.create_function(|_, _: MultiValue| Ok(()))?)?;
+    redis.set("replicate_commands", lua.create_function(|_, ()| Ok(true))?)?;
+    redis.set(
+        "setresp",
+        lua.create_function(|_, version: i64| match version {
+            2 | 3 => Ok(()),
+            _ => Err(mlua::Error::RuntimeError(
+                "RESP version must be 2 or 3.".into(),
+            )),
+        })?,
+    )?;
+    for (name, value) in [
+        ("LOG_DEBUG", 0),
+        ("LOG_VERBOSE", 1),
+        ("LOG_NOTICE", 2),
+        ("LOG_WARNING", 3),
+        ("REPL_NONE", 0),
+        ("REPL_SLAVE", 1),
+        ("REPL_REPLICA", 1),
+        ("REPL_AOF", 2),
+        ("REPL_ALL", 3),
+    ] {
+        redis.set(name, value)?;
+    }
+    globals.raw_set("redis", redis)?;
+    globals.raw_set("bit", bit_library(&lua)?)?;
+    globals.raw_set("cjson", cjson_library(&lua)?)?;
+    lua.load(PRELUDE).set_name("@prelude").exec()?;
+    lua.set_named_registry_value("hypercache_scripts", lua.create_table()?)?;
+    // From here on, globals can be neither created nor read when missing (Redis's rules),
+    // raised at the script's line (level 2), and the guard cannot be taken off.
+    lua.load(GLOBALS_GUARD).set_name("@guard").exec()?;
+    Ok(lua)
+}
+
+/// The compiled function for `sha`, compiling `body` into this VM the first time.
+pub fn function_for(lua: &Lua, sha: &str, body: &[u8]) -> Result<Function, String> {
+    let scripts: Table = lua
+        .named_registry_value("hypercache_scripts")
+        .map_err(|err| err.to_string())?;
+    if let Ok(Value::Function(function)) = scripts.raw_get(sha) {
+        return Ok(function);
+    }
+    let function = lua
+        .load(body)
+        .set_name(CHUNK_NAME)
+        .into_function()
+        .map_err(|err| compile_error_text(&err))?;
+    scripts
+        .raw_set(sha, function.clone())
+        .map_err(|err| err.to_string())?;
+    Ok(function)
+}
+
+fn compile_error_text(err: &mlua::Error) -> String {
+    let text = match err {
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    // mlua prefixes the chunk name as `[string "..."]` only for unnamed chunks; ours reads
+    // `user_script:1: ...` as Redis's does.
+    format!("Error compiling script (new function): {text}")
+}
+
+/// A reply as a script sees it (Redis's RESP2 rules): integer → number, bulk → string,
+/// nil → false, array → table, status → `{ok=...}`, error → `{err=...}`.
+pub fn reply_to_lua(lua: &Lua, reply: Reply) -> mlua::Result<Value> {
+    Ok(match reply {
+        Reply::Simple(text) => {
+            let table = lua.create_table()?;
+            table.set("ok", lua.create_string(text.as_bytes())?)?;
+            Value::Table(table)
+        }
+        Reply::Error(text) => {
+            let table = lua.create_table()?;
+            table.set("err", lua.create_string(text.as_bytes())?)?;
+            Value::Table(table)
+        }
+        Reply::Integer(n) => Value::Integer(n),
+        Reply::Bulk(bytes) => Value::String(lua.create_string(&bytes[..])?),
+        Reply::Verbatim { text, .. } => Value::String(lua.create_string(&text[..])?),
+        Reply::Nil | Reply::NilArray => Value::Boolean(false),
+        Reply::Double(value) => {
+            Value::String(lua.create_string(crate::commands::args::float_text(value))?)
+        }
+        Reply::Boolean(value) => match value {
+            true => Value::Integer(1),
+            false => Value::Boolean(false),
+        },
+        Reply::Array(items) | Reply::Set(items) | Reply::Push(items) => {
+            let table = lua.create_table_with_capacity(items.len(), 0)?;
+            for (index, item) in items.into_iter().enumerate() {
+                table.raw_set(index + 1, reply_to_lua(lua, item)?)?;
+            }
+            Value::Table(table)
+        }
+        Reply::Map(pairs) => {
+            let table = lua.create_table_with_capacity(pairs.len() * 2, 0)?;
+            for (index, (key, value)) in pairs.into_iter().enumerate() {
+                table.raw_set(index * 2 + 1, reply_to_lua(lua, key)?)?;
+                table.raw_set(index * 2 + 2, reply_to_lua(lua, value)?)?;
+            }
+            Value::Table(table)
+        }
+    })
+}
+
+/// A script's return value as a reply (Redis's rules): number → integer (truncated),
+/// string → bulk, true → 1, false and nil → nil, `{ok=...}` → status, `{err=...}` →
+/// error, any other table → array up to its first nil.
+pub fn lua_to_reply(value: &Value) -> Reply {
+    match value {
+        Value::Nil | Value::Boolean(false) => Reply::Nil,
+        Value::Boolean(true) => Reply::Integer(1),
+        Value::Integer(n) => Reply::Integer(*n),
+        Value::Number(n) => Reply::Integer(*n as i64),
+        Value::String(text) => Reply::Bulk(Bytes::copy_from_slice(&text.as_bytes())),
+        Value::Table(table) => {
+            if let Ok(Value::String(text)) = table.raw_get::<Value>("err") {
+                // Sent as written, code or no code (Redis does the same).
+                return Reply::Error(String::from_utf8_lossy(&text.as_bytes()).into_owned());
+            }
+            if let Ok(Value::String(text)) = table.raw_get::<Value>("ok") {
+                return Reply::Simple(String::from_utf8_lossy(&text.as_bytes()).into_owned());
+            }
+            let mut items = Vec::new();
+            for index in 1.. {
+                match table.raw_get::<Value>(index) {
+                    Ok(Value::Nil) | Err(_) => break,
+                    Ok(item) => items.push(lua_to_reply(&item)),
+                }
+            }
+            Reply::Array(items)
+        }
+        _ => Reply::Nil,
+    }
+}
+
+/// Lua BitOp's `bit` library, as Redis ships it: 32-bit signed results.
+fn bit_library(lua: &Lua) -> mlua::Result<Table> {
+    let bit = lua.create_table()?;
+    let to32 = |value: f64| -> i32 { (value as i64) as i32 };
+    bit.set("tobit", lua.create_function(move |_, x: f64| Ok(to32(x)))?)?;
+    bit.set("bnot", lua.create_function(move |_, x: f64| Ok(!to32(x)))?)?;
+    let fold = |op: fn(i32, i32) -> i32| {
+        move |_: &Lua, values: mlua::Variadic<f64>| {
+            Ok(values.iter().map(|x| to32(*x)).reduce(op).unwrap_or(0))
+        }
+    };
+    bit.set("band", lua.create_function(fold(|a, b| a & b))?)?;
+    bit.set("bor", lua.create_function(fold(|a, b| a | b))?)?;
+    bit.set("bxor", lua.create_function(fold(|a, b| a ^ b))?)?;
+    bit.set(
+        "lshift",
+        lua.create_function(move |_, (x, n): (f64, f64)| {
+            Ok(((to32(x) as u32) << (to32(n) & 31)) as i32)
+        })?,
+    )?;
+    bit.set(
+        "rshift",
+        lua.create_function(move |_, (x, n): (f64, f64)| {
+            Ok(((to32(x) as u32) >> (to32(n) & 31)) as i32)
+        })?,
+    )?;
+    bit.set(
+        "arshift",
+        lua.create_function(move |_, (x, n): (f64, f64)| Ok(to32(x) >> (to32(n) & 31)))?,
+    )?;
+    bit.set(
+        "tohex",
+        lua.create_function(move |_, (x, n): (f64, Option<f64>)| {
+            let digits = n.map_or(8, |n| to32(n).unsigned_abs().min(8) as usize);
+            let text = format!("{:08x}", to32(x) as u32);
+            Ok(text[8 - digits..].to_string())
+        })?,
+    )?;
+    Ok(bit)
+}
+
+/// `cjson.encode` / `cjson.decode`, through serde_json: tables with keys 1..n are arrays,
+/// other tables objects.
+fn cjson_library(lua: &Lua) -> mlua::Result<Table> {
+    let cjson = lua.create_table()?;
+    cjson.set(
+        "encode",
+        lua.create_function(|_, value: Value| {
+            Ok(json_of(&value, 0)
+                .map_err(mlua::Error::RuntimeError)?
+                .to_string())
+        })?,
+    )?;
+    cjson.set(
+        "decode",
+        lua.create_function(|lua, text: mlua::String| {
+            let json: serde_json::Value =
+                serde_json::from_slice(&text.as_bytes()).map_err(|err| {
+                    mlua::Error::RuntimeError(format!(
+                        "Expected value but found invalid JSON: {err}"
+                    ))
+                })?;
+            lua_of(lua, &json)
+        })?,
+    )?;
+    Ok(cjson)
+}
+
+fn json_of(value: &Value, depth: usize) -> Result<serde_json::Value, String> {
+    if depth > 1000 {
+        return Err("Cannot serialise, excessive nesting (1001)".into());
+    }
+    Ok(match value {
+        Value::Nil => serde_json::Value::Null,
+        Value::Boolean(b) => serde_json::Value::Bool(*b),
+        Value::Integer(n) => serde_json::Value::from(*n),
+        Value::Number(n) => serde_json::Number::from_f64(*n)
+            .map(serde_json::Value::Number)
+            .ok_or("Cannot serialise number: must not be NaN or Inf")?,
+        Value::String(text) => {
+            serde_json::Value::String(String::from_utf8_lossy(&text.as_bytes()).into_owned())
+        }
+        Value::Table(table) => {
+            let length = table.raw_len();
+            let pairs: Vec<(Value, Value)> = table
+                .clone()
+                .pairs::<Value, Value>()
+                .collect::<mlua::Result<_>>()
+                .map_err(|err| err.to_string())?;
+            if length > 0 && pairs.len() == length {
+                let mut items = Vec::with_capacity(length);
+                for index in 1..=length {
+                    let item: Value = table.raw_get(index).map_err(|err| err.to_string())?;
+                    items.push(json_of(&item, depth + 1)?);
+                }
+                serde_json::Value::Array(items)
+            } else {
+                let mut object = serde_json::Map::new();
+                for (key, item) in pairs {
+                    let key = match key {
+                        Value::String(text) => {
+                            String::from_utf8_lossy(&text.as_bytes()).into_owned()
+                        }
+                        Value::Integer(n) => n.to_string(),
+                        Value::Number(n) => n.to_string(),
+                        _ => {
+                            return Err(
+                                "Cannot serialise table: table key must be a number or string"
+                                    .into(),
+                            )
+                        }
+                    };
+                    object.insert(key, json_of(&item, depth + 1)?);
+                }
+                serde_json::Value::Object(object)
+            }
+        }
+        _ => return Err("Cannot serialise: type not supported".into()),
+    })
+}
+
+fn lua_of(lua: &Lua, json: &serde_json::Value) -> mlua::Result<Value> {
+    Ok(match json {
+        serde_json::Value::Null => Value::Nil,
+        serde_json::Value::Bool(b) => Value::Boolean(*b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(n) => Value::Integer(n),
+            None => Value::Number(n.as_f64().unwrap_or(0.0)),
+        },
+        serde_json::Value::String(text) => Value::String(lua.create_string(text)?),
+        serde_json::Value::Array(items) => {
+            let table = lua.create_table_with_capacity(items.len(), 0)?;
+            for (index, item) in items.iter().enumerate() {
+                table.raw_set(index + 1, lua_of(lua, item)?)?;
+            }
+            Value::Table(table)
+        }
+        serde_json::Value::Object(object) => {
+            let table = lua.create_table_with_capacity(0, object.len())?;
+            for (key, item) in object {
+                table.raw_set(key.as_str(), lua_of(lua, item)?)?;
+            }
+            Value::Table(table)
+        }
+    })
+}

@@ -1,0 +1,329 @@
+//! Lua scripting (issue 18) against the binary: Redis's conversion rules and error texts
+//! in raw RESP (checked against Debian's redis-server 7.0.15), the sandbox, EVALSHA and
+//! the script cache, read-only scripts, atomicity against other clients, SCRIPT KILL of a
+//! busy script while others get -BUSY, and redis-py's Lock and register_script.
+
+mod common;
+
+use std::io::Write;
+use std::process::Command;
+
+use common::{resp, BinaryServer, RawClient};
+
+fn bulk(text: &str) -> Vec<u8> {
+    format!("${}\r\n{text}\r\n", text.len()).into_bytes()
+}
+
+/// SCRIPT LOAD's answer for `body`: its SHA1.
+fn sha_of(client: &mut RawClient, body: &str) -> String {
+    client.send(&resp(&[b"SCRIPT", b"LOAD", body.as_bytes()]));
+    let reply = client.read_exact_reply(b"$40\r\n\r\n".len() + 40);
+    String::from_utf8_lossy(&reply[5..45]).into_owned()
+}
+
+fn eval(client: &mut RawClient, body: &str, rest: &[&[u8]], reply: &[u8]) {
+    let mut args: Vec<&[u8]> = vec![b"EVAL", body.as_bytes()];
+    args.extend_from_slice(rest);
+    client.roundtrip(&resp(&args), reply);
+}
+
+#[test]
+fn replies_and_errors_follow_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path(), &[]);
+    let mut c = RawClient::connect(server.port);
+    c.roundtrip(&resp(&[b"SET", b"s", b"abc"]), b"+OK\r\n");
+
+    // Lua to RESP.
+    eval(
+        &mut c,
+        "return {1,2,{3,'x'},nil,5}",
+        &[b"0"],
+        b"*3\r\n:1\r\n:2\r\n*2\r\n:3\r\n$1\r\nx\r\n",
+    );
+    eval(&mut c, "return {ok='fine'}", &[b"0"], b"+fine\r\n");
+    eval(
+        &mut c,
+        "return {err='bad thing'}",
+        &[b"0"],
+        b"-bad thing\r\n",
+    );
+    eval(&mut c, "return 3.99", &[b"0"], b":3\r\n");
+    eval(&mut c, "return true", &[b"0"], b":1\r\n");
+    eval(&mut c, "return false", &[b"0"], b"$-1\r\n");
+    eval(
+        &mut c,
+        "return redis.error_reply('my err')",
+        &[b"0"],
+        b"-my err\r\n",
+    );
+    eval(
+        &mut c,
+        "return redis.status_reply('fine')",
+        &[b"0"],
+        b"+fine\r\n",
+    );
+    eval(
+        &mut c,
+        "return redis.sha1hex('')",
+        &[b"0"],
+        &bulk("da39a3ee5e6b4b0d3255bfef95601890afd80709"),
+    );
+    eval(
+        &mut c,
+        "return KEYS[1]..ARGV[1]",
+        &[b"1", b"k", b"a"],
+        &bulk("ka"),
+    );
+    // RESP to Lua: nil is false, a status is {ok=...}.
+    eval(
+        &mut c,
+        "return {redis.call('get','nokey') == false, redis.call('set','t','1').ok}",
+        &[b"0"],
+        b"*2\r\n:1\r\n$2\r\nOK\r\n",
+    );
+    eval(
+        &mut c,
+        "return redis.call('get', KEYS[1])",
+        &[b"1", b"s"],
+        &bulk("abc"),
+    );
+    eval(
+        &mut c,
+        "return cjson.encode({1,2})",
+        &[b"0"],
+        &bulk("[1,2]"),
+    );
+    eval(
+        &mut c,
+        "return cjson.decode('{\"a\":[1,2]}').a[2]",
+        &[b"0"],
+        b":2\r\n",
+    );
+    eval(&mut c, "return bit.band(7,3)", &[b"0"], b":3\r\n");
+
+    // Errors, each with the script and line, as Redis 7 writes them.
+    let body = "return redis.call('incr','s')";
+    let sha = sha_of(&mut c, body);
+    eval(
+        &mut c,
+        body,
+        &[b"0"],
+        format!(
+            "-ERR value is not an integer or out of range script: {sha}, on @user_script:1.\r\n"
+        )
+        .as_bytes(),
+    );
+    eval(
+        &mut c,
+        "return redis.pcall('incr','s')",
+        &[b"0"],
+        b"-ERR value is not an integer or out of range\r\n",
+    );
+    for (body, text) in [
+        (
+            "x = 1",
+            "ERR user_script:1: Attempt to modify a readonly table",
+        ),
+        (
+            "return y",
+            "ERR user_script:1: Script attempted to access nonexistent global variable 'y'",
+        ),
+        (
+            "return dofile",
+            "ERR user_script:1: Script attempted to access nonexistent global variable 'dofile'",
+        ),
+        ("error('boom')", "ERR user_script:1: boom"),
+        (
+            "return redis.call('nosuch')",
+            "ERR Unknown Redis command called from script",
+        ),
+        (
+            "return redis.call('get')",
+            "ERR Wrong number of args calling Redis command from script",
+        ),
+        (
+            "return redis.call('shutdown')",
+            "ERR This Redis command is not allowed from script",
+        ),
+    ] {
+        let sha = sha_of(&mut c, body);
+        eval(
+            &mut c,
+            body,
+            &[b"0"],
+            format!("-{text} script: {sha}, on @user_script:1.\r\n").as_bytes(),
+        );
+    }
+    let write = "return redis.call('set','a','b')";
+    let sha = sha_of(&mut c, write);
+    c.roundtrip(
+        &resp(&[b"EVAL_RO", write.as_bytes(), b"0"]),
+        format!("-ERR Write commands are not allowed from read-only scripts. script: {sha}, on @user_script:1.\r\n").as_bytes(),
+    );
+    eval(
+        &mut c,
+        "this is not lua",
+        &[b"0"],
+        b"-ERR Error compiling script (new function): user_script:1: '=' expected near 'is'\r\n",
+    );
+    eval(
+        &mut c,
+        "return 1",
+        &[b"-1"],
+        b"-ERR Number of keys can't be negative\r\n",
+    );
+    eval(
+        &mut c,
+        "return 1",
+        &[b"2", b"a"],
+        b"-ERR Number of keys can't be greater than number of args\r\n",
+    );
+
+    // The script cache.
+    let sha = sha_of(&mut c, "return 1");
+    assert_eq!(sha, "e0e1f9fabfc9d4800c877a703b823ac0578ff8db");
+    c.roundtrip(
+        &resp(&[b"SCRIPT", b"EXISTS", sha.as_bytes(), b"nope"]),
+        b"*2\r\n:1\r\n:0\r\n",
+    );
+    c.roundtrip(&resp(&[b"EVALSHA", sha.as_bytes(), b"0"]), b":1\r\n");
+    c.roundtrip(&resp(&[b"SCRIPT", b"FLUSH"]), b"+OK\r\n");
+    c.roundtrip(
+        &resp(&[b"EVALSHA", sha.as_bytes(), b"0"]),
+        b"-NOSCRIPT No matching script. Please use EVAL.\r\n",
+    );
+    c.roundtrip(
+        &resp(&[b"SCRIPT", b"KILL"]),
+        b"-NOTBUSY No scripts in execution right now.\r\n",
+    );
+    // Inside MULTI the script runs in the transaction.
+    c.roundtrip(&resp(&[b"MULTI"]), b"+OK\r\n");
+    c.roundtrip(
+        &resp(&[b"EVAL", b"return redis.call('incr', KEYS[1])", b"1", b"n"]),
+        b"+QUEUED\r\n",
+    );
+    c.roundtrip(&resp(&[b"INCR", b"n"]), b"+QUEUED\r\n");
+    c.roundtrip(&resp(&[b"EXEC"]), b"*2\r\n:1\r\n:2\r\n");
+}
+
+#[test]
+fn scripts_are_atomic_and_a_busy_one_is_killed_while_others_get_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path(), &[]);
+    let mut admin = RawClient::connect(server.port);
+    admin.roundtrip(
+        &resp(&[b"CONFIG", b"SET", b"busy-reply-threshold", b"100"]),
+        b"+OK\r\n",
+    );
+    // 4 clients x 200 scripts that read, then write, a counter: no update is lost.
+    let body = "local v = tonumber(redis.call('get', KEYS[1]) or '0') redis.call('set', KEYS[1], v + 1) return v + 1";
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let port = server.port;
+            std::thread::spawn(move || {
+                let mut client = RawClient::connect(port);
+                for _ in 0..200 {
+                    client.send(&resp(&[b"EVAL", body.as_bytes(), b"1", b"counter"]));
+                    let reply = client.read_until(b"\r\n");
+                    assert!(reply.starts_with(b":"), "{reply:?}");
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    admin.roundtrip(&resp(&[b"GET", b"counter"]), &bulk("800"));
+
+    // A script that never ends: others get -BUSY after the threshold, PING is answered,
+    // SCRIPT KILL stops it.
+    let mut looping = RawClient::connect(server.port);
+    looping
+        .stream
+        .write_all(&resp(&[b"EVAL", b"while true do end", b"0"]))
+        .unwrap();
+    let mut con = server.client();
+    let mut running = false;
+    for _ in 0..500 {
+        let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut con).unwrap();
+        if list.contains("cmd=eval") {
+            running = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(running, "the script never started");
+    let busy = redis::cmd("GET")
+        .arg("counter")
+        .query::<Option<String>>(&mut con);
+    assert_eq!(busy.unwrap_err().code(), Some("BUSY"));
+    let pong: String = redis::cmd("PING").query(&mut con).unwrap();
+    assert_eq!(pong, "PONG");
+    admin.roundtrip(&resp(&[b"SCRIPT", b"KILL"]), b"+OK\r\n");
+    let reply = looping.read_until(b"\r\n");
+    let text = String::from_utf8_lossy(&reply);
+    assert!(
+        text.starts_with("-ERR Script killed by user with SCRIPT KILL..."),
+        "{text}"
+    );
+    admin.roundtrip(&resp(&[b"GET", b"counter"]), &bulk("800"));
+
+    // A script that already wrote cannot be killed.
+    looping
+        .stream
+        .write_all(&resp(&[
+            b"EVAL",
+            b"redis.call('set','w','1') local i = 0 while i < 300000000 do i = i + 1 end return i",
+            b"0",
+        ]))
+        .unwrap();
+    let mut unkillable = false;
+    for _ in 0..500 {
+        admin.send(&resp(&[b"SCRIPT", b"KILL"]));
+        let reply = admin.read_until(b"\r\n");
+        if reply.starts_with(b"-UNKILLABLE") {
+            unkillable = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        unkillable,
+        "SCRIPT KILL of a script that wrote was not refused"
+    );
+}
+
+#[test]
+fn redis_py_lock_and_register_script_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path(), &[]);
+    let script = format!(
+        r#"
+import redis
+r = redis.Redis(port={port}, decode_responses=True)
+lock = r.lock("resource", timeout=10)
+print(lock.acquire(blocking=False), r.lock("resource").acquire(blocking=False))
+print(lock.extend(5), lock.release() is None, r.get("resource"))
+add = r.register_script("return redis.call('incrby', KEYS[1], ARGV[1])")
+print(add(keys=["n"], args=[5]), add(keys=["n"], args=[2]))
+r.script_flush()
+pipe = r.pipeline()
+add(keys=["n"], args=[1], client=pipe)
+pipe.get("n")
+print(pipe.execute())
+"#,
+        port = server.port
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "True False\nTrue True None\n5 7\n[8, '8']\n",
+        "redis-py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
