@@ -26,6 +26,8 @@ const OUTPUT_BACKPRESSURE_BYTES: usize = 64 * 1024;
 /// A buffer left larger than this by a big request or reply goes back to `READ_CHUNK` once
 /// empty, so one large value does not keep its memory for the connection's lifetime.
 const SHRINK_BUFFER_ABOVE: usize = 256 * 1024;
+/// How long a killed client's last replies may take to send.
+const KILLED_FLUSH_LIMIT: Duration = Duration::from_secs(1);
 /// While a reply waits for the WAL's fsync (`sync: always`), how often the wait checks whether
 /// the WAL's writes are failing (then the client is closed rather than kept waiting).
 const DURABILITY_FAILURE_CHECK: Duration = Duration::from_millis(100);
@@ -440,6 +442,14 @@ impl<S: ClientStream> Connection<S> {
         self.note_buffers();
         // A client that never reads must not hold its task past CLIENT KILL or eviction.
         let result = match &self.client {
+            // Already killed (CLIENT KILL ... SKIPME no, eviction): what is pending still
+            // goes out, as Redis replies before it closes, but only briefly.
+            Some(client) if client.handle.is_killed() => {
+                tokio::time::timeout(KILLED_FLUSH_LIMIT, self.stream.write_all(&self.write_buf))
+                    .await
+                    .map_err(|_| Close::Now)
+                    .and_then(|written| written.map_err(|_| Close::Now))
+            }
             Some(client) => {
                 let handle = Arc::clone(&client.handle);
                 tokio::select! {
