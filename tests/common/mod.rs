@@ -239,8 +239,12 @@ pub fn binary_path() -> std::path::PathBuf {
 /// profile of the running test and returns its path. Callers keep the path in a `OnceLock`
 /// so each test binary builds it once.
 pub fn build_workspace_binary(package: &str) -> std::path::PathBuf {
+    // The same package set and targets as the test command (`cargo test --workspace
+    // --all-targets`), so cargo resolves the same features and reuses that build: a plain
+    // `cargo build -p` leaves out dev-dependencies, unifies features differently and so
+    // compiles RocksDB a second time (~13 minutes on a cold CI target).
     let mut build = Command::new(env!("CARGO"));
-    build.args(["build", "-q", "-p", package]);
+    build.args(["build", "-q", "--workspace", "--all-targets"]);
     if !cfg!(debug_assertions) {
         build.arg("--release");
     }
