@@ -413,6 +413,8 @@ pub fn compact(
 #[derive(Debug, Default, Serialize)]
 pub struct ExportReport {
     pub keys: u64,
+    /// FUNCTION libraries, exported as FUNCTION LOAD REPLACE before the keys.
+    pub libraries: u64,
     pub bytes: u64,
 }
 
@@ -459,6 +461,16 @@ fn export_from(
         None => (0..engine.databases()).collect(),
     };
     let mut buf = Vec::new();
+    // FUNCTION libraries first, as commands any Redis 7 accepts (REPLACE: an import over a
+    // server that has them already succeeds).
+    let libraries = crate::commands::scripting::functions::saved_library_codes(engine)?;
+    for code in &libraries {
+        write_command(&mut buf, &[b"FUNCTION", b"LOAD", b"REPLACE", code]);
+    }
+    report.libraries = libraries.len() as u64;
+    report.bytes += buf.len() as u64;
+    out.write_all(&buf).map_err(write_err)?;
+    buf.clear();
     for db in dbs {
         let mut selected = false;
         let mut cursor = 0;

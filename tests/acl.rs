@@ -476,15 +476,5 @@ except redis.exceptions.AuthenticationError as error:
 "#,
         port = server.port
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "py\nv\nnoperm this user has no permissions to access one of the keys used as arguments\nnoperm this user has no permissions to run the 'flushall' command\n['on']\nauth invalid username-password pair or user is disabled.\n",
-        "redis-py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_python_prints(&script, "py\nv\nnoperm this user has no permissions to access one of the keys used as arguments\nnoperm this user has no permissions to run the 'flushall' command\n['on']\nauth invalid username-password pair or user is disabled.\n");
 }

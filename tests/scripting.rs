@@ -6,7 +6,6 @@
 mod common;
 
 use std::io::Write;
-use std::process::Command;
 
 use common::{resp, BinaryServer, RawClient};
 
@@ -315,15 +314,5 @@ print(pipe.execute())
 "#,
         port = server.port
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "True False\nTrue True None\n5 7\n[8, '8']\n",
-        "redis-py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_python_prints(&script, "True False\nTrue True None\n5 7\n[8, '8']\n");
 }

@@ -165,17 +165,7 @@ fn tls_port_beside_the_plain_one_with_client_certificates_and_live_reload() {
         cert = pki.client_cert.display(),
         key = pki.client_key.display(),
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "tls 2\ntls 3\n",
-        "redis-py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_python_prints(&script, "tls 2\ntls 3\n");
 
     // tls-auth-clients yes (the default): no certificate, or one another CA signed, is
     // refused in the handshake.

@@ -206,6 +206,12 @@ fn export_loads_into_redis_and_import_serves_the_same_data() {
     let _: () = redis::cmd("SELECT").arg(3).query(&mut con).unwrap();
     let _: () = con.set("in-db3", "three").unwrap();
     let _: () = con.set("binary", b"\x00\r\n\xff".to_vec()).unwrap();
+    // A FUNCTION library travels with the export, ahead of the keys.
+    let _: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg(LIBRARY)
+        .query(&mut con)
+        .unwrap();
     drop(con);
     assert!(server.terminate().success());
 
@@ -241,6 +247,7 @@ fn export_loads_into_redis_and_import_serves_the_same_data() {
     );
     let ttl: i64 = r.ttl("ttl-key").unwrap();
     assert!(ttl > 4900 && ttl <= 5000, "{ttl}");
+    assert_eq!(greet(&mut r), "hello export");
     let _: () = redis::cmd("SELECT").arg(3).query(&mut r).unwrap();
     assert_eq!(r.get::<_, Vec<u8>>("binary").unwrap(), b"\x00\r\n\xff");
 
@@ -265,8 +272,21 @@ fn export_loads_into_redis_and_import_serves_the_same_data() {
     assert_eq!(con.get::<_, String>("k7").unwrap(), "v7-xxxxxxx");
     let ttl: i64 = con.ttl("ttl-key").unwrap();
     assert!(ttl > 4900 && ttl <= 5000, "{ttl}");
+    assert_eq!(greet(&mut con), "hello export");
     let _: () = redis::cmd("SELECT").arg(3).query(&mut con).unwrap();
     assert_eq!(con.get::<_, String>("in-db3").unwrap(), "three");
+}
+
+const LIBRARY: &str =
+    "#!lua name=greetings\nredis.register_function('greet', function(keys, args) return 'hello ' .. args[1] end)";
+
+fn greet(con: &mut redis::Connection) -> String {
+    redis::cmd("FCALL")
+        .arg("greet")
+        .arg(0)
+        .arg("export")
+        .query(con)
+        .unwrap()
 }
 
 #[test]

@@ -3,11 +3,16 @@
 # (bindgen for RocksDB's bindings), redis-tools/redis-server (the reference clients and
 # server the compatibility tests and benchmarks drive), memcached (the load generator's
 # tests and tools/bench/tiered.sh), jq (the benchmark scripts read JSON reports), and
-# redis-py from PyPI (another client the compatibility tests drive).
+# redis-py from PyPI and ioredis from npm (other clients the compatibility tests drive;
+# ioredis goes to ~/.cache/hypercache/npm, the tests find it there).
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
 packages=(libclang-dev clang redis-tools redis-server memcached jq)
+# Node.js may come from elsewhere (NodeSource); Debian's packages only when there is none.
+if ! command -v npm >/dev/null 2>&1; then
+    packages+=(nodejs npm)
+fi
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
@@ -35,4 +40,10 @@ fi
 if ! python3 -c "import redis" >/dev/null 2>&1; then
     echo "setup: installing redis-py" >&2
     python3 -m pip install --quiet --disable-pip-version-check redis
+fi
+
+npm_prefix="$HOME/.cache/hypercache/npm"
+if [[ ! -d "$npm_prefix/node_modules/ioredis" ]]; then
+    echo "setup: installing ioredis" >&2
+    npm install --silent --no-audit --no-fund --prefix "$npm_prefix" ioredis@5 >/dev/null
 fi

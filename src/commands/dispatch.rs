@@ -393,6 +393,16 @@ fn run_since(
     let reply = match result {
         Err(CommandError::WouldBlock) => return Err(CommandError::WouldBlock),
         Ok(reply) => reply,
+        // Behind a running script, Redis's text names the KILL that would stop it.
+        Err(
+            error @ CommandError::Reply {
+                code: ErrorCode::Busy,
+                ..
+            },
+        ) => match shared.scripts.busy_text() {
+            Some(text) => CommandError::new(ErrorCode::Busy, text).into_reply(),
+            None => error.into_reply(),
+        },
         Err(error) => error.into_reply(),
     };
     let elapsed = started.elapsed();

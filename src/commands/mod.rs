@@ -38,6 +38,7 @@ pub(crate) const FAMILIES: &[&[table::CommandSpec]] = &[
     transaction::COMMANDS,
     acl::command::COMMANDS,
     scripting::command::COMMANDS,
+    scripting::function_command::COMMANDS,
 ];
 
 /// Redis's `addReplyHelp`: a usage line, the subcommand lines, and HELP itself.

@@ -53,7 +53,7 @@ pub struct Shared {
     pub audit: crate::audit::AuditLog,
     /// The ACL users and the denial log.
     pub acl: Acl,
-    /// Lua scripts: the cache of bodies, the VMs, the running script.
+    /// Lua scripts: the cache of bodies, the FUNCTION libraries, the VMs, the running script.
     pub scripts: super::scripting::Scripts,
     shutdown: watch::Sender<ShutdownRequest>,
 }
@@ -71,6 +71,8 @@ impl Shared {
             .map(|_| char::from_digit(rand::random_range(0..16), 16).unwrap_or('0'))
             .collect();
         let slowlog = SlowLog::new(config.slowlog.max_len, config.slowlog.log_slower_than);
+        let scripts = super::scripting::Scripts::default();
+        scripts.functions.load_saved(&engine);
         Arc::new(Shared {
             engine,
             config: RwLock::new(config),
@@ -88,7 +90,7 @@ impl Shared {
             tls: RwLock::new(None),
             audit: crate::audit::AuditLog::default(),
             acl,
-            scripts: Default::default(),
+            scripts,
             shutdown,
         })
     }

@@ -433,7 +433,7 @@ impl Engine {
         let stats = wal::replay(&dir, checkpoint_lsn, |lsn, payload| {
             // The WAL wraps the engine's error with the file, offset and LSN
             // (`WalError::Apply`), keeping it as the source.
-            self.apply_record(payload)?;
+            self.apply_record(lsn, payload)?;
             if lsn.is_multiple_of(REPLAY_PROGRESS_EVERY)
                 || last_progress.elapsed() >= Duration::from_secs(5)
             {
@@ -452,7 +452,7 @@ impl Engine {
 
     /// Applies one WAL record through the engine's write path: each key is resolved against
     /// both tiers first, so key counts, the filter and cold copies stay exact (I1, I2, I4).
-    fn apply_record(&self, payload: &[u8]) -> EngineResult<()> {
+    fn apply_record(&self, lsn: Lsn, payload: &[u8]) -> EngineResult<()> {
         let mutations = mutation::decode(payload).map_err(LogError::Undecodable)?;
         let now = self.now_ms();
         let mut discard = MutationBatch::default();
@@ -509,6 +509,9 @@ impl Engine {
                     } else {
                         txn.flush_databases(from..to)?;
                     }
+                }
+                Mutation::Server { name, value } => {
+                    self.replay_server_record(lsn, name, value)?;
                 }
             }
         }

@@ -39,6 +39,7 @@ mod report;
 mod resolve;
 mod room;
 mod scan;
+mod server_records;
 mod shared_filter;
 mod single_key;
 mod tombstones;

@@ -12,7 +12,9 @@
 //! - `PUT`:   `key_len: u32, key, value_len: u32, value` (key encoded `[db][slot][key]`, value in
 //!   the cold tier's encoding, which carries the expiry);
 //! - `DEL`:   `key_len: u32, key`;
-//! - `FLUSH`: `from_db: u16, to_db: u16` (databases `from_db..to_db`).
+//! - `FLUSH`: `from_db: u16, to_db: u16` (databases `from_db..to_db`);
+//! - `SERVER`: `name_len: u32, name, value_len: u32, value` (a server record, such as the
+//!   FUNCTION libraries, replacing the record of that name whole; see `server_records`).
 
 use super::entry::{write_cold_value, ExpireAt};
 use super::types::Value;
@@ -20,6 +22,7 @@ use super::types::Value;
 const PUT: u8 = 1;
 const DEL: u8 = 2;
 const FLUSH: u8 = 3;
+const SERVER: u8 = 4;
 
 /// One logged change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +39,11 @@ pub enum Mutation<'a> {
     Flush {
         from: u16,
         to: u16,
+    },
+    /// The server record `name` now holds `value` (it is not a key: no database, no expiry).
+    Server {
+        name: &'a [u8],
+        value: &'a [u8],
     },
 }
 
@@ -81,6 +89,14 @@ impl MutationBatch {
         self.buf.extend_from_slice(&from.to_le_bytes());
         self.buf.extend_from_slice(&to.to_le_bytes());
     }
+
+    pub fn server_record(&mut self, name: &[u8], value: &[u8]) {
+        self.buf.push(SERVER);
+        for part in [name, value] {
+            push_len(&mut self.buf, part.len());
+            self.buf.extend_from_slice(part);
+        }
+    }
 }
 
 fn to_u32(len: usize) -> u32 {
@@ -112,6 +128,11 @@ pub fn decode(payload: &[u8]) -> Result<Vec<Mutation<'_>>, DecodeError> {
                 let from = u16::from_le_bytes(reader.take(2)?.try_into().expect("2 bytes"));
                 let to = u16::from_le_bytes(reader.take(2)?.try_into().expect("2 bytes"));
                 Mutation::Flush { from, to }
+            }
+            SERVER => {
+                let name = reader.take_counted()?;
+                let value = reader.take_counted()?;
+                Mutation::Server { name, value }
             }
             other => return Err(DecodeError::UnknownTag(other)),
         });
@@ -176,8 +197,9 @@ mod tests {
         batch.put(b"\0\0\0\x01key", &value, 1234);
         batch.del(b"\0\0\0\x02other");
         batch.flush(0, 16);
+        batch.server_record(b"functions", b"\x01libraries");
         let decoded = decode(batch.as_bytes()).unwrap();
-        assert_eq!(decoded.len(), 3);
+        assert_eq!(decoded.len(), 4);
         let Mutation::Put { key, value: raw } = decoded[0] else {
             panic!("first is a put: {decoded:?}");
         };
@@ -197,6 +219,13 @@ mod tests {
             }
         );
         assert_eq!(decoded[2], Mutation::Flush { from: 0, to: 16 });
+        assert_eq!(
+            decoded[3],
+            Mutation::Server {
+                name: b"functions",
+                value: b"\x01libraries"
+            }
+        );
     }
 
     #[test]

@@ -152,6 +152,20 @@ impl RawClient {
         out
     }
 
+    /// One single-line reply (`:8\r\n`, `+OK\r\n`, `-ERR ...\r\n`), or None once the
+    /// connection is closed or broken (a killed server).
+    pub fn try_read_line(&mut self) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 256];
+        while !out.ends_with(b"\r\n") {
+            match self.stream.read(&mut buf) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+        Some(out)
+    }
+
     /// Sends `request` and expects exactly `reply`.
     pub fn roundtrip(&mut self, request: &[u8], reply: &[u8]) {
         self.send(request);
@@ -454,4 +468,20 @@ impl Drop for BinaryServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs a redis-py (or other python3) script given inline and asserts what it prints, showing
+/// its stderr when the output differs: the scripts exercise a client nobody here wrote.
+pub fn assert_python_prints(script: &str, expected_stdout: &str) {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("run python3 (tools/setup.sh installs it)");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        expected_stdout,
+        "python3 stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

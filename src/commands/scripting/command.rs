@@ -3,7 +3,8 @@
 
 use bytes::Bytes;
 
-use super::{lua, run, Invocation};
+use super::shebang::{self, EvalMode};
+use super::{lua, run, Invocation, Target};
 use crate::commands::args::{self, is};
 use crate::commands::table::{acl, CommandSpec, ALL_SHARDS, NOSCRIPT, NO_KEYS, READONLY, STALE};
 use crate::commands::{help_reply, CommandError, CommandResult, Ctx, ErrorCode};
@@ -13,7 +14,7 @@ const GROUP: &str = "scripting";
 
 /// A script command's row: it holds every shard (inside EXEC too) and is never run from
 /// a script.
-const fn script_command(
+pub(super) const fn script_command(
     name: &'static str,
     flags: u32,
     summary: &'static str,
@@ -127,7 +128,7 @@ pub const COMMANDS: &[CommandSpec] = &[
 ];
 
 /// The keys and arguments after `numkeys`, with Redis's checks.
-fn keys_and_argv(args: &[Bytes]) -> Result<(&[Bytes], &[Bytes]), CommandError> {
+pub(super) fn keys_and_argv(args: &[Bytes]) -> Result<(&[Bytes], &[Bytes]), CommandError> {
     let numkeys = args::int(&args[2])?;
     if numkeys < 0 {
         return Err(CommandError::err("Number of keys can't be negative"));
@@ -141,60 +142,73 @@ fn keys_and_argv(args: &[Bytes]) -> Result<(&[Bytes], &[Bytes]), CommandError> {
     Ok(rest.split_at(numkeys as usize))
 }
 
-fn eval_body(ctx: &mut Ctx<'_, '_>, args: &[Bytes], read_only: bool) -> CommandResult {
-    let (keys, argv) = keys_and_argv(args)?;
-    let body = args[1].clone();
-    let sha = ctx.shared.scripts.remember(&body);
-    run(
-        ctx,
-        Invocation {
-            sha,
-            body,
-            keys,
-            argv,
-            read_only,
-        },
-    )
+/// Where an EVAL-family command finds its script.
+#[derive(Clone, Copy)]
+enum Source {
+    /// EVAL, EVAL_RO: the body is the argument (and joins the cache).
+    Body,
+    /// EVALSHA, EVALSHA_RO: the argument names a cached body.
+    Sha,
 }
 
-fn eval_sha(ctx: &mut Ctx<'_, '_>, args: &[Bytes], read_only: bool) -> CommandResult {
+fn eval_generic(
+    ctx: &mut Ctx<'_, '_>,
+    args: &[Bytes],
+    source: Source,
+    ro_command: bool,
+) -> CommandResult {
     let (keys, argv) = keys_and_argv(args)?;
-    let sha = args::text(&args[1]).to_ascii_lowercase();
-    let body = ctx.shared.scripts.body(&sha).ok_or_else(|| {
-        CommandError::new(ErrorCode::NoScript, "No matching script. Please use EVAL.")
-    })?;
+    let (sha, body) = match source {
+        Source::Body => (super::sha1_hex(&args[1]), args[1].clone()),
+        Source::Sha => {
+            let sha = args::text(&args[1]).to_ascii_lowercase();
+            let body = ctx.shared.scripts.body(&sha).ok_or_else(|| {
+                CommandError::new(ErrorCode::NoScript, "No matching script. Please use EVAL.")
+            })?;
+            (sha, body)
+        }
+    };
+    let flags = match shebang::eval_mode(&body).map_err(CommandError::err)? {
+        EvalMode::Compatible => None,
+        EvalMode::Flagged(flags) => Some(flags),
+    };
+    let read_only = super::read_only(flags, ro_command)?;
+    if let Source::Body = source {
+        ctx.shared.scripts.remember(&body);
+    }
     run(
         ctx,
         Invocation {
-            sha,
-            body,
+            target: Target::Script { sha, body },
             keys,
             argv,
             read_only,
+            command: args,
         },
     )
 }
 
 fn eval(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
-    eval_body(ctx, args, false)
+    eval_generic(ctx, args, Source::Body, false)
 }
 
 fn eval_ro(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
-    eval_body(ctx, args, true)
+    eval_generic(ctx, args, Source::Body, true)
 }
 
 fn evalsha(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
-    eval_sha(ctx, args, false)
+    eval_generic(ctx, args, Source::Sha, false)
 }
 
 fn evalsha_ro(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
-    eval_sha(ctx, args, true)
+    eval_generic(ctx, args, Source::Sha, true)
 }
 
 /// SCRIPT LOAD: compiles the body (so a syntax error is reported now), keeps it, and
 /// answers its SHA1.
 fn script_load(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let scripts = &ctx.shared.scripts;
+    shebang::eval_mode(&args[2]).map_err(CommandError::err)?;
     let sha = super::sha1_hex(&args[2]);
     let (generation, vm) = scripts.take_vm()?;
     let compiled = lua::function_for(&vm, &sha, &args[2]);
@@ -231,7 +245,7 @@ fn script_flush(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
 }
 
 fn script_kill(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
-    ctx.shared.scripts.kill()?;
+    ctx.shared.scripts.kill(false)?;
     Ok(Reply::ok())
 }
 

@@ -10,12 +10,54 @@ use mlua::{Function, Lua, LuaOptions, MultiValue, StdLib, Table, Value};
 
 use crate::protocol::Reply;
 
-/// Runs a script function under `pcall`, so a Lua error comes back as a value (a string,
-/// a table the script raised, or the error `redis.call` raised) rather than a Rust error.
+/// `__hypercache_run(f, ...)` runs a script or function under `pcall`, so a Lua error
+/// comes back as a value (a string, a table the script raised, or the error `redis.call`
+/// raised) rather than a Rust error.
+///
+/// `__hypercache_load_library(chunk, register)` runs a FUNCTION library's code as Redis
+/// does: while it loads, its globals are only `redis` with `register_function`, `log` and
+/// the log levels; afterwards, the functions it registered see the VM's globals (`redis.call`
+/// and the libraries). Its environment reads through `loading_api` while loading, so the
+/// closures it creates need no second environment.
 const PRELUDE: &str = r#"
-local pcall = pcall
-__hypercache_run = function(f)
-    return pcall(f)
+local pcall, rawget, error, tostring, setmetatable, setfenv = pcall, rawget, error, tostring, setmetatable, setfenv
+local G = _G
+__hypercache_run = function(f, ...)
+    return pcall(f, ...)
+end
+local function missing(_, name)
+    error("Script attempted to access nonexistent global variable '" .. tostring(name) .. "'", 2)
+end
+local function readonly()
+    error("Attempt to modify a readonly table", 2)
+end
+local loading_api = nil
+__hypercache_load_library = function(chunk, register)
+    local redis = G.redis
+    loading_api = {
+        redis = setmetatable({
+            register_function = register,
+            log = redis.log,
+            LOG_DEBUG = redis.LOG_DEBUG,
+            LOG_VERBOSE = redis.LOG_VERBOSE,
+            LOG_NOTICE = redis.LOG_NOTICE,
+            LOG_WARNING = redis.LOG_WARNING,
+        }, { __index = missing, __newindex = readonly, __metatable = false }),
+    }
+    setfenv(chunk, setmetatable({}, {
+        __index = function(_, name)
+            local value = rawget(loading_api or G, name)
+            if value == nil then
+                error("Script attempted to access nonexistent global variable '" .. tostring(name) .. "'", 2)
+            end
+            return value
+        end,
+        __newindex = readonly,
+        __metatable = false,
+    }))
+    local ok, err = pcall(chunk)
+    loading_api = nil
+    return ok, err
 end
 "#;
 
@@ -132,7 +174,7 @@ pub fn function_for(lua: &Lua, sha: &str, body: &[u8]) -> Result<Function, Strin
         return Ok(function);
     }
     let function = lua
-        .load(body)
+        .load(&*super::shebang::as_lua(body))
         .set_name(CHUNK_NAME)
         .into_function()
         .map_err(|err| compile_error_text(&err))?;
@@ -143,13 +185,19 @@ pub fn function_for(lua: &Lua, sha: &str, body: &[u8]) -> Result<Function, Strin
 }
 
 fn compile_error_text(err: &mlua::Error) -> String {
-    let text = match err {
+    format!(
+        "Error compiling script (new function): {}",
+        syntax_text(err)
+    )
+}
+
+/// A compile error's message. mlua prefixes the chunk name as `[string "..."]` only for
+/// unnamed chunks; ours read `user_script:1: ...` as Redis's do.
+pub fn syntax_text(err: &mlua::Error) -> String {
+    match err {
         mlua::Error::SyntaxError { message, .. } => message.clone(),
         other => other.to_string(),
-    };
-    // mlua prefixes the chunk name as `[string "..."]` only for unnamed chunks; ours reads
-    // `user_script:1: ...` as Redis's does.
-    format!("Error compiling script (new function): {text}")
+    }
 }
 
 /// A reply as a script sees it (Redis's RESP2 rules): integer → number, bulk → string,

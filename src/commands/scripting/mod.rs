@@ -1,7 +1,8 @@
-//! Scripting (issue 18): EVAL, EVALSHA, their _RO forms and SCRIPT, with Lua 5.1 (the
-//! `mlua` crate, Lua vendored as Redis embeds it). This module owns the script cache
-//! (bodies by SHA1), a pool of sandboxed VMs (`lua`), running a script atomically, SCRIPT
-//! KILL, and Redis's error texts. A script runs on a blocking thread holding every shard,
+//! Scripting (issue 18): EVAL, EVALSHA, their _RO forms and SCRIPT, FUNCTION and FCALL,
+//! with Lua 5.1 (the `mlua` crate, Lua vendored as Redis embeds it). This module owns the
+//! script cache (bodies by SHA1), a pool of sandboxed VMs (`lua`), running a script or a
+//! function atomically, SCRIPT KILL / FUNCTION KILL, and Redis's error texts; the function
+//! libraries are `functions`, the `#!lua` line and script flags `shebang`. A script runs on a blocking thread holding every shard,
 //! as Redis runs it alone, so its writes are one WAL record (all or nothing after a crash)
 //! and no other command sees half of it; other requests wait at most
 //! `busy-reply-threshold`, then get `-BUSY`. A script's commands pass the checks a
@@ -9,12 +10,16 @@
 //! It must never run Lua on an async worker.
 
 pub(super) mod command;
+pub(super) mod function_command;
+pub mod functions;
 mod lua;
+pub mod shebang;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use mlua::{HookTriggers, Lua, MultiValue, Value, VmState};
@@ -28,11 +33,23 @@ use crate::protocol::Reply;
 /// Instructions between two looks at the kill flag (SCRIPT KILL, SHUTDOWN).
 const KILL_CHECK_INSTRUCTIONS: u32 = 10_000;
 
-/// The script running now, as SCRIPT KILL sees it.
+/// The script running now, as SCRIPT KILL, FUNCTION KILL and FUNCTION STATS see it.
 pub struct RunningScript {
     kill: AtomicBool,
     wrote: AtomicBool,
+    /// A function (FCALL), not an EVAL script: each is killed only by its own KILL.
+    function: bool,
+    /// The function's name, or the script's SHA1.
+    name: String,
+    command: Vec<Bytes>,
+    started: Instant,
 }
+
+/// Redis's -BUSY texts while a script runs: each names the KILL that stops it.
+const BUSY_EVAL: &str =
+    "Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+const BUSY_FUNCTION: &str =
+    "Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
 
 /// Every script body by SHA1, the idle VMs, and the running script.
 #[derive(Default)]
@@ -43,6 +60,7 @@ pub struct Scripts {
     /// Moves on SCRIPT FLUSH: a VM of an older generation is dropped, not reused.
     generation: AtomicU64,
     running: Mutex<Option<Arc<RunningScript>>>,
+    pub functions: functions::Functions,
 }
 
 /// The lowercase hex SHA1 Redis names scripts by.
@@ -76,8 +94,9 @@ impl Scripts {
         self.vms.lock().clear();
     }
 
-    /// SCRIPT KILL: Redis's replies when nothing runs or the script already wrote.
-    pub fn kill(&self) -> Result<(), CommandError> {
+    /// SCRIPT KILL (`function` false) or FUNCTION KILL (true): Redis's replies when nothing
+    /// runs, when the script already wrote, or when the other KILL is the one to use.
+    pub fn kill(&self, function: bool) -> Result<(), CommandError> {
         let running = self.running.lock();
         let Some(script) = running.as_ref() else {
             return Err(CommandError::new(
@@ -91,30 +110,45 @@ impl Scripts {
                 "Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.",
             ));
         }
+        if script.function != function {
+            return Err(CommandError::new(
+                ErrorCode::Busy,
+                if script.function {
+                    BUSY_FUNCTION
+                } else {
+                    BUSY_EVAL
+                },
+            ));
+        }
         script.kill.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// The -BUSY text for a command that waited out `busy-reply-threshold` behind a script
+    /// (None when no script runs: another command held the keys).
+    pub fn busy_text(&self) -> Option<&'static str> {
+        let running = self.running.lock();
+        let script = running.as_ref()?;
+        Some(if script.function {
+            BUSY_FUNCTION
+        } else {
+            BUSY_EVAL
+        })
+    }
+
+    /// FUNCTION STATS's `running_script`: the name, the command and the milliseconds so far.
+    pub fn running(&self) -> Option<(String, Vec<Bytes>, u64)> {
+        let running = self.running.lock();
+        let script = running.as_ref()?;
+        let millis = script.started.elapsed().as_millis() as u64;
+        Some((script.name.clone(), script.command.clone(), millis))
     }
 
     fn take_vm(&self) -> Result<(u64, Lua), CommandError> {
         if let Some(vm) = self.vms.lock().pop() {
             return Ok(vm);
         }
-        let lua = lua::new_vm().map_err(|err| CommandError::err(format!("Lua: {err}")))?;
-        lua.set_hook(
-            HookTriggers::new().every_nth_instruction(KILL_CHECK_INSTRUCTIONS),
-            |lua, _| {
-                let killed = lua
-                    .app_data_ref::<Arc<RunningScript>>()
-                    .is_some_and(|script| script.kill.load(Ordering::Acquire));
-                if killed {
-                    Err(mlua::Error::RuntimeError(
-                        "Script killed by user with SCRIPT KILL...".into(),
-                    ))
-                } else {
-                    Ok(VmState::Continue)
-                }
-            },
-        );
+        let lua = sandboxed_vm().map_err(CommandError::err)?;
         Ok((self.generation.load(Ordering::Acquire), lua))
     }
 
@@ -125,13 +159,74 @@ impl Scripts {
     }
 }
 
-/// What one EVAL asks for.
+/// How long a FUNCTION library's top-level code may run while it loads (Redis's 500 ms).
+const LIBRARY_LOAD_LIMIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Set while a library loads: the hook stops its code at this instant.
+struct LoadDeadline(Instant);
+
+/// A sandboxed VM (`lua::new_vm`) whose instruction hook stops a script SCRIPT KILL or
+/// FUNCTION KILL asked to stop, and a library whose loading runs past its deadline.
+pub(super) fn sandboxed_vm() -> Result<Lua, String> {
+    let lua = lua::new_vm().map_err(|err| format!("Lua: {err}"))?;
+    lua.set_hook(
+        HookTriggers::new().every_nth_instruction(KILL_CHECK_INSTRUCTIONS),
+        |lua, _| {
+            let killed = lua
+                .app_data_ref::<Arc<RunningScript>>()
+                .is_some_and(|script| script.kill.load(Ordering::Acquire));
+            if killed {
+                return Err(mlua::Error::RuntimeError(
+                    "Script killed by user with SCRIPT KILL...".into(),
+                ));
+            }
+            let load_timed_out = lua
+                .app_data_ref::<LoadDeadline>()
+                .is_some_and(|deadline| Instant::now() >= deadline.0);
+            if load_timed_out {
+                return Err(mlua::Error::RuntimeError("FUNCTION LOAD timeout".into()));
+            }
+            Ok(VmState::Continue)
+        },
+    );
+    Ok(lua)
+}
+
+/// Runs `load` (a library's top-level code) under the load deadline.
+pub(super) fn with_load_deadline<T>(lua: &Lua, load: impl FnOnce() -> T) -> T {
+    lua.set_app_data(LoadDeadline(Instant::now() + LIBRARY_LOAD_LIMIT));
+    let result = load();
+    lua.remove_app_data::<LoadDeadline>();
+    result
+}
+
+/// What runs: an EVAL script or a FUNCTION.
+pub enum Target {
+    Script { sha: String, body: Bytes },
+    Function { name: String },
+}
+
+/// What one EVAL or FCALL asks for.
 pub struct Invocation<'a> {
-    pub sha: String,
-    pub body: Bytes,
+    pub target: Target,
     pub keys: &'a [Bytes],
     pub argv: &'a [Bytes],
+    /// Write commands inside are refused (no-writes, or an _RO command).
     pub read_only: bool,
+    /// The whole command, for FUNCTION STATS.
+    pub command: &'a [Bytes],
+}
+
+/// Whether a script runs read-only, by its flags (None: an EVAL body without a shebang)
+/// and the command: an _RO command refuses a flagged script that may write (Redis's rule).
+pub fn read_only(flags: Option<u8>, ro_command: bool) -> Result<bool, CommandError> {
+    let no_writes = flags.is_some_and(|flags| flags & shebang::NO_WRITES != 0);
+    if ro_command && flags.is_some() && !no_writes {
+        return Err(CommandError::err(
+            "Can not execute a script with write flag using *_ro command.",
+        ));
+    }
+    Ok(ro_command || no_writes)
 }
 
 /// Runs a script atomically: every shard held (or the EXEC's transaction, which holds
@@ -168,8 +263,6 @@ fn run_in_vm(
     store: &mut Store<'_>,
     invocation: &Invocation<'_>,
 ) -> CommandResult {
-    let function =
-        lua::function_for(lua, &invocation.sha, &invocation.body).map_err(CommandError::err)?;
     let vm_error = |err: mlua::Error| CommandError::err(format!("Lua: {err}"));
     let globals = lua.globals();
     let strings = |items: &[Bytes]| -> mlua::Result<mlua::Table> {
@@ -179,15 +272,33 @@ fn run_in_vm(
         }
         Ok(table)
     };
-    globals
-        .raw_set("KEYS", strings(invocation.keys).map_err(vm_error)?)
-        .map_err(vm_error)?;
-    globals
-        .raw_set("ARGV", strings(invocation.argv).map_err(vm_error)?)
-        .map_err(vm_error)?;
+    let keys = strings(invocation.keys).map_err(vm_error)?;
+    let argv = strings(invocation.argv).map_err(vm_error)?;
+    // A script reads KEYS and ARGV as globals; a function gets them as its arguments.
+    let mut call_args = MultiValue::new();
+    let (function, chunk, name) = match &invocation.target {
+        Target::Script { sha, body } => {
+            let function = lua::function_for(lua, sha, body).map_err(CommandError::err)?;
+            globals.raw_set("KEYS", keys).map_err(vm_error)?;
+            globals.raw_set("ARGV", argv).map_err(vm_error)?;
+            (function, "user_script", sha.as_str())
+        }
+        Target::Function { name } => {
+            let libraries = shared.scripts.functions.snapshot();
+            let function = functions::callback(lua, &libraries, name).map_err(CommandError::err)?;
+            call_args.push_back(Value::Table(keys));
+            call_args.push_back(Value::Table(argv));
+            (function, "user_function", name.as_str())
+        }
+    };
+    call_args.push_front(Value::Function(function));
     let script = Arc::new(RunningScript {
         kill: AtomicBool::new(false),
         wrote: AtomicBool::new(false),
+        function: matches!(invocation.target, Target::Function { .. }),
+        name: name.to_string(),
+        command: invocation.command.to_vec(),
+        started: Instant::now(),
     });
     lua.set_app_data(Arc::clone(&script));
     *shared.scripts.running.lock() = Some(Arc::clone(&script));
@@ -218,15 +329,20 @@ fn run_in_vm(
         redis.raw_set("pcall", pcall)?;
         redis.raw_set("call", call)?;
         let run: mlua::Function = lua.globals().raw_get("__hypercache_run")?;
-        run.call::<(bool, Value)>(function)
+        run.call::<(bool, Value)>(call_args)
     });
     *shared.scripts.running.lock() = None;
     lua.remove_app_data::<Arc<RunningScript>>();
+    if let Target::Script { .. } = invocation.target {
+        // A later function must not find this script's KEYS and ARGV as globals.
+        globals.raw_set("KEYS", Value::Nil).map_err(vm_error)?;
+        globals.raw_set("ARGV", Value::Nil).map_err(vm_error)?;
+    }
     let (succeeded, value) = outcome.map_err(vm_error)?;
     if succeeded {
         return Ok(lua::lua_to_reply(&value));
     }
-    let at = |line: usize| format!(" script: {}, on @user_script:{line}.", invocation.sha);
+    let at = |line: usize| format!(" script: {name}, on @{chunk}:{line}.");
     Ok(Reply::Error(match value {
         // A failed redis.call: the command's own error, then where.
         Value::Error(err) if call_failure(&err).is_some() => {
@@ -241,19 +357,25 @@ fn run_in_vm(
             _ => format!("ERR Error running script{}", at(0)),
         },
         other => {
-            let text = match &other {
-                Value::String(text) => String::from_utf8_lossy(&text.as_bytes()).into_owned(),
-                Value::Error(err) => runtime_error_text(err),
-                other => format!("{other:?}"),
-            };
+            let text = error_value_text(&other);
             let line = text
-                .strip_prefix("user_script:")
+                .strip_prefix(chunk)
+                .and_then(|rest| rest.strip_prefix(':'))
                 .and_then(|rest| rest.split(':').next())
                 .and_then(|line| line.parse().ok())
                 .unwrap_or(0);
             format!("ERR {text}{}", at(line))
         }
     }))
+}
+
+/// The text of a Lua error value: a message, or an error raised from Rust.
+pub fn error_value_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => String::from_utf8_lossy(&text.as_bytes()).into_owned(),
+        Value::Error(err) => runtime_error_text(err),
+        other => format!("{other:?}"),
+    }
 }
 
 /// A redis.call whose command failed: raised into the script as a Lua error.
@@ -323,7 +445,7 @@ fn user_script_line(lua: &Lua) -> usize {
             frame
                 .source()
                 .short_src
-                .is_some_and(|source| source.starts_with("user_script"))
+                .is_some_and(|source| source.starts_with("user_"))
         })
         .map_or(0, |frame| frame.curr_line().max(0) as usize)
 }

@@ -257,7 +257,10 @@ fn run(cli: Cli) -> Result<bool, String> {
             // The data may be on stdout: the report always goes to stderr.
             let text = match common.json {
                 true => serde_json::to_string(&report).expect("reports serialize"),
-                false => format!("exported {} keys ({} bytes)", report.keys, report.bytes),
+                false => format!(
+                    "exported {} keys and {} FUNCTION libraries ({} bytes)",
+                    report.keys, report.libraries, report.bytes
+                ),
             };
             eprintln!("{text}");
             Ok(true)
