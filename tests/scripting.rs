@@ -206,6 +206,70 @@ fn replies_and_errors_follow_redis() {
     c.roundtrip(&resp(&[b"EXEC"]), b"*2\r\n:1\r\n:2\r\n");
 }
 
+/// Redis's RESP3 rules (checked against redis-server 7.0.15): the `{map=}`, `{set=}`,
+/// `{double=}`, `{big_number=}` and `{verbatim_string=}` tables, booleans after
+/// `redis.setresp(3)`, and nil rather than false for a missing value, to RESP2 and RESP3
+/// clients alike.
+#[test]
+fn resp3_conversions_follow_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path(), &[]);
+    let cases: [(&str, &[u8], &[u8]); 12] = [
+        (
+            "return {map={a=1}}",
+            b"*2\r\n$1\r\na\r\n:1\r\n",
+            b"%1\r\n$1\r\na\r\n:1\r\n",
+        ),
+        ("return {double=3.5}", b"$3\r\n3.5\r\n", b",3.5\r\n"),
+        (
+            "return {set={a=true}}",
+            b"*1\r\n$1\r\na\r\n",
+            b"~1\r\n$1\r\na\r\n",
+        ),
+        (
+            "return {big_number='123456789012345678901234567890'}",
+            b"$30\r\n123456789012345678901234567890\r\n",
+            b"(123456789012345678901234567890\r\n",
+        ),
+        (
+            "return {verbatim_string={format='txt', string='hi'}}",
+            b"$2\r\nhi\r\n",
+            b"=6\r\ntxt:hi\r\n",
+        ),
+        ("redis.setresp(3) return true", b":1\r\n", b"#t\r\n"),
+        ("redis.setresp(3) return false", b":0\r\n", b"#f\r\n"),
+        ("return false", b"$-1\r\n", b"_\r\n"),
+        (
+            "redis.setresp(3) return type(redis.call('get','nokey'))",
+            b"$3\r\nnil\r\n",
+            b"$3\r\nnil\r\n",
+        ),
+        (
+            "return type(redis.call('get','nokey'))",
+            b"$7\r\nboolean\r\n",
+            b"$7\r\nboolean\r\n",
+        ),
+        (
+            "redis.setresp(3) local r = redis.call('set','a','1') return type(r)..tostring(r.ok)",
+            b"$7\r\ntableOK\r\n",
+            b"$7\r\ntableOK\r\n",
+        ),
+        (
+            "return {map={a={set={x=true}}}}",
+            b"*2\r\n$1\r\na\r\n*1\r\n$1\r\nx\r\n",
+            b"%1\r\n$1\r\na\r\n~1\r\n$1\r\nx\r\n",
+        ),
+    ];
+    let mut resp2 = RawClient::connect(server.port);
+    let mut resp3 = RawClient::connect(server.port);
+    resp3.send(&resp(&[b"HELLO", b"3"]));
+    resp3.read_until(b"modules\r\n*0\r\n");
+    for (body, in_resp2, in_resp3) in cases {
+        eval(&mut resp2, body, &[b"0"], in_resp2);
+        eval(&mut resp3, body, &[b"0"], in_resp3);
+    }
+}
+
 #[test]
 fn scripts_are_atomic_and_a_busy_one_is_killed_while_others_get_busy() {
     let dir = tempfile::tempdir().unwrap();

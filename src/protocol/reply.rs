@@ -31,6 +31,9 @@ pub enum Reply {
     },
     /// Out-of-band data (pub/sub messages, invalidations); a plain array in RESP2.
     Push(Vec<Reply>),
+    /// An integer of any size, as decimal text (`(` in RESP3, a bulk string in RESP2); only
+    /// scripts make one (`{big_number=...}`).
+    BigNumber(String),
 }
 
 impl Reply {
@@ -88,6 +91,8 @@ pub fn write_reply(out: &mut BytesMut, reply: &Reply, version: ProtocolVersion) 
                 Resp2 => write_bulk(out, text.as_bytes()),
             }
         }
+        (Reply::BigNumber(text), Resp3) => write_line(out, b'(', text.as_bytes()),
+        (Reply::BigNumber(text), Resp2) => write_bulk(out, text.as_bytes()),
         (Reply::Boolean(value), Resp3) => {
             out.extend_from_slice(if *value { b"#t\r\n" } else { b"#f\r\n" });
         }
@@ -391,6 +396,11 @@ mod tests {
             },
             b"$11\r\nSome string\r\n",
             b"=15\r\ntxt:Some string\r\n",
+        );
+        check(
+            Reply::BigNumber("123456789012345678901234567890".into()),
+            b"$30\r\n123456789012345678901234567890\r\n",
+            b"(123456789012345678901234567890\r\n",
         );
     }
 

@@ -26,6 +26,7 @@
 #   BASELINE_BIN=/tmp/hypercache-old tools/bench/compare.sh   # A/B against an older build
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source tools/bench/lib.sh
 
 REQUESTS="${REQUESTS:-1000000}"
 ROUNDS="${ROUNDS:-3}"
@@ -64,15 +65,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_for() {
-    for _ in $(seq 1 200); do
-        if redis-cli -p "$1" ping 2>/dev/null | grep -q PONG; then return 0; fi
-        sleep 0.05
-    done
-    echo "server on port $1 did not start" >&2
-    return 1
-}
-
 # Prints "<set rps> <get rps>" for the server on port $1 with pipeline $2.
 measure() {
     redis-cli -p "$1" flushall >/dev/null
@@ -99,8 +91,6 @@ if [ -n "$BASELINE_BIN" ]; then
 fi
 port_of() { case "$1" in redis) echo "$REDIS_PORT" ;; hc) echo "$HC_PORT" ;; base) echo "$BASE_PORT" ;; esac; }
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 if [ -n "$BASELINE_BIN" ]; then
     printf "%-10s %-4s %14s %14s %14s %8s %8s\n" "pipeline" "op" "redis rps" "hypercache rps" \

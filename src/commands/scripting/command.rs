@@ -12,11 +12,12 @@ use crate::protocol::Reply;
 
 const GROUP: &str = "scripting";
 
-/// A script command's row: it holds every shard (inside EXEC too) and is never run from
-/// a script.
+/// A script or function command's row (EVAL, FCALL and their forms): it holds every shard
+/// (inside EXEC too), as Redis runs a script alone, and is never run from a script.
 pub(super) const fn script_command(
     name: &'static str,
     flags: u32,
+    since: &'static str,
     summary: &'static str,
     handler: crate::commands::table::Handler,
 ) -> CommandSpec {
@@ -27,33 +28,38 @@ pub(super) const fn script_command(
         acl::SCRIPTING,
         NO_KEYS,
         GROUP,
-        if flags & READONLY != 0 {
-            "7.0.0"
-        } else {
-            "2.6.0"
-        },
+        since,
         summary,
         handler,
     )
 }
 
 pub const COMMANDS: &[CommandSpec] = &[
-    script_command("eval", 0, "Executes a server-side Lua script.", eval),
+    script_command(
+        "eval",
+        0,
+        "2.6.0",
+        "Executes a server-side Lua script.",
+        eval,
+    ),
     script_command(
         "evalsha",
         0,
+        "2.6.0",
         "Executes a server-side Lua script by SHA1 digest.",
         evalsha,
     ),
     script_command(
         "eval_ro",
         READONLY,
+        "7.0.0",
         "Executes a read-only server-side Lua script.",
         eval_ro,
     ),
     script_command(
         "evalsha_ro",
         READONLY,
+        "7.0.0",
         "Executes a read-only server-side Lua script by SHA1 digest.",
         evalsha_ro,
     ),

@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use super::command::keys_and_argv;
+use super::command::{keys_and_argv, script_command};
 use super::functions::{self, compile_library, Library};
 use super::shebang::flag_list;
 use super::{run, Invocation, Target};
 use crate::commands::args::{self, is};
 use crate::commands::table::{
-    acl, CommandSpec, ALL_SHARDS, DENYOOM, NOSCRIPT, NO_KEYS, READONLY, STALE, WRITE,
+    acl, CommandSpec, DENYOOM, NOSCRIPT, NO_KEYS, READONLY, STALE, WRITE,
 };
 use crate::commands::{help_reply, CommandError, CommandResult, Ctx};
 use crate::engine::{glob::glob_match, Access};
@@ -39,31 +39,12 @@ const fn function_subcommand(
     )
 }
 
-const fn fcall_command(
-    name: &'static str,
-    flags: u32,
-    summary: &'static str,
-    handler: crate::commands::table::Handler,
-) -> CommandSpec {
-    // Held shards and flags as EVAL's: a function runs alone, as a script does.
-    CommandSpec::new(
-        name,
-        -3,
-        NOSCRIPT | STALE | ALL_SHARDS | flags,
-        acl::SCRIPTING,
-        NO_KEYS,
-        GROUP,
-        "7.0.0",
-        summary,
-        handler,
-    )
-}
-
 pub const COMMANDS: &[CommandSpec] = &[
-    fcall_command("fcall", 0, "Invokes a function.", fcall),
-    fcall_command(
+    script_command("fcall", 0, "7.0.0", "Invokes a function.", fcall),
+    script_command(
         "fcall_ro",
         READONLY,
+        "7.0.0",
         "Invokes a read-only function.",
         fcall_ro,
     ),

@@ -134,8 +134,11 @@ pub fn new_vm() -> mlua::Result<Lua> {
     redis.set("replicate_commands", lua.create_function(|_, ()| Ok(true))?)?;
     redis.set(
         "setresp",
-        lua.create_function(|_, version: i64| match version {
-            2 | 3 => Ok(()),
+        lua.create_function(|lua, version: i64| match version {
+            2 | 3 => {
+                lua.set_app_data(ScriptResp(version as u8));
+                Ok(())
+            }
             _ => Err(mlua::Error::RuntimeError(
                 "RESP version must be 2 or 3.".into(),
             )),
@@ -200,43 +203,83 @@ pub fn syntax_text(err: &mlua::Error) -> String {
     }
 }
 
-/// A reply as a script sees it (Redis's RESP2 rules): integer → number, bulk → string,
-/// nil → false, array → table, status → `{ok=...}`, error → `{err=...}`.
-pub fn reply_to_lua(lua: &Lua, reply: Reply) -> mlua::Result<Value> {
+/// The protocol `redis.setresp` chose for the running script: 2 (the default at each run's
+/// start) or 3. It decides how replies convert into Lua and how booleans convert back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScriptResp(pub u8);
+
+/// Whether the running script asked for RESP3 (`redis.setresp(3)`).
+pub fn resp3(lua: &Lua) -> bool {
+    lua.app_data_ref::<ScriptResp>()
+        .is_some_and(|resp| *resp == ScriptResp(3))
+}
+
+/// A one-field table `{name = value}`, the shape Redis gives RESP3 types in Lua.
+fn tagged(lua: &Lua, name: &str, value: impl mlua::IntoLua) -> mlua::Result<Value> {
+    let table = lua.create_table_with_capacity(0, 1)?;
+    table.raw_set(name, value)?;
+    Ok(Value::Table(table))
+}
+
+/// A reply as a script sees it, by Redis's rules. RESP2 (the default): integer → number,
+/// bulk → string, nil → false, array → table, status → `{ok=...}`, error → `{err=...}`,
+/// and RESP3 types as a RESP2 client gets them. After `redis.setresp(3)`: nil → nil,
+/// booleans → booleans, and `{map=}`, `{set=}`, `{double=}`, `{big_number=}`,
+/// `{verbatim_string={format=, string=}}`.
+pub fn reply_to_lua(lua: &Lua, reply: Reply, resp3: bool) -> mlua::Result<Value> {
+    let string = |bytes: &[u8]| lua.create_string(bytes).map(Value::String);
     Ok(match reply {
-        Reply::Simple(text) => {
-            let table = lua.create_table()?;
-            table.set("ok", lua.create_string(text.as_bytes())?)?;
-            Value::Table(table)
-        }
-        Reply::Error(text) => {
-            let table = lua.create_table()?;
-            table.set("err", lua.create_string(text.as_bytes())?)?;
-            Value::Table(table)
-        }
+        Reply::Simple(text) => tagged(lua, "ok", lua.create_string(text.as_bytes())?)?,
+        Reply::Error(text) => tagged(lua, "err", lua.create_string(text.as_bytes())?)?,
         Reply::Integer(n) => Value::Integer(n),
-        Reply::Bulk(bytes) => Value::String(lua.create_string(&bytes[..])?),
-        Reply::Verbatim { text, .. } => Value::String(lua.create_string(&text[..])?),
+        Reply::Bulk(bytes) => string(&bytes)?,
+        Reply::Nil | Reply::NilArray if resp3 => Value::Nil,
         Reply::Nil | Reply::NilArray => Value::Boolean(false),
-        Reply::Double(value) => {
-            Value::String(lua.create_string(crate::commands::args::float_text(value))?)
+        Reply::Boolean(value) if resp3 => Value::Boolean(value),
+        Reply::Boolean(value) => Value::Integer(i64::from(value)),
+        Reply::Double(value) if resp3 => tagged(lua, "double", value)?,
+        Reply::Double(value) => string(crate::commands::args::float_text(value).as_bytes())?,
+        Reply::BigNumber(text) if resp3 => tagged(lua, "big_number", text)?,
+        Reply::BigNumber(text) => string(text.as_bytes())?,
+        Reply::Verbatim { format, text } if resp3 => {
+            let verbatim = lua.create_table_with_capacity(0, 2)?;
+            verbatim.raw_set("format", lua.create_string(format)?)?;
+            verbatim.raw_set("string", lua.create_string(&text[..])?)?;
+            tagged(lua, "verbatim_string", verbatim)?
         }
-        Reply::Boolean(value) => match value {
-            true => Value::Integer(1),
-            false => Value::Boolean(false),
-        },
+        Reply::Verbatim { text, .. } => string(&text)?,
+        Reply::Set(items) if resp3 => {
+            let set = lua.create_table_with_capacity(0, items.len())?;
+            for item in items {
+                let member = reply_to_lua(lua, item, resp3)?;
+                if !member.is_nil() {
+                    set.raw_set(member, true)?;
+                }
+            }
+            tagged(lua, "set", set)?
+        }
+        Reply::Map(pairs) if resp3 => {
+            let map = lua.create_table_with_capacity(0, pairs.len())?;
+            for (key, value) in pairs {
+                let key = reply_to_lua(lua, key, resp3)?;
+                if !key.is_nil() {
+                    map.raw_set(key, reply_to_lua(lua, value, resp3)?)?;
+                }
+            }
+            tagged(lua, "map", map)?
+        }
         Reply::Array(items) | Reply::Set(items) | Reply::Push(items) => {
             let table = lua.create_table_with_capacity(items.len(), 0)?;
             for (index, item) in items.into_iter().enumerate() {
-                table.raw_set(index + 1, reply_to_lua(lua, item)?)?;
+                table.raw_set(index + 1, reply_to_lua(lua, item, resp3)?)?;
             }
             Value::Table(table)
         }
         Reply::Map(pairs) => {
             let table = lua.create_table_with_capacity(pairs.len() * 2, 0)?;
             for (index, (key, value)) in pairs.into_iter().enumerate() {
-                table.raw_set(index * 2 + 1, reply_to_lua(lua, key)?)?;
-                table.raw_set(index * 2 + 2, reply_to_lua(lua, value)?)?;
+                table.raw_set(index * 2 + 1, reply_to_lua(lua, key, resp3)?)?;
+                table.raw_set(index * 2 + 2, reply_to_lua(lua, value, resp3)?)?;
             }
             Value::Table(table)
         }
@@ -244,28 +287,72 @@ pub fn reply_to_lua(lua: &Lua, reply: Reply) -> mlua::Result<Value> {
 }
 
 /// A script's return value as a reply (Redis's rules): number → integer (truncated),
-/// string → bulk, true → 1, false and nil → nil, `{ok=...}` → status, `{err=...}` →
-/// error, any other table → array up to its first nil.
-pub fn lua_to_reply(value: &Value) -> Reply {
+/// string → bulk, nil → nil, true → 1 and false → nil (after `redis.setresp(3)`: RESP3
+/// booleans), `{ok=...}` → status, `{err=...}` → error, `{double=}`, `{big_number=}`,
+/// `{map=}`, `{set=}`, `{verbatim_string=}` → those RESP3 types (a RESP2 client gets them
+/// as Redis downgrades them), any other table → array up to its first nil.
+pub fn lua_to_reply(value: &Value, resp3: bool) -> Reply {
+    let text = |text: &mlua::String| String::from_utf8_lossy(&text.as_bytes()).into_owned();
     match value {
-        Value::Nil | Value::Boolean(false) => Reply::Nil,
+        Value::Nil => Reply::Nil,
+        Value::Boolean(value) if resp3 => Reply::Boolean(*value),
+        Value::Boolean(false) => Reply::Nil,
         Value::Boolean(true) => Reply::Integer(1),
         Value::Integer(n) => Reply::Integer(*n),
         Value::Number(n) => Reply::Integer(*n as i64),
         Value::String(text) => Reply::Bulk(Bytes::copy_from_slice(&text.as_bytes())),
         Value::Table(table) => {
-            if let Ok(Value::String(text)) = table.raw_get::<Value>("err") {
+            let field = |name: &str| table.raw_get::<Value>(name).unwrap_or(Value::Nil);
+            if let Value::String(message) = field("err") {
                 // Sent as written, code or no code (Redis does the same).
-                return Reply::Error(String::from_utf8_lossy(&text.as_bytes()).into_owned());
+                return Reply::Error(text(&message));
             }
-            if let Ok(Value::String(text)) = table.raw_get::<Value>("ok") {
-                return Reply::Simple(String::from_utf8_lossy(&text.as_bytes()).into_owned());
+            if let Value::String(status) = field("ok") {
+                return Reply::Simple(text(&status));
+            }
+            match field("double") {
+                Value::Number(n) => return Reply::Double(n),
+                Value::Integer(n) => return Reply::Double(n as f64),
+                _ => {}
+            }
+            if let Value::String(number) = field("big_number") {
+                return Reply::BigNumber(text(&number));
+            }
+            if let Value::Table(map) = field("map") {
+                return Reply::Map(
+                    map.pairs::<Value, Value>()
+                        .filter_map(Result::ok)
+                        .map(|(key, value)| {
+                            (lua_to_reply(&key, resp3), lua_to_reply(&value, resp3))
+                        })
+                        .collect(),
+                );
+            }
+            if let Value::Table(set) = field("set") {
+                return Reply::Set(
+                    set.pairs::<Value, Value>()
+                        .filter_map(Result::ok)
+                        .map(|(member, _)| lua_to_reply(&member, resp3))
+                        .collect(),
+                );
+            }
+            if let Value::Table(verbatim) = field("verbatim_string") {
+                let format: Option<mlua::String> = verbatim.raw_get("format").ok();
+                let string: Option<mlua::String> = verbatim.raw_get("string").ok();
+                if let (Some(format), Some(string)) = (format, string) {
+                    if let Ok(format) = <[u8; 3]>::try_from(&*format.as_bytes()) {
+                        return Reply::Verbatim {
+                            format,
+                            text: Bytes::copy_from_slice(&string.as_bytes()),
+                        };
+                    }
+                }
             }
             let mut items = Vec::new();
             for index in 1.. {
                 match table.raw_get::<Value>(index) {
                     Ok(Value::Nil) | Err(_) => break,
-                    Ok(item) => items.push(lua_to_reply(&item)),
+                    Ok(item) => items.push(lua_to_reply(&item, resp3)),
                 }
             }
             Reply::Array(items)

@@ -301,6 +301,8 @@ fn run_in_vm(
         started: Instant::now(),
     });
     lua.set_app_data(Arc::clone(&script));
+    // Every run starts in RESP2, whatever the last one chose with redis.setresp.
+    lua.set_app_data(lua::ScriptResp(2));
     *shared.scripts.running.lock() = Some(Arc::clone(&script));
     let calls = RefCell::new(ScriptCalls {
         client,
@@ -311,7 +313,7 @@ fn run_in_vm(
     let outcome = lua.scope(|scope| {
         let pcall = scope.create_function(|lua, args: MultiValue| {
             let reply = calls.borrow_mut().run(shared, args)?;
-            lua::reply_to_lua(lua, reply)
+            lua::reply_to_lua(lua, reply, lua::resp3(lua))
         })?;
         // A Rust function, not a Lua wrapper: `return redis.call(...)` is then no tail
         // call, and the error names the script's line as Redis's does.
@@ -323,7 +325,7 @@ fn run_in_vm(
                     line: user_script_line(lua),
                 }));
             }
-            lua::reply_to_lua(lua, reply)
+            lua::reply_to_lua(lua, reply, lua::resp3(lua))
         })?;
         let redis: mlua::Table = lua.globals().raw_get("redis")?;
         redis.raw_set("pcall", pcall)?;
@@ -340,7 +342,7 @@ fn run_in_vm(
     }
     let (succeeded, value) = outcome.map_err(vm_error)?;
     if succeeded {
-        return Ok(lua::lua_to_reply(&value));
+        return Ok(lua::lua_to_reply(&value, lua::resp3(lua)));
     }
     let at = |line: usize| format!(" script: {name}, on @{chunk}:{line}.");
     Ok(Reply::Error(match value {
