@@ -155,7 +155,16 @@ fn many_partial_large_requests_stay_within_the_memory_bound() {
         assert_eq!(value, i);
     }
     let evicted = info_field(&mut con, "stats", "evicted_clients");
-    let clients_memory = info_field(&mut con, "memory", "mem_clients_normal");
+    // An evicted client's buffers leave the total when its connection task closes, a moment
+    // after the eviction: the total is read once they have (bounded wait), while the peak
+    // RSS below is the hard bound.
+    let limit = (64 << 20) / 10 + (1 << 20);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut clients_memory = info_field(&mut con, "memory", "mem_clients_normal");
+    while clients_memory > limit && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        clients_memory = info_field(&mut con, "memory", "mem_clients_normal");
+    }
     let peak = peak_rss_bytes(pid);
     let bound = MAXMEMORY + FIXED_OVERHEAD_BYTES;
     println!(
@@ -165,8 +174,8 @@ fn many_partial_large_requests_stay_within_the_memory_bound() {
     );
     assert!(evicted >= 40, "only {evicted} clients evicted");
     assert!(
-        clients_memory <= (64 << 20) / 10 + (1 << 20),
-        "{clients_memory}"
+        clients_memory <= limit,
+        "client buffers {clients_memory} bytes over {limit} after 5 s"
     );
     assert!(peak <= bound, "peak RSS {peak} over {bound}");
     drop(partial);
