@@ -66,7 +66,8 @@ measure() {
     local port=$1 pipeline=$2
     shift 2
     taskset -c "$CLIENT_CPU" redis-benchmark -p "$port" -n "$REQUESTS" -c 50 -P "$pipeline" -q \
-        "$@" 2>/dev/null | tr '\r' '\n' | awk -F'[: ]+' '/requests per second/ {v=$2} END {print v}'
+        "$@" 2>/dev/null | tr '\r' '\n' \
+        | sed -n 's/.*: \([0-9.]*\) requests per second.*/\1/p' | tail -1
 }
 
 
