@@ -270,6 +270,88 @@ fn resp3_conversions_follow_redis() {
     }
 }
 
+/// `cmsgpack` packs byte for byte as Redis 7.0.15 does, and unpacks what it packs.
+#[test]
+fn cmsgpack_matches_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path(), &[]);
+    let mut c = RawClient::connect(server.port);
+    let cases: [(&str, &[u8]); 8] = [
+        (
+            "return cmsgpack.pack(1, -1, 127, 128, 255, 256, 65535, 65536, 4294967296, -32, -33, -128, -129, -32768, -32769, -2147483649)",
+            b"$52\r\n\x01\xff\x7f\xcc\x80\xcc\xff\xcd\x01\x00\xcd\xff\xff\xce\x00\x01\x00\x00\xcf\x00\x00\x00\x01\x00\x00\x00\x00\xe0\xd0\xdf\xd0\x80\xd1\xff\x7f\xd1\x80\x00\xd2\xff\xff\x7f\xff\xd3\xff\xff\xff\xff\x7f\xff\xff\xff\r\n",
+        ),
+        (
+            "return cmsgpack.pack(1.5, 0.1, 1e300, nil, true, false)",
+            b"$26\r\n\xca?\xc0\x00\x00\xcb?\xb9\x99\x99\x99\x99\x99\x9a\xcb~7\xe4<\x88\x00u\x9c\xc0\xc3\xc2\r\n",
+        ),
+        (
+            "return cmsgpack.pack({}, {1,2,3}, {a=1}, {1,nil,3}, {[2]=1})",
+            b"$17\r\n\x90\x93\x01\x02\x03\x81\xa1a\x01\x82\x01\x01\x03\x03\x81\x02\x01\r\n",
+        ),
+        (
+            "return cmsgpack.pack(string.rep('z', 70000)):sub(1,5)",
+            b"$5\r\n\xdb\x00\x01\x11p\r\n",
+        ),
+        (
+            "local t = {} local c = t for i=1,20 do c[1] = {} c = c[1] end return cmsgpack.pack(t)",
+            b"$17\r\n\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\xc0\r\n",
+        ),
+        (
+            "local t = {cmsgpack.unpack(cmsgpack.pack(1, 'a', {1,2}, {x='y'}, true, 2.5))} return {type(t[1]), type(t[2]), type(t[3]), t[4].x, tostring(t[5]), tostring(t[6])}",
+            b"*6\r\n$6\r\nnumber\r\n$6\r\nstring\r\n$5\r\ntable\r\n$1\r\ny\r\n$4\r\ntrue\r\n$3\r\n2.5\r\n",
+        ),
+        (
+            "return {cmsgpack.unpack_one(cmsgpack.pack(1, 2), 1)}",
+            b"*2\r\n:-1\r\n:2\r\n",
+        ),
+        (
+            "return {cmsgpack.unpack_limit(cmsgpack.pack(1, 2, 3), 2)}",
+            b"*3\r\n:2\r\n:1\r\n:2\r\n",
+        ),
+    ];
+    for (body, reply) in cases {
+        eval(&mut c, body, &[b"0"], reply);
+    }
+    eval(
+        &mut c,
+        "return cmsgpack.unpack('\\193')",
+        &[b"0"],
+        b"-ERR user_script:1: Bad data format in input. script: dc135bd7bc2955014f03280e151acf74360378e7, on @user_script:1.\r\n",
+    );
+    eval(
+        &mut c,
+        "return cmsgpack.unpack('\\205')",
+        &[b"0"],
+        b"-ERR user_script:1: Missing bytes in input. script: 79144aeb216f1ca3fa978037eb658eedc72dc864, on @user_script:1.\r\n",
+    );
+    // A self-referencing table, and JSON nested 100,000 deep, are errors, not a crash.
+    // A table that contains itself, returned: nested arrays ending in Redis's error element.
+    c.send(&resp(&[b"EVAL", b"local t = {} t[1] = t return t", b"0"]));
+    c.read_until(b"-ERR reached lua stack limit\r\n");
+    c.roundtrip(&resp(&[b"PING"]), b"+PONG\r\n");
+    for body in [
+        "local t = {} t[1] = t return tostring(pcall(cjson.encode, t))",
+        "return tostring(pcall(cjson.decode, string.rep('[', 100000)))",
+    ] {
+        eval(&mut c, body, &[b"0"], b"$5\r\nfalse\r\n");
+    }
+    // Hostile input: 100,000 nested one-item arrays is refused, not recursed into (it
+    // overflowed the stack before the bound); 60 levels still decode.
+    eval(
+        &mut c,
+        "local t = cmsgpack.unpack(string.rep('\\145', 60) .. '\\1') for i = 1, 60 do t = t[1] end return t",
+        &[b"0"],
+        b":1\r\n",
+    );
+    eval(
+        &mut c,
+        "local ok, err = pcall(cmsgpack.unpack, string.rep('\\145', 100000)) return tostring(ok)",
+        &[b"0"],
+        b"$5\r\nfalse\r\n",
+    );
+}
+
 #[test]
 fn scripts_are_atomic_and_a_busy_one_is_killed_while_others_get_busy() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,5 @@
 //! One Lua 5.1 VM as Redis sets it up: only the base, table, string and math libraries
-//! (no io, os, loadfile, dofile), `bit` and `cjson` written here, the `redis` table
+//! (no io, os, loadfile, dofile), `bit` and `cjson` written here, `cmsgpack` (`msgpack`), the `redis` table
 //! (`call`, `pcall`, `error_reply`, `status_reply`, `sha1hex`, `log`, `setresp`,
 //! `set_repl`, `replicate_commands` and the LOG_* / REPL_* constants), and globals that can
 //! neither be created nor read when missing. It also owns Redis's conversion rules between
@@ -160,6 +160,7 @@ pub fn new_vm() -> mlua::Result<Lua> {
     globals.raw_set("redis", redis)?;
     globals.raw_set("bit", bit_library(&lua)?)?;
     globals.raw_set("cjson", cjson_library(&lua)?)?;
+    globals.raw_set("cmsgpack", super::msgpack::library(&lua)?)?;
     lua.load(PRELUDE).set_name("@prelude").exec()?;
     lua.set_named_registry_value("hypercache_scripts", lua.create_table()?)?;
     // From here on, globals can be neither created nor read when missing (Redis's rules),
@@ -292,6 +293,18 @@ pub fn reply_to_lua(lua: &Lua, reply: Reply, resp3: bool) -> mlua::Result<Value>
 /// `{map=}`, `{set=}`, `{verbatim_string=}` → those RESP3 types (a RESP2 client gets them
 /// as Redis downgrades them), any other table → array up to its first nil.
 pub fn lua_to_reply(value: &Value, resp3: bool) -> Reply {
+    nested_reply(value, resp3, 0)
+}
+
+/// Nesting of a script's reply past which the rest is Redis's error element: a table that
+/// contains itself would otherwise recurse until the stack overflows.
+const REPLY_MAX_DEPTH: usize = 128;
+
+fn nested_reply(value: &Value, resp3: bool, depth: usize) -> Reply {
+    if depth > REPLY_MAX_DEPTH {
+        return Reply::Error("ERR reached lua stack limit".into());
+    }
+    let lua_to_reply = |value: &Value, resp3: bool| nested_reply(value, resp3, depth + 1);
     let text = |text: &mlua::String| String::from_utf8_lossy(&text.as_bytes()).into_owned();
     match value {
         Value::Nil => Reply::Nil,
@@ -429,9 +442,18 @@ fn cjson_library(lua: &Lua) -> mlua::Result<Table> {
     Ok(cjson)
 }
 
+/// Nesting cjson.encode accepts (serde_json refuses deeper input when decoding).
+const JSON_MAX_DEPTH: usize = 128;
+
 fn json_of(value: &Value, depth: usize) -> Result<serde_json::Value, String> {
-    if depth > 1000 {
-        return Err("Cannot serialise, excessive nesting (1001)".into());
+    // Redis allows 1000 levels; each level here is a Rust frame on a blocking thread's
+    // stack, and 1000 of them overflowed it (a self-referencing table crashed the server),
+    // so the limit is serde_json's own decoding limit, 128.
+    if depth > JSON_MAX_DEPTH {
+        return Err(format!(
+            "Cannot serialise, excessive nesting ({})",
+            JSON_MAX_DEPTH + 1
+        ));
     }
     Ok(match value {
         Value::Nil => serde_json::Value::Null,
