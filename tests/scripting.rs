@@ -352,6 +352,74 @@ fn cmsgpack_matches_redis() {
     );
 }
 
+/// `struct` packs and unpacks as Redis 7.0.15's lua_struct does (replies probed from it).
+#[test]
+fn struct_matches_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path(), &[]);
+    let mut c = RawClient::connect(server.port);
+    let cases: [(&str, &[u8]); 19] = [
+        ("return struct.pack('>i', 1)", b"$4\r\n\x00\x00\x00\x01\r\n"),
+        ("return struct.pack('<i', 1)", b"$4\r\n\x01\x00\x00\x00\r\n"),
+        (
+            "return struct.pack('bBhHlLT', -1, 255, -2, 65535, -3, 4, 5)",
+            b"$30\r\n\xff\xff\xfe\xff\xff\xff\xfd\xff\xff\xff\xff\xff\xff\xff\x04\x00\x00\x00\x00\x00\x00\x00\x05\x00\x00\x00\x00\x00\x00\x00\r\n",
+        ),
+        ("return struct.pack('>I2', 258)", b"$2\r\n\x01\x02\r\n"),
+        ("return struct.pack('d', 1.5)", b"$8\r\n\x00\x00\x00\x00\x00\x00\xf8?\r\n"),
+        ("return struct.pack('f', 1.5)", b"$4\r\n\x00\x00\xc0?\r\n"),
+        ("return struct.pack('s', 'ab')", b"$3\r\nab\x00\r\n"),
+        ("return struct.pack('c3', 'abcdef')", b"$3\r\nabc\r\n"),
+        ("return struct.pack('xBx', 7)", b"$3\r\n\x00\x07\x00\r\n"),
+        (
+            "return {struct.unpack('>iB', struct.pack('>iB', -5, 200))}",
+            b"*3\r\n:-5\r\n:200\r\n:6\r\n",
+        ),
+        ("return {struct.unpack('s', 'ab\\0cd')}", b"*2\r\n$2\r\nab\r\n:4\r\n"),
+        ("return {struct.unpack('c2', 'abcd')}", b"*2\r\n$2\r\nab\r\n:3\r\n"),
+        ("return {struct.unpack('Bc0', '\\3abcdef')}", b"*2\r\n$3\r\nabc\r\n:5\r\n"),
+        ("return struct.size('>iBd')", b":13\r\n"),
+        ("return struct.pack('!4bi', 1, 2)", b"$8\r\n\x01\x00\x00\x00\x02\x00\x00\x00\r\n"),
+        (
+            "return struct.pack('i17', 1)",
+            b"$17\r\n\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\r\n",
+        ),
+        ("return {struct.unpack('>I3', 'abc', 1)}", b"*2\r\n:6382179\r\n:4\r\n"),
+        ("return {struct.unpack('B', 'abc', 2)}", b"*2\r\n:98\r\n:3\r\n"),
+        ("return struct.pack('i', 2^40)", b"$4\r\n\x00\x00\x00\x00\r\n"),
+    ];
+    for (body, reply) in cases {
+        eval(&mut c, body, &[b"0"], reply);
+    }
+    eval(
+        &mut c,
+        "return struct.pack('q', 1)",
+        &[b"0"],
+        b"-ERR user_script:1: bad argument #1 to 'pack' (invalid format option 'q') script: 49599a2466f241bd45a2bd4f631df3a1a1ec9790, on @user_script:1.\r\n",
+    );
+    eval(
+        &mut c,
+        "return {struct.unpack('>i', 'ab')}",
+        &[b"0"],
+        b"-ERR user_script:1: bad argument #2 to 'unpack' (data string too short) script: fa937a50443f15a24164535548b9cdcfafb0705b, on @user_script:1.\r\n",
+    );
+    // Hostile sizes are errors or bounded answers, never a crash.
+    for body in [
+        "return tostring(pcall(struct.unpack, 'c99999999999999999999', 'ab'))",
+        "return tostring(pcall(struct.pack, 'c99999999999999999999', 'ab'))",
+        "return tostring(pcall(struct.pack, 'i99999999999', 1))",
+    ] {
+        eval(&mut c, body, &[b"0"], b"$5\r\nfalse\r\n");
+    }
+    c.send(&resp(&[
+        b"EVAL",
+        b"return struct.size('c99999999999999999999')",
+        b"0",
+    ]));
+    c.read_until(b"\r\n");
+    c.roundtrip(&resp(&[b"PING"]), b"+PONG\r\n");
+}
+
 #[test]
 fn scripts_are_atomic_and_a_busy_one_is_killed_while_others_get_busy() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,6 @@
 //! One Lua 5.1 VM as Redis sets it up: only the base, table, string and math libraries
-//! (no io, os, loadfile, dofile), `bit` and `cjson` written here, `cmsgpack` (`msgpack`), the `redis` table
+//! (no io, os, loadfile, dofile), `bit` and `cjson` written here, `cmsgpack` (`msgpack`), `struct` (`lua_struct`), the `redis`
+//! table
 //! (`call`, `pcall`, `error_reply`, `status_reply`, `sha1hex`, `log`, `setresp`,
 //! `set_repl`, `replicate_commands` and the LOG_* / REPL_* constants), and globals that can
 //! neither be created nor read when missing. It also owns Redis's conversion rules between
@@ -161,6 +162,7 @@ pub fn new_vm() -> mlua::Result<Lua> {
     globals.raw_set("bit", bit_library(&lua)?)?;
     globals.raw_set("cjson", cjson_library(&lua)?)?;
     globals.raw_set("cmsgpack", super::msgpack::library(&lua)?)?;
+    globals.raw_set("struct", super::lua_struct::library(&lua)?)?;
     lua.load(PRELUDE).set_name("@prelude").exec()?;
     lua.set_named_registry_value("hypercache_scripts", lua.create_table()?)?;
     // From here on, globals can be neither created nor read when missing (Redis's rules),

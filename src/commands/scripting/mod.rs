@@ -13,6 +13,7 @@ pub(super) mod command;
 pub(super) mod function_command;
 pub mod functions;
 mod lua;
+mod lua_struct;
 mod msgpack;
 pub mod shebang;
 

@@ -17,7 +17,7 @@ const BAD_FORMAT: &str = "Bad data format in input.";
 const MISSING_BYTES: &str = "Missing bytes in input.";
 
 /// An error raised at the script's line, as `luaL_error` raises it in Redis.
-fn script_error(lua: &Lua, message: &str) -> mlua::Error {
+pub(super) fn script_error(lua: &Lua, message: &str) -> mlua::Error {
     let at = lua
         .inspect_stack(1)
         .and_then(|frame| {
