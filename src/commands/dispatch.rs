@@ -198,24 +198,15 @@ fn check(shared: &Shared, client: &mut ClientState, args: &[Bytes]) -> Result<Pl
         }
         return Err(refusal.error());
     }
-    if flags & table::DENYOOM != 0 {
-        if let Some(refusal) = shared.engine.oom_refusal() {
-            // Redis's answer when used memory is over maxmemory; inside MULTI it also
-            // dooms the transaction, as in Redis.
-            if client.multi.is_some() {
-                client.multi_failed = true;
-            }
-            return Err(CommandError::new(ErrorCode::Oom, refusal.message()));
+    if let Some(refusal) = oom_refusal(shared, flags) {
+        // Inside MULTI it also dooms the transaction, as in Redis.
+        if client.multi.is_some() {
+            client.multi_failed = true;
         }
+        return Err(refusal);
     }
-    if flags & table::WRITE != 0 {
-        if let Some(failure) = shared.engine.wal_failure() {
-            // Redis's answer when its AOF cannot be written.
-            return Err(CommandError::new(
-                ErrorCode::Misconf,
-                format!("Errors writing to the AOF file: {failure}"),
-            ));
-        }
+    if let Some(refusal) = misconf_refusal(shared, flags) {
+        return Err(refusal);
     }
     if client.multi.is_some() {
         let name = resolved.spec.name;
@@ -423,6 +414,28 @@ fn run_since(
     Ok(reply)
 }
 
+/// Redis's answer to a command that may grow memory (`denyoom`) while used memory is over
+/// maxmemory and nothing can be freed.
+fn oom_refusal(shared: &Shared, flags: u32) -> Option<CommandError> {
+    if flags & table::DENYOOM == 0 {
+        return None;
+    }
+    let refusal = shared.engine.oom_refusal()?;
+    Some(CommandError::new(ErrorCode::Oom, refusal.message()))
+}
+
+/// Redis's answer to a write while its AOF (here the WAL) cannot be written.
+fn misconf_refusal(shared: &Shared, flags: u32) -> Option<CommandError> {
+    if flags & table::WRITE == 0 {
+        return None;
+    }
+    let failure = shared.engine.wal_failure()?;
+    Some(CommandError::new(
+        ErrorCode::Misconf,
+        format!("Errors writing to the AOF file: {failure}"),
+    ))
+}
+
 /// A command a script runs (redis.call / redis.pcall), with the script's client and its
 /// transaction, after the checks a client's command gets, in Redis's words for scripts.
 /// The reply, and for a command that ran, whether it writes.
@@ -458,22 +471,8 @@ pub fn run_from_script(
     if let Err(refusal) = acl::check(shared, client, command, args, DenialContext::Lua) {
         return (refusal.error().into_reply(), None);
     }
-    if flags & table::DENYOOM != 0 {
-        if let Some(refusal) = shared.engine.oom_refusal() {
-            return (
-                CommandError::new(ErrorCode::Oom, refusal.message()).into_reply(),
-                None,
-            );
-        }
-    }
-    if writes {
-        if let Some(failure) = shared.engine.wal_failure() {
-            let text = format!("Errors writing to the AOF file: {failure}");
-            return (
-                CommandError::new(ErrorCode::Misconf, text).into_reply(),
-                None,
-            );
-        }
+    if let Some(refusal) = oom_refusal(shared, flags).or_else(|| misconf_refusal(shared, flags)) {
+        return (refusal.into_reply(), None);
     }
     let reply = run(shared, client, command, args, store).unwrap_or_else(CommandError::into_reply);
     (reply, Some(writes))
