@@ -34,6 +34,28 @@ pub(super) const fn script_command(
     )
 }
 
+/// A SCRIPT or FUNCTION subcommand's row: never run from a script, no keys.
+pub(super) const fn scripting_subcommand(
+    name: &'static str,
+    arity: i32,
+    flags: u32,
+    since: &'static str,
+    summary: &'static str,
+    handler: crate::commands::table::Handler,
+) -> CommandSpec {
+    CommandSpec::new(
+        name,
+        arity,
+        NOSCRIPT | flags,
+        acl::SCRIPTING,
+        NO_KEYS,
+        GROUP,
+        since,
+        summary,
+        handler,
+    )
+}
+
 pub const COMMANDS: &[CommandSpec] = &[
     script_command(
         "eval",
@@ -75,57 +97,42 @@ pub const COMMANDS: &[CommandSpec] = &[
         script_help,
     )
     .with_subcommands(&[
-        CommandSpec::new(
+        scripting_subcommand(
             "exists",
             -3,
-            NOSCRIPT,
-            acl::SCRIPTING,
-            NO_KEYS,
-            GROUP,
+            0,
             "2.6.0",
             "Determines whether server-side Lua scripts exist in the script cache.",
             script_exists,
         ),
-        CommandSpec::new(
+        scripting_subcommand(
             "flush",
             -2,
-            NOSCRIPT,
-            acl::SCRIPTING,
-            NO_KEYS,
-            GROUP,
+            0,
             "2.6.0",
             "Removes all server-side Lua scripts from the script cache.",
             script_flush,
         ),
-        CommandSpec::new(
+        scripting_subcommand(
             "help",
             2,
-            NOSCRIPT,
-            acl::SCRIPTING,
-            NO_KEYS,
-            GROUP,
+            0,
             "5.0.0",
             "Returns helpful text about the different subcommands.",
             script_help,
         ),
-        CommandSpec::new(
+        scripting_subcommand(
             "kill",
             2,
-            NOSCRIPT,
-            acl::SCRIPTING,
-            NO_KEYS,
-            GROUP,
+            0,
             "2.6.0",
             "Terminates a server-side Lua script during execution.",
             script_kill,
         ),
-        CommandSpec::new(
+        scripting_subcommand(
             "load",
             3,
-            NOSCRIPT | STALE,
-            acl::SCRIPTING,
-            NO_KEYS,
-            GROUP,
+            STALE,
             "2.6.0",
             "Loads a server-side Lua script to the script cache.",
             script_load,

@@ -5,39 +5,17 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use super::command::{keys_and_argv, script_command};
+use super::command::{keys_and_argv, script_command, scripting_subcommand};
 use super::functions::{self, compile_library, Library};
 use super::shebang::flag_list;
 use super::{run, Invocation, Target};
 use crate::commands::args::{self, is};
-use crate::commands::table::{
-    acl, CommandSpec, DENYOOM, NOSCRIPT, NO_KEYS, READONLY, STALE, WRITE,
-};
+use crate::commands::table::{acl, CommandSpec, DENYOOM, NO_KEYS, READONLY, STALE, WRITE};
 use crate::commands::{help_reply, CommandError, CommandResult, Ctx};
 use crate::engine::{glob::glob_match, Access};
 use crate::protocol::Reply;
 
 const GROUP: &str = "scripting";
-
-const fn function_subcommand(
-    name: &'static str,
-    arity: i32,
-    flags: u32,
-    summary: &'static str,
-    handler: crate::commands::table::Handler,
-) -> CommandSpec {
-    CommandSpec::new(
-        name,
-        arity,
-        NOSCRIPT | flags,
-        acl::SCRIPTING,
-        NO_KEYS,
-        GROUP,
-        "7.0.0",
-        summary,
-        handler,
-    )
-}
 
 pub const COMMANDS: &[CommandSpec] = &[
     script_command("fcall", 0, "7.0.0", "Invokes a function.", fcall),
@@ -60,66 +38,75 @@ pub const COMMANDS: &[CommandSpec] = &[
         function_help,
     )
     .with_subcommands(&[
-        function_subcommand(
+        scripting_subcommand(
             "delete",
             3,
             WRITE,
+            "7.0.0",
             "Deletes a library and its functions.",
             function_delete,
         ),
-        function_subcommand(
+        scripting_subcommand(
             "dump",
             2,
             0,
+            "7.0.0",
             "Dumps all libraries into a serialized binary payload.",
             function_dump,
         ),
-        function_subcommand(
+        scripting_subcommand(
             "flush",
             -2,
             WRITE,
+            "7.0.0",
             "Deletes all libraries and functions.",
             function_flush,
         ),
-        function_subcommand(
+        scripting_subcommand(
             "help",
             2,
             STALE,
+            "7.0.0",
             "Returns helpful text about the different subcommands.",
             function_help,
         ),
-        function_subcommand(
+        scripting_subcommand(
             "kill",
             2,
             0,
+            "7.0.0",
             "Terminates a function during execution.",
             function_kill,
         ),
-        function_subcommand(
+        scripting_subcommand(
             "list",
             -2,
             0,
+            "7.0.0",
             "Returns information about all libraries.",
             function_list,
         ),
-        function_subcommand(
+        scripting_subcommand(
             "load",
             -3,
             WRITE | DENYOOM,
+            "7.0.0",
             "Creates a library.",
             function_load,
         ),
-        function_subcommand(
+        scripting_subcommand(
             "restore",
             -3,
             WRITE | DENYOOM,
+            "7.0.0",
             "Restores all libraries from a payload.",
             function_restore,
         ),
-        function_subcommand(
+        scripting_subcommand(
             "stats",
             2,
             0,
+            "7.0.0",
             "Returns information about a function during execution.",
             function_stats,
         ),

@@ -79,17 +79,13 @@ impl Functions {
     /// Loads the libraries saved by an earlier run (at startup; import too). A library that
     /// no longer loads is logged and left out.
     pub fn load_saved(&self, engine: &Engine) {
-        let saved = match engine.server_record(RECORD) {
-            Ok(Some(saved)) => saved,
-            Ok(None) => return,
+        let codes = match saved_library_codes(engine) {
+            Ok(codes) if codes.is_empty() => return,
+            Ok(codes) => codes,
             Err(err) => {
-                tracing::error!(%err, "cannot read the saved FUNCTION libraries");
+                tracing::error!(%err, "cannot load the saved FUNCTION libraries; starting without them");
                 return;
             }
-        };
-        let Some(codes) = decode_codes(&saved) else {
-            tracing::error!("the saved FUNCTION libraries are damaged; starting without them");
-            return;
         };
         let mut libraries = Libraries::default();
         for code in codes {

@@ -1,7 +1,6 @@
 //! One Lua 5.1 VM as Redis sets it up: only the base, table, string and math libraries
-//! (no io, os, loadfile, dofile), `bit` and `cjson` written here, `cmsgpack` (`msgpack`), `struct` (`lua_struct`), the `redis`
-//! table
-//! (`call`, `pcall`, `error_reply`, `status_reply`, `sha1hex`, `log`, `setresp`,
+//! (no io, os, loadfile, dofile), `bit` and `cjson` written here, `cmsgpack` (`msgpack`),
+//! `struct` (`lua_struct`), the `redis` table (`call`, `pcall`, `error_reply`, `status_reply`, `sha1hex`, `log`, `setresp`,
 //! `set_repl`, `replicate_commands` and the LOG_* / REPL_* constants), and globals that can
 //! neither be created nor read when missing. It also owns Redis's conversion rules between
 //! Lua values and replies, both ways. A VM keeps the functions it has compiled, by SHA1.
@@ -11,6 +10,8 @@ use mlua::{Function, Lua, LuaOptions, MultiValue, StdLib, Table, Value};
 
 use crate::protocol::Reply;
 
+/// Runs once per VM, after the libraries and the `redis` table are in place:
+///
 /// `__hypercache_run(f, ...)` runs a script or function under `pcall`, so a Lua error
 /// comes back as a value (a string, a table the script raised, or the error `redis.call`
 /// raised) rather than a Rust error.
@@ -20,14 +21,21 @@ use crate::protocol::Reply;
 /// the log levels; afterwards, the functions it registered see the VM's globals (`redis.call`
 /// and the libraries). Its environment reads through `loading_api` while loading, so the
 /// closures it creates need no second environment.
+///
+/// Last, the globals are locked as Redis locks them: they can be neither created nor read
+/// when missing, the error is raised at the script's line (level 2), and the lock cannot be
+/// taken off.
 const PRELUDE: &str = r#"
 local pcall, rawget, error, tostring, setmetatable, setfenv = pcall, rawget, error, tostring, setmetatable, setfenv
 local G = _G
 __hypercache_run = function(f, ...)
     return pcall(f, ...)
 end
+local function missing_text(name)
+    return "Script attempted to access nonexistent global variable '" .. tostring(name) .. "'"
+end
 local function missing(_, name)
-    error("Script attempted to access nonexistent global variable '" .. tostring(name) .. "'", 2)
+    error(missing_text(name), 2)
 end
 local function readonly()
     error("Attempt to modify a readonly table", 2)
@@ -49,7 +57,7 @@ __hypercache_load_library = function(chunk, register)
         __index = function(_, name)
             local value = rawget(loading_api or G, name)
             if value == nil then
-                error("Script attempted to access nonexistent global variable '" .. tostring(name) .. "'", 2)
+                error(missing_text(name), 2)
             end
             return value
         end,
@@ -60,20 +68,7 @@ __hypercache_load_library = function(chunk, register)
     loading_api = nil
     return ok, err
 end
-"#;
-
-/// Locks the globals table as Redis does.
-const GLOBALS_GUARD: &str = r#"
-local error, tostring = error, tostring
-setmetatable(_G, {
-    __newindex = function()
-        error("Attempt to modify a readonly table", 2)
-    end,
-    __index = function(_, name)
-        error("Script attempted to access nonexistent global variable '" .. tostring(name) .. "'", 2)
-    end,
-    __metatable = false,
-})
+setmetatable(G, { __newindex = readonly, __index = missing, __metatable = false })
 "#;
 
 /// The chunk name Redis gives scripts: errors read `user_script:3: ...`.
@@ -98,22 +93,12 @@ pub fn new_vm() -> mlua::Result<Lua> {
         globals.raw_set(unsafe_global, Value::Nil)?;
     }
     let redis = lua.create_table()?;
-    redis.set(
-        "error_reply",
-        lua.create_function(|lua, text: mlua::String| {
-            let table = lua.create_table()?;
-            table.set("err", text)?;
-            Ok(table)
-        })?,
-    )?;
-    redis.set(
-        "status_reply",
-        lua.create_function(|lua, text: mlua::String| {
-            let table = lua.create_table()?;
-            table.set("ok", text)?;
-            Ok(table)
-        })?,
-    )?;
+    for (name, field) in [("error_reply", "err"), ("status_reply", "ok")] {
+        redis.set(
+            name,
+            lua.create_function(move |lua, text: mlua::String| tagged(lua, field, text))?,
+        )?;
+    }
     redis.set(
         "sha1hex",
         lua.create_function(|_, text: mlua::String| Ok(super::sha1_hex(&text.as_bytes())))?,
@@ -163,11 +148,8 @@ pub fn new_vm() -> mlua::Result<Lua> {
     globals.raw_set("cjson", cjson_library(&lua)?)?;
     globals.raw_set("cmsgpack", super::msgpack::library(&lua)?)?;
     globals.raw_set("struct", super::lua_struct::library(&lua)?)?;
-    lua.load(PRELUDE).set_name("@prelude").exec()?;
     lua.set_named_registry_value("hypercache_scripts", lua.create_table()?)?;
-    // From here on, globals can be neither created nor read when missing (Redis's rules),
-    // raised at the script's line (level 2), and the guard cannot be taken off.
-    lua.load(GLOBALS_GUARD).set_name("@guard").exec()?;
+    lua.load(PRELUDE).set_name("@prelude").exec()?;
     Ok(lua)
 }
 
@@ -204,6 +186,19 @@ pub fn syntax_text(err: &mlua::Error) -> String {
         mlua::Error::SyntaxError { message, .. } => message.clone(),
         other => other.to_string(),
     }
+}
+
+/// An error raised at the script's line, as `luaL_error` raises it in Redis (for the
+/// libraries' argument and data errors).
+pub(super) fn script_error(lua: &Lua, message: &str) -> mlua::Error {
+    let at = lua
+        .inspect_stack(1)
+        .and_then(|frame| {
+            let source = frame.source().short_src?.into_owned();
+            Some(format!("{source}:{}: ", frame.curr_line()))
+        })
+        .unwrap_or_default();
+    mlua::Error::RuntimeError(format!("{at}{message}"))
 }
 
 /// The protocol `redis.setresp` chose for the running script: 2 (the default at each run's

@@ -6,7 +6,7 @@
 
 use mlua::{Lua, MultiValue, Value};
 
-use super::msgpack::script_error;
+use super::lua::script_error;
 
 /// Widest integer the format accepts (lua_struct's MAXINTSIZE).
 const MAX_INT_SIZE: usize = 32;

@@ -2,8 +2,9 @@
 //! with Lua 5.1 (the `mlua` crate, Lua vendored as Redis embeds it). This module owns the
 //! script cache (bodies by SHA1), a pool of sandboxed VMs (`lua`), running a script or a
 //! function atomically, SCRIPT KILL / FUNCTION KILL, and Redis's error texts; the function
-//! libraries are `functions`, the `#!lua` line and script flags `shebang`. A script runs on a blocking thread holding every shard,
-//! as Redis runs it alone, so its writes are one WAL record (all or nothing after a crash)
+//! libraries are `functions`, the `#!lua` line and script flags `shebang`. A script runs on
+//! a blocking thread holding every shard, as Redis runs it alone, so its writes are one WAL
+//! record (all or nothing after a crash)
 //! and no other command sees half of it; other requests wait at most
 //! `busy-reply-threshold`, then get `-BUSY`. A script's commands pass the checks a
 //! client's do (arity, ACL, not-from-scripts, read-only), in `dispatch::run_from_script`.
@@ -47,7 +48,18 @@ pub struct RunningScript {
     started: Instant,
 }
 
-/// Redis's -BUSY texts while a script runs: each names the KILL that stops it.
+impl RunningScript {
+    /// Redis's -BUSY text while this script runs: it names the KILL that stops it.
+    fn busy_text(&self) -> &'static str {
+        if self.function {
+            BUSY_FUNCTION
+        } else {
+            BUSY_EVAL
+        }
+    }
+}
+
+/// Redis's -BUSY texts while a script runs.
 const BUSY_EVAL: &str =
     "Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
 const BUSY_FUNCTION: &str =
@@ -113,14 +125,7 @@ impl Scripts {
             ));
         }
         if script.function != function {
-            return Err(CommandError::new(
-                ErrorCode::Busy,
-                if script.function {
-                    BUSY_FUNCTION
-                } else {
-                    BUSY_EVAL
-                },
-            ));
+            return Err(CommandError::new(ErrorCode::Busy, script.busy_text()));
         }
         script.kill.store(true, Ordering::Release);
         Ok(())
@@ -129,13 +134,10 @@ impl Scripts {
     /// The -BUSY text for a command that waited out `busy-reply-threshold` behind a script
     /// (None when no script runs: another command held the keys).
     pub fn busy_text(&self) -> Option<&'static str> {
-        let running = self.running.lock();
-        let script = running.as_ref()?;
-        Some(if script.function {
-            BUSY_FUNCTION
-        } else {
-            BUSY_EVAL
-        })
+        self.running
+            .lock()
+            .as_ref()
+            .map(|script| script.busy_text())
     }
 
     /// FUNCTION STATS's `running_script`: the name, the command and the milliseconds so far.

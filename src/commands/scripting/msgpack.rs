@@ -7,6 +7,8 @@
 
 use mlua::{Lua, MultiValue, Table, Value};
 
+use super::lua::script_error;
+
 /// Tables nested deeper than this are packed as nil (Redis's LUACMSGPACK_MAX_NESTING).
 const MAX_PACK_NESTING: usize = 16;
 /// Deeper input is refused as bad data, so hostile bytes cannot exhaust the (blocking
@@ -15,18 +17,6 @@ const MAX_DECODE_DEPTH: usize = 64;
 
 const BAD_FORMAT: &str = "Bad data format in input.";
 const MISSING_BYTES: &str = "Missing bytes in input.";
-
-/// An error raised at the script's line, as `luaL_error` raises it in Redis.
-pub(super) fn script_error(lua: &Lua, message: &str) -> mlua::Error {
-    let at = lua
-        .inspect_stack(1)
-        .and_then(|frame| {
-            let source = frame.source().short_src?.into_owned();
-            Some(format!("{source}:{}: ", frame.curr_line()))
-        })
-        .unwrap_or_default();
-    mlua::Error::RuntimeError(format!("{at}{message}"))
-}
 
 pub fn library(lua: &Lua) -> mlua::Result<Table> {
     let cmsgpack = lua.create_table()?;
