@@ -44,10 +44,7 @@ case "$FSYNC" in
         HC_PERSIST=(--appendonly yes --appendfsync "$FSYNC") ;;
     *) echo "FSYNC must be off, everysec, always or no" >&2; exit 2 ;;
 esac
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hypercache/target}"
-bash tools/setup.sh
-cargo build --release --bin hypercache >&2
-BIN="$CARGO_TARGET_DIR/release/hypercache"
+build_hypercache
 if [ -n "$BASELINE_BIN" ] && [ ! -x "$BASELINE_BIN" ]; then
     echo "BASELINE_BIN=$BASELINE_BIN is not an executable" >&2
     exit 2

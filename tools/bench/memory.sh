@@ -12,10 +12,7 @@ source tools/bench/lib.sh
 
 KEYS="${KEYS:-1000000}"
 SIZES="${SIZES:-10 100 1000}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hypercache/target}"
-bash tools/setup.sh
-cargo build --release --bin hypercache >&2
-BIN="$CARGO_TARGET_DIR/release/hypercache"
+build_hypercache
 VALKEY="$(valkey_server)"
 
 WORK="$(mktemp -d)"

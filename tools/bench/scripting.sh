@@ -21,10 +21,7 @@ REQUESTS="${REQUESTS:-200000}"
 ROUNDS="${ROUNDS:-3}"
 SERVER_CPU="${SERVER_CPU:-1}"
 CLIENT_CPU="${CLIENT_CPU:-0}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hypercache/target}"
-bash tools/setup.sh
-cargo build --release --bin hypercache >&2
-BIN="$CARGO_TARGET_DIR/release/hypercache"
+build_hypercache
 
 VALKEY="$(valkey_server)"
 
