@@ -422,8 +422,21 @@ fn struct_matches_redis() {
 
 #[test]
 fn scripts_are_atomic_and_a_busy_one_is_killed_while_others_get_busy() {
+    // Scripts start on an async worker and leave it to block or run long: with one worker
+    // the endless script must still leave PING, -BUSY and SCRIPT KILL served.
+    for threads in ["1", "2"] {
+        atomic_and_busy_scripts(threads);
+    }
+}
+
+fn atomic_and_busy_scripts(threads: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let server = BinaryServer::start(dir.path(), &[]);
+    let server = BinaryServer::start_with_env(
+        dir.path(),
+        &[],
+        &[("HYPERCACHE_SERVER__THREADS", threads)],
+        None,
+    );
     let mut admin = RawClient::connect(server.port);
     admin.roundtrip(
         &resp(&[b"CONFIG", b"SET", b"busy-reply-threshold", b"100"]),
@@ -529,4 +542,58 @@ print(pipe.execute())
         port = server.port
     );
     common::assert_python_prints(&script, "True False\nTrue True None\n5 7\n[8, '8']\n");
+}
+
+#[test]
+fn a_script_reads_cold_keys_after_writing_with_one_async_worker() {
+    // Most keys are in the cold tier. A script starts on the one async worker, writes, then
+    // reads cold keys: it must leave the worker to read them and still run as one whole.
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start_with_env(
+        dir.path(),
+        &["--maxmemory", "16mb"],
+        &[("HYPERCACHE_SERVER__THREADS", "1")],
+        None,
+    );
+    let mut con = server.client();
+    let pad = "x".repeat(1000);
+    const KEYS: usize = 40_000;
+    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(1000) {
+        let mut pipe = redis::pipe();
+        for i in chunk {
+            pipe.cmd("SET")
+                .arg(format!("key:{i}"))
+                .arg(format!("key:{i}{pad}"))
+                .ignore();
+        }
+        pipe.query::<()>(&mut con).unwrap();
+    }
+    let info: String = redis::cmd("INFO").arg("tiers").query(&mut con).unwrap();
+    let hot_keys: usize = info
+        .lines()
+        .find_map(|line| line.strip_prefix("hot_keys:"))
+        .map(|count| count.trim().parse().unwrap())
+        .unwrap_or_else(|| panic!("no hot_keys in INFO: {info}"));
+    assert!(hot_keys < KEYS / 2, "too few cold keys: {hot_keys} hot");
+
+    let body = "redis.call('set', 'started', '1') \
+        local right = 0 \
+        for _, key in ipairs(KEYS) do \
+            if redis.call('get', key) == key .. ARGV[1] then right = right + 1 end \
+        end \
+        redis.call('set', 'finished', right) \
+        return right";
+    let keys: Vec<String> = (0..KEYS).step_by(97).map(|i| format!("key:{i}")).collect();
+    let right: usize = redis::cmd("EVAL")
+        .arg(body)
+        .arg(keys.len())
+        .arg(&keys)
+        .arg(&pad)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(right, keys.len());
+    let finished: usize = redis::cmd("GET").arg("finished").query(&mut con).unwrap();
+    assert_eq!(finished, keys.len());
+    let pong: String = redis::cmd("PING").query(&mut con).unwrap();
+    assert_eq!(pong, "PONG");
 }

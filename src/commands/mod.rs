@@ -95,7 +95,7 @@ impl Store<'_> {
     pub fn access(&self) -> Access {
         match self {
             Store::Direct { access, .. } => *access,
-            Store::Txn(_) => Access::MayBlock,
+            Store::Txn(txn) => txn.access(),
         }
     }
 

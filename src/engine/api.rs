@@ -18,6 +18,9 @@ use super::wal::{self, Lsn};
 pub enum Access {
     /// Fail with `WouldBlock` instead of blocking; nothing has changed when it does.
     HotOnly,
+    /// On an async worker, for work that cannot be retried once under way (a script):
+    /// leave the worker, then block (`inline.rs`).
+    Inline,
     /// Blocking is fine (a blocking-pool thread, a background task, a test).
     MayBlock,
 }

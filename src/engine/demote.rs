@@ -52,10 +52,8 @@ impl Engine {
         if shard.used_bytes() <= self.hot.shard_limit() {
             return Ok(());
         }
-        match access {
-            Access::HotOnly => Err(EngineError::WouldBlock),
-            Access::MayBlock => self.make_room(shard, true),
-        }
+        access.prepare_to_block()?;
+        self.make_room(shard, true)
     }
 
     /// After a change that may have grown the shard: wake the demoter once the shard nears

@@ -112,6 +112,13 @@ impl HotTier {
                 .try_lock()
                 .or_else(|| shard.try_lock_for(HOT_LOCK_WAIT))
                 .ok_or(EngineError::WouldBlock),
+            Access::Inline => match shard.try_lock() {
+                Some(guard) => Ok(guard),
+                None => {
+                    access.prepare_to_block()?;
+                    self.lock_until(index, self.request_deadline())
+                }
+            },
         }
     }
 

@@ -9,7 +9,9 @@
 //! The engine never touches sockets or async code. Calls take an [`Access`]: with
 //! `Access::HotOnly` the call fails with [`EngineError::WouldBlock`] *before changing anything*
 //! if it would need disk I/O or a contended lock, so the server can run the fast path on its
-//! async workers and retry the rest on a blocking pool with `Access::MayBlock`.
+//! async workers and retry the rest on a blocking pool with `Access::MayBlock`. Work that
+//! cannot be retried (a script under way) runs with `Access::Inline`: it leaves the async
+//! worker before it blocks (`inline.rs`).
 
 pub mod budget;
 pub mod cold;
@@ -34,6 +36,7 @@ mod disk_health;
 mod durability;
 mod expiry;
 mod hot_tier;
+mod inline;
 mod open;
 mod report;
 mod resolve;
@@ -70,6 +73,7 @@ pub use durability::{
     CheckpointReason, CheckpointRecord, Durability, PersistenceReport, StartupReport,
 };
 pub use entry::ExpireAt as Deadline;
+pub use inline::{leave_async_worker, set_leave_async_worker};
 pub use scan::{scan_to_end, DEFAULT_SCAN_COUNT, KEYS_SCAN_COUNT};
 pub use txn::Txn;
 

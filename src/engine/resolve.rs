@@ -5,7 +5,7 @@
 //! is where every write lands (WAL batch, watchers, key counts); `remove_resolved` is where
 //! every removal lands, deleting or tombstoning the cold copy before the command is answered.
 
-use super::api::{Access, EngineError, EngineResult};
+use super::api::{Access, EngineResult};
 use super::cold::{ColdOp, Space};
 use super::entry::{decode_cold_value, is_expired, ColdValue, ExpireAt, NO_EXPIRY};
 use super::eviction::access::AccessStamp;
@@ -120,8 +120,10 @@ impl Engine {
         }
         let raw = match prefetched {
             Some(raw) => raw,
-            None if access == Access::HotOnly => return Err(EngineError::WouldBlock),
-            None => self.cold.get(encoded)?,
+            None => {
+                access.prepare_to_block()?;
+                self.cold.get(encoded)?
+            }
         };
         let Some(raw) = raw else {
             self.stats.cold_misses.add(1);
@@ -192,9 +194,7 @@ impl Engine {
                 }
             }
             ColdCopy::Present { expire_at } => {
-                if access == Access::HotOnly {
-                    return Err(EngineError::WouldBlock);
-                }
+                access.prepare_to_block()?;
                 let mut ops = Vec::new();
                 push_cold_delete(&mut ops, encoded, expire_at);
                 self.cold.write(ops)?;

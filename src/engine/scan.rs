@@ -33,9 +33,7 @@ impl Engine {
         pattern: Option<&[u8]>,
         count: usize,
     ) -> EngineResult<ScanPage> {
-        if access == Access::HotOnly {
-            return Err(EngineError::WouldBlock);
-        }
+        access.prepare_to_block()?;
         // One shard at a time, all within one busy-reply-threshold.
         let deadline = self.hot.request_deadline();
         self.scan_page(db, cursor, pattern, count, &mut |visit| {

@@ -88,9 +88,7 @@ impl Engine {
         destination: &[u8],
         only_if_absent: bool,
     ) -> EngineResult<RenameOutcome> {
-        if access == Access::HotOnly {
-            return Err(EngineError::WouldBlock);
-        }
+        access.prepare_to_block()?;
         self.transaction_for_keys(&[source, destination])?.rename(
             db,
             source,
@@ -101,17 +99,13 @@ impl Engine {
 
     /// FLUSHDB: removes every key of `db` from both tiers.
     pub fn flushdb(&self, access: Access, db: u16) -> EngineResult<()> {
-        if access == Access::HotOnly {
-            return Err(EngineError::WouldBlock);
-        }
+        access.prepare_to_block()?;
         self.transaction_all()?.flushdb(db)
     }
 
     /// FLUSHALL.
     pub fn flushall(&self, access: Access) -> EngineResult<()> {
-        if access == Access::HotOnly {
-            return Err(EngineError::WouldBlock);
-        }
+        access.prepare_to_block()?;
         self.transaction_all()?.flushall()
     }
 

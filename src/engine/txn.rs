@@ -37,11 +37,17 @@ impl Guards<'_> {
     pub(super) fn shard(&mut self, index: usize) -> EngineResult<&mut HotShard> {
         match self {
             Guards::One(held, guard) if *held == index => Ok(guard),
-            Guards::Many(guards) => guards
-                .iter_mut()
-                .find(|(held, _)| *held == index)
-                .map(|(_, guard)| &mut **guard)
-                .ok_or(EngineError::NotLocked),
+            Guards::Many(guards) => {
+                // Held in ascending order: with every shard held, shard i is at position i.
+                let position = match guards.get(index) {
+                    Some((held, _)) if *held == index => index,
+                    _ => guards
+                        .iter()
+                        .position(|(held, _)| *held == index)
+                        .ok_or(EngineError::NotLocked)?,
+                };
+                Ok(&mut guards[position].1)
+            }
             Guards::One(..) => Err(EngineError::NotLocked),
         }
     }
@@ -75,6 +81,11 @@ impl<'e> Txn<'e> {
             guards,
             log: MutationBatch::default(),
         }
+    }
+
+    /// How this transaction may block (`Inline` for a script started on an async worker).
+    pub fn access(&self) -> Access {
+        self.access
     }
 
     /// Encodes the key and finds its (held) shard, and the log its changes go to.

@@ -23,6 +23,27 @@ pub use crate::commands::{
     ClientHandle, ClientRegistry, ClientState, ReplyMode, Shared, ShutdownRequest,
 };
 
+/// How inline engine work (a script started on an async worker) leaves its worker before it
+/// blocks or runs long: `block_in_place` hands the worker, with its other connections, to a
+/// new thread, and this thread runs on outside the runtime's workers until its task next
+/// waits. The wait inside lasts until a task spawned now has run, which, with one worker,
+/// is once the new thread has the worker (bounded: a busy runtime only delays the handover).
+fn leave_async_worker() {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return;
+    }
+    tokio::task::block_in_place(|| {
+        let (ran, handed_over) = std::sync::mpsc::channel();
+        runtime.spawn(async move {
+            let _ = ran.send(());
+        });
+        let _ = handed_over.recv_timeout(Duration::from_millis(10));
+    });
+}
+
 /// Serves `listener` until shutdown is requested, then waits for every connection task.
 /// Returns what the shutdown asked for.
 pub async fn run(
@@ -30,6 +51,7 @@ pub async fn run(
     tls_listener: Option<TcpListener>,
     shared: Arc<Shared>,
 ) -> ShutdownRequest {
+    crate::engine::set_leave_async_worker(leave_async_worker);
     let mut shutdown = shared.shutdown_receiver();
     let cold_readers = shared.config.read().server.cold_readers;
     let cold_reads = Arc::new(ColdReads::start(&shared.engine, cold_readers));

@@ -12,7 +12,7 @@ use super::{run, Invocation, Target};
 use crate::commands::args::{self, is};
 use crate::commands::table::{acl, CommandSpec, DENYOOM, NO_KEYS, READONLY, STALE, WRITE};
 use crate::commands::{help_reply, CommandError, CommandResult, Ctx};
-use crate::engine::{glob::glob_match, Access};
+use crate::engine::glob::glob_match;
 use crate::protocol::Reply;
 
 const GROUP: &str = "scripting";
@@ -147,10 +147,7 @@ fn fcall_ro(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
 
 /// Changes to the libraries are saved (a synced disk write): never on an async worker.
 fn needs_blocking_thread(ctx: &Ctx<'_, '_>) -> Result<(), CommandError> {
-    match ctx.store.access() {
-        Access::HotOnly => Err(CommandError::WouldBlock),
-        Access::MayBlock => Ok(()),
-    }
+    Ok(ctx.store.access().prepare_to_block()?)
 }
 
 fn change(

@@ -2,13 +2,14 @@
 //! with Lua 5.1 (the `mlua` crate, Lua vendored as Redis embeds it). This module owns the
 //! script cache (bodies by SHA1), a pool of sandboxed VMs (`lua`), running a script or a
 //! function atomically, SCRIPT KILL / FUNCTION KILL, and Redis's error texts; the function
-//! libraries are `functions`, the `#!lua` line and script flags `shebang`. A script runs on
-//! a blocking thread holding every shard, as Redis runs it alone, so its writes are one WAL
-//! record (all or nothing after a crash)
-//! and no other command sees half of it; other requests wait at most
-//! `busy-reply-threshold`, then get `-BUSY`. A script's commands pass the checks a
-//! client's do (arity, ACL, not-from-scripts, read-only), in `dispatch::run_from_script`.
-//! It must never run Lua on an async worker.
+//! libraries are `functions`, the `#!lua` line and script flags `shebang`. A script runs
+//! holding every shard, as Redis runs it alone, so its writes are one WAL record (all or
+//! nothing after a crash) and no other command sees half of it; other requests wait at most
+//! `busy-reply-threshold`, then get `-BUSY`. A script whose shards are all free starts on
+//! the async worker and leaves it before it blocks or once it has run `INLINE_RUN_LIMIT`
+//! (`engine::leave_async_worker`), so neither a cold key nor an endless loop holds the
+//! worker's other clients. A script's commands pass the checks a client's do (arity, ACL,
+//! not-from-scripts, read-only), in `dispatch::run_from_script`.
 
 pub(super) mod command;
 pub(super) mod function_command;
@@ -36,6 +37,11 @@ use crate::protocol::Reply;
 /// Instructions between two looks at the kill flag (SCRIPT KILL, SHUTDOWN).
 const KILL_CHECK_INSTRUCTIONS: u32 = 10_000;
 
+/// How long a script may run on an async worker before it leaves it, so the worker's other
+/// connections wait no longer than this behind one script (then they get `-BUSY` as
+/// everyone else does).
+const INLINE_RUN_LIMIT: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// The script running now, as SCRIPT KILL, FUNCTION KILL and FUNCTION STATS see it.
 pub struct RunningScript {
     kill: AtomicBool,
@@ -46,6 +52,8 @@ pub struct RunningScript {
     name: String,
     command: Vec<Bytes>,
     started: Instant,
+    /// Started on an async worker (`Access::Inline`).
+    inline: bool,
 }
 
 impl RunningScript {
@@ -176,9 +184,16 @@ pub(super) fn sandboxed_vm() -> Result<Lua, String> {
     lua.set_hook(
         HookTriggers::new().every_nth_instruction(KILL_CHECK_INSTRUCTIONS),
         |lua, _| {
-            let killed = lua
-                .app_data_ref::<Arc<RunningScript>>()
-                .is_some_and(|script| script.kill.load(Ordering::Acquire));
+            let (killed, overstayed) =
+                lua.app_data_ref::<Arc<RunningScript>>()
+                    .map_or((false, false), |script| {
+                        let overstayed =
+                            script.inline && script.started.elapsed() >= INLINE_RUN_LIMIT;
+                        (script.kill.load(Ordering::Acquire), overstayed)
+                    });
+            if overstayed {
+                crate::engine::leave_async_worker();
+            }
             if killed {
                 return Err(mlua::Error::RuntimeError(
                     "Script killed by user with SCRIPT KILL...".into(),
@@ -233,28 +248,28 @@ pub fn read_only(flags: Option<u8>, ro_command: bool) -> Result<bool, CommandErr
     Ok(ro_command || no_writes)
 }
 
-/// Runs a script atomically: every shard held (or the EXEC's transaction, which holds
-/// them already), on a blocking thread.
+/// Runs a script atomically, holding every shard (or inside EXEC, whose transaction holds
+/// them already). Offered first on the async worker: when every shard is free at once the
+/// script runs there (`Access::Inline`), and leaves the worker only if it must block (a
+/// cold key, a full shard) or runs past `INLINE_RUN_LIMIT`; a busy shard sends it to a
+/// blocking thread before anything ran. A hot script thus costs no thread hand-off.
 pub fn run(ctx: &mut Ctx<'_, '_>, invocation: Invocation<'_>) -> CommandResult {
-    if ctx.store.access() == Access::HotOnly {
-        return Err(CommandError::WouldBlock);
-    }
-    let scripts = &ctx.shared.scripts;
-    let direct = match &*ctx.store {
-        Store::Direct { engine, .. } => Some(*engine),
+    let txn = match &*ctx.store {
+        Store::Direct { engine, access, .. } => Some(match access {
+            Access::HotOnly => engine.transaction_all_inline()?,
+            Access::Inline | Access::MayBlock => engine.transaction_all()?,
+        }),
+        // Inside EXEC: the transaction holds every shard already.
         Store::Txn(_) => None,
     };
+    let scripts = &ctx.shared.scripts;
     let (generation, lua) = scripts.take_vm()?;
-    let result = match direct {
-        // Inside EXEC: the transaction holds every shard already.
+    let result = match txn {
+        Some(txn) => {
+            let mut store = Store::Txn(txn);
+            run_in_vm(&lua, ctx.shared, ctx.client, &mut store, &invocation)
+        }
         None => run_in_vm(&lua, ctx.shared, ctx.client, ctx.store, &invocation),
-        Some(engine) => match engine.transaction_all() {
-            Ok(txn) => {
-                let mut store = Store::Txn(txn);
-                run_in_vm(&lua, ctx.shared, ctx.client, &mut store, &invocation)
-            }
-            Err(err) => Err(err.into()),
-        },
     };
     scripts.give_back(generation, lua);
     result
@@ -303,6 +318,7 @@ fn run_in_vm(
         name: name.to_string(),
         command: invocation.command.to_vec(),
         started: Instant::now(),
+        inline: store.access() == Access::Inline,
     });
     lua.set_app_data(Arc::clone(&script));
     // Every run starts in RESP2, whatever the last one chose with redis.setresp.

@@ -21,7 +21,7 @@ use super::table::{
 };
 use super::ReplyMode;
 use super::{help_reply, CommandError, CommandResult, Ctx};
-use crate::engine::{Access, CheckpointReason};
+use crate::engine::CheckpointReason;
 use crate::protocol::Reply;
 use config::{config_get, config_help, config_resetstat, config_rewrite, config_set};
 use debug::debug;
@@ -388,13 +388,9 @@ fn subcommand_syntax_error(command: &str, subcommand: &Bytes) -> CommandError {
 }
 
 /// Blocking work must not run on the async workers: the dispatcher retries it on a
-/// blocking thread.
+/// blocking thread (and a script running inline leaves its worker first).
 fn off_async_workers(ctx: &Ctx<'_, '_>) -> Result<(), CommandError> {
-    if ctx.store.access() == Access::HotOnly {
-        Err(CommandError::WouldBlock)
-    } else {
-        Ok(())
-    }
+    Ok(ctx.store.access().prepare_to_block()?)
 }
 
 // ----- INFO, flushing, saving, time, shutdown --------------------------------------------
@@ -438,9 +434,7 @@ fn flushall(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
 /// checkpoint record synced, WAL segments it covers deleted. There is no RDB file: the cold
 /// tier is the snapshot.
 fn save(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
-    if ctx.store.access() == Access::HotOnly {
-        return Err(CommandError::WouldBlock);
-    }
+    off_async_workers(ctx)?;
     ctx.engine()
         .checkpoint(CheckpointReason::Requested)
         .map_err(|err| CommandError::err(format!("saving failed: {err}")))?;
