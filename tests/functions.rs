@@ -303,7 +303,7 @@ fn a_busy_function_is_killed_with_function_kill() {
     let mut looping = RawClient::connect(server.port);
     looping
         .stream
-        .write_all(&resp(&[b"FCALL", b"spin", b"0"]))
+        .write_all(&resp(&[b"FCALL", b"spin", b"1", b"k"]))
         .unwrap();
     // FUNCTION STATS names the running function and its command.
     let mut con = server.client();
@@ -315,7 +315,7 @@ fn a_busy_function_is_killed_with_function_kill() {
             assert_eq!(
                 running[3],
                 redis::Value::Array(
-                    ["FCALL", "spin", "0"]
+                    ["FCALL", "spin", "1", "k"]
                         .iter()
                         .map(|arg| redis::Value::BulkString(arg.as_bytes().to_vec()))
                         .collect()
@@ -334,6 +334,13 @@ fn a_busy_function_is_killed_with_function_kill() {
         &resp(&[b"GET", b"k"]),
         &error("BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."),
     );
+    // Another script waits for its turn as in Redis; a key in a shard the function does not
+    // hold is served (scripts lock their keys' shards, not the whole keyspace).
+    other.roundtrip(
+        &resp(&[b"EVAL", b"return 1", b"0"]),
+        &error("BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."),
+    );
+    other.roundtrip(&resp(&[b"GET", b"other"]), b"$-1\r\n");
     other.roundtrip(&resp(&[b"PING"]), b"+PONG\r\n");
     other.roundtrip(
         &resp(&[b"SCRIPT", b"KILL"]),

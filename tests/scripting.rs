@@ -467,7 +467,7 @@ fn atomic_and_busy_scripts(threads: &str) {
     let mut looping = RawClient::connect(server.port);
     looping
         .stream
-        .write_all(&resp(&[b"EVAL", b"while true do end", b"0"]))
+        .write_all(&resp(&[b"EVAL", b"while true do end", b"1", b"counter"]))
         .unwrap();
     let mut con = server.client();
     let mut running = false;
@@ -596,4 +596,53 @@ fn a_script_reads_cold_keys_after_writing_with_one_async_worker() {
     assert_eq!(finished, keys.len());
     let pong: String = redis::cmd("PING").query(&mut con).unwrap();
     assert_eq!(pong, "PONG");
+}
+
+#[test]
+fn keys_a_script_did_not_declare_are_held_from_first_touch_to_the_end() {
+    // Scripts lock the shards of their declared keys up front and of any other key when
+    // they first touch it. Two kinds of scripts read-modify-write keys they do not declare
+    // while plain INCRs hit the same keys: no update is lost, and commands over every shard
+    // (KEYS, DBSIZE) work inside a script.
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path(), &[]);
+    let undeclared = "for _, key in ipairs({'a', 'b', 'other'}) do \
+            local v = tonumber(redis.call('get', key) or '0') \
+            redis.call('set', key, v + 1) \
+        end \
+        return #redis.call('keys', '*') + redis.call('dbsize')";
+    let declared_one = "local v = tonumber(redis.call('get', KEYS[1]) or '0') \
+        redis.call('set', KEYS[1], v + 1) \
+        local w = tonumber(redis.call('get', 'other') or '0') \
+        redis.call('set', 'other', w + 1) \
+        return 1";
+    let workers: Vec<_> = (0..4)
+        .map(|worker| {
+            let port = server.port;
+            std::thread::spawn(move || {
+                let mut client = RawClient::connect(port);
+                for _ in 0..150 {
+                    let command = match worker {
+                        0 => resp(&[b"EVAL", undeclared.as_bytes(), b"0"]),
+                        1 => resp(&[b"EVAL", declared_one.as_bytes(), b"1", b"b"]),
+                        _ => resp(&[b"INCR", b"other"]),
+                    };
+                    client.send(&command);
+                    let reply = client.read_until(b"\r\n");
+                    assert!(
+                        reply.starts_with(b":"),
+                        "{}",
+                        String::from_utf8_lossy(&reply)
+                    );
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let mut admin = RawClient::connect(server.port);
+    admin.roundtrip(&resp(&[b"GET", b"a"]), &bulk("150"));
+    admin.roundtrip(&resp(&[b"GET", b"b"]), &bulk("300"));
+    admin.roundtrip(&resp(&[b"GET", b"other"]), &bulk("600"));
 }

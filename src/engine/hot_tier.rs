@@ -71,9 +71,14 @@ impl HotTier {
             None => Ok(shard.lock()),
             Some(deadline) => shard
                 .try_lock_until(deadline)
-                .ok_or_else(|| EngineError::Busy {
-                    waited_ms: self.busy_after_ms.load(Ordering::Relaxed),
-                }),
+                .ok_or_else(|| self.busy_error()),
+        }
+    }
+
+    /// A request waited out `busy-reply-threshold`.
+    pub(super) fn busy_error(&self) -> EngineError {
+        EngineError::Busy {
+            waited_ms: self.busy_after_ms.load(Ordering::Relaxed),
         }
     }
 

@@ -10,9 +10,6 @@ use std::cell::Cell;
 use std::sync::OnceLock;
 
 use super::api::{Access, EngineError, EngineResult};
-use super::hot_tier::HotTier;
-use super::txn::{Guards, Txn};
-use super::Engine;
 
 static LEAVE_ASYNC_WORKER: OnceLock<fn()> = OnceLock::new();
 
@@ -25,6 +22,11 @@ thread_local! {
 /// ignored). Without it, inline work simply blocks where it stands.
 pub fn set_leave_async_worker(leave: fn()) {
     let _ = LEAVE_ASYNC_WORKER.set(leave);
+}
+
+/// Inline work begins on this thread: it has not left its worker yet.
+pub(super) fn start_inline() {
+    LEFT_WORKER.set(false);
 }
 
 /// Leaves the async worker before inline work blocks, or runs long (a script past its
@@ -51,27 +53,5 @@ impl Access {
             }
             Access::MayBlock => Ok(()),
         }
-    }
-}
-
-impl HotTier {
-    /// Every shard, each taken as a hot-path call takes one: `WouldBlock`, with nothing
-    /// held, if one stays busy.
-    fn lock_all_hot_only(&self) -> EngineResult<Guards<'_>> {
-        let guards = (0..self.shard_count())
-            .map(|index| Ok((index, self.lock(Access::HotOnly, index)?)))
-            .collect::<EngineResult<Vec<_>>>()?;
-        Ok(Guards::Many(guards))
-    }
-}
-
-impl Engine {
-    /// A transaction over every shard for work starting on an async worker (a script):
-    /// `WouldBlock` if a shard is busy, else an `Access::Inline` transaction, which leaves
-    /// the worker (once) when it must block.
-    pub fn transaction_all_inline(&self) -> EngineResult<Txn<'_>> {
-        let guards = self.hot.lock_all_hot_only()?;
-        LEFT_WORKER.set(false);
-        Ok(Txn::new(self, Access::Inline, guards))
     }
 }

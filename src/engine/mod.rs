@@ -42,6 +42,7 @@ mod report;
 mod resolve;
 mod room;
 mod scan;
+mod script_txn;
 mod server_records;
 mod shared_filter;
 mod single_key;

@@ -141,6 +141,7 @@ impl Txn<'_> {
         count: usize,
     ) -> EngineResult<ScanPage> {
         let engine = self.engine;
+        self.take_all_if_growing()?;
         let Guards::Many(guards) = &mut self.guards else {
             return Err(EngineError::NotLocked);
         };

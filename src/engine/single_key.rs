@@ -142,6 +142,20 @@ impl Engine {
         ))
     }
 
+    /// Takes `lock` as a request takes a shard another command holds: waiting at most
+    /// `busy-reply-threshold`, then `Busy` (the scripts' one-at-a-time turn).
+    pub fn lock_as_request<'a, T>(
+        &self,
+        lock: &'a parking_lot::Mutex<T>,
+    ) -> EngineResult<parking_lot::MutexGuard<'a, T>> {
+        match self.hot.request_deadline() {
+            None => Ok(lock.lock()),
+            Some(deadline) => lock
+                .try_lock_until(deadline)
+                .ok_or_else(|| self.hot.busy_error()),
+        }
+    }
+
     /// How long a request waits for shards another command holds before it is answered
     /// `Busy` (`busy-reply-threshold`; zero = no limit).
     pub fn set_busy_reply_threshold(&self, limit: std::time::Duration) {

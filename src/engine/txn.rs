@@ -26,7 +26,7 @@ pub(super) enum Guards<'a> {
     Many(Vec<(usize, MutexGuard<'a, HotShard>)>),
 }
 
-impl Guards<'_> {
+impl<'a> Guards<'a> {
     pub(super) fn for_each(&mut self, mut visit: impl FnMut(&mut HotShard)) {
         match self {
             Guards::One(_, guard) => visit(guard),
@@ -37,19 +37,45 @@ impl Guards<'_> {
     pub(super) fn shard(&mut self, index: usize) -> EngineResult<&mut HotShard> {
         match self {
             Guards::One(held, guard) if *held == index => Ok(guard),
-            Guards::Many(guards) => {
-                // Held in ascending order: with every shard held, shard i is at position i.
-                let position = match guards.get(index) {
-                    Some((held, _)) if *held == index => index,
-                    _ => guards
-                        .iter()
-                        .position(|(held, _)| *held == index)
-                        .ok_or(EngineError::NotLocked)?,
-                };
-                Ok(&mut guards[position].1)
-            }
+            // Held in ascending index order.
+            Guards::Many(guards) => match guards.binary_search_by_key(&index, |(held, _)| *held) {
+                Ok(position) => Ok(&mut guards[position].1),
+                Err(_) => Err(EngineError::NotLocked),
+            },
             Guards::One(..) => Err(EngineError::NotLocked),
         }
+    }
+
+    pub(super) fn holds(&self, index: usize) -> bool {
+        match self {
+            Guards::One(held, _) => *held == index,
+            Guards::Many(guards) => guards
+                .binary_search_by_key(&index, |(held, _)| *held)
+                .is_ok(),
+        }
+    }
+
+    pub(super) fn count(&self) -> usize {
+        match self {
+            Guards::One(..) => 1,
+            Guards::Many(guards) => guards.len(),
+        }
+    }
+
+    /// Adds a shard taken after the others (a script's transaction growing), keeping the
+    /// index order.
+    pub(super) fn insert(&mut self, index: usize, guard: MutexGuard<'a, HotShard>) {
+        if let Guards::One(..) = self {
+            let Guards::One(held, first) = std::mem::replace(self, Guards::Many(Vec::new())) else {
+                unreachable!("just matched");
+            };
+            *self = Guards::Many(vec![(held, first)]);
+        }
+        let Guards::Many(guards) = self else {
+            unreachable!("made Many above");
+        };
+        let position = guards.partition_point(|(held, _)| *held < index);
+        guards.insert(position, (index, guard));
     }
 }
 
@@ -63,6 +89,9 @@ pub struct Txn<'e> {
     /// This transaction's changes, appended to the WAL as one record when it ends, while
     /// its shards are still held (so the log orders every key's changes as they happened).
     log: MutationBatch,
+    /// A script's transaction: it takes the shard of a key it did not declare when it first
+    /// touches it (`script_txn.rs`) instead of failing with `NotLocked`.
+    pub(super) grows: bool,
 }
 
 impl Drop for Txn<'_> {
@@ -80,6 +109,7 @@ impl<'e> Txn<'e> {
             access,
             guards,
             log: MutationBatch::default(),
+            grows: false,
         }
     }
 
@@ -96,6 +126,7 @@ impl<'e> Txn<'e> {
     ) -> EngineResult<(Vec<u8>, &mut HotShard, &mut MutationBatch)> {
         let encoded = self.engine.encode(db, key)?;
         let index = self.engine.hot.shard_of_encoded(&encoded);
+        self.take_if_growing(index)?;
         Ok((encoded, self.guards.shard(index)?, &mut self.log))
     }
 
@@ -108,6 +139,7 @@ impl<'e> Txn<'e> {
         self.engine.check_db(db)?;
         let encoded = keys::EncodedKey::new(db, key);
         let index = self.engine.hot.shard_of_encoded(&encoded);
+        self.take_if_growing(index)?;
         Ok((encoded, self.guards.shard(index)?))
     }
 
@@ -507,6 +539,7 @@ impl<'e> Txn<'e> {
         if dbs.end > engine.databases() {
             return Err(EngineError::DbIndexOutOfRange);
         }
+        self.take_all_if_growing()?;
         let all: Vec<usize> = (0..engine.hot.shard_count()).collect();
         for index in &all {
             self.guards.shard(*index)?;

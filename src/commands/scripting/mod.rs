@@ -11,6 +11,7 @@
 //! worker's other clients. A script's commands pass the checks a client's do (arity, ACL,
 //! not-from-scripts, read-only), in `dispatch::run_from_script`.
 
+mod calls;
 pub(super) mod command;
 pub(super) mod function_command;
 pub mod functions;
@@ -19,7 +20,6 @@ mod lua_struct;
 mod msgpack;
 pub mod shebang;
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,10 +29,10 @@ use bytes::Bytes;
 use mlua::{HookTriggers, Lua, MultiValue, Value, VmState};
 use parking_lot::Mutex;
 
-use super::dispatch::run_from_script;
 use super::{CommandError, CommandResult, Ctx, ErrorCode, Store};
 use crate::engine::Access;
 use crate::protocol::Reply;
+use calls::{call_failure, CallsInScope, ScriptCalls};
 
 /// Instructions between two looks at the kill flag (SCRIPT KILL, SHUTDOWN).
 const KILL_CHECK_INSTRUCTIONS: u32 = 10_000;
@@ -82,6 +82,8 @@ pub struct Scripts {
     /// Moves on SCRIPT FLUSH: a VM of an older generation is dropped, not reused.
     generation: AtomicU64,
     running: Mutex<Option<Arc<RunningScript>>>,
+    /// Held while a script runs: one at a time, as in Redis (so `running` is the one).
+    turn: Mutex<()>,
     pub functions: functions::Functions,
 }
 
@@ -180,7 +182,9 @@ struct LoadDeadline(Instant);
 /// A sandboxed VM (`lua::new_vm`) whose instruction hook stops a script SCRIPT KILL or
 /// FUNCTION KILL asked to stop, and a library whose loading runs past its deadline.
 pub(super) fn sandboxed_vm() -> Result<Lua, String> {
-    let lua = lua::new_vm().map_err(|err| format!("Lua: {err}"))?;
+    let lua = lua::new_vm()
+        .and_then(|lua| calls::bind(&lua).map(|()| lua))
+        .map_err(|err| format!("Lua: {err}"))?;
     lua.set_hook(
         HookTriggers::new().every_nth_instruction(KILL_CHECK_INSTRUCTIONS),
         |lua, _| {
@@ -248,21 +252,33 @@ pub fn read_only(flags: Option<u8>, ro_command: bool) -> Result<bool, CommandErr
     Ok(ro_command || no_writes)
 }
 
-/// Runs a script atomically, holding every shard (or inside EXEC, whose transaction holds
-/// them already). Offered first on the async worker: when every shard is free at once the
+/// Runs a script atomically: one script at a time (as in Redis), holding the shards of
+/// the keys it declares and of every other key it touches until it ends
+/// (`Engine::transaction_for_script`), or inside EXEC, whose transaction holds every shard.
+/// Offered first on the async worker: when its turn and its shards are free at once the
 /// script runs there (`Access::Inline`), and leaves the worker only if it must block (a
-/// cold key, a full shard) or runs past `INLINE_RUN_LIMIT`; a busy shard sends it to a
-/// blocking thread before anything ran. A hot script thus costs no thread hand-off.
+/// cold key, a full shard, a busy shard it did not declare) or runs past
+/// `INLINE_RUN_LIMIT`; otherwise it goes to a blocking thread before anything ran. A hot
+/// script thus costs no thread hand-off.
 pub fn run(ctx: &mut Ctx<'_, '_>, invocation: Invocation<'_>) -> CommandResult {
+    let scripts = &ctx.shared.scripts;
+    let engine = &ctx.shared.engine;
+    let access = ctx.store.access();
+    let _turn = match scripts.turn.try_lock() {
+        Some(turn) => turn,
+        None => {
+            access.prepare_to_block()?;
+            engine.lock_as_request(&scripts.turn)?
+        }
+    };
     let txn = match &*ctx.store {
-        Store::Direct { engine, access, .. } => Some(match access {
-            Access::HotOnly => engine.transaction_all_inline()?,
-            Access::Inline | Access::MayBlock => engine.transaction_all()?,
-        }),
+        Store::Direct { .. } => {
+            let keys: Vec<&[u8]> = invocation.keys.iter().map(|key| &key[..]).collect();
+            Some(engine.transaction_for_script(access, &keys)?)
+        }
         // Inside EXEC: the transaction holds every shard already.
         Store::Txn(_) => None,
     };
-    let scripts = &ctx.shared.scripts;
     let (generation, lua) = scripts.take_vm()?;
     let result = match txn {
         Some(txn) => {
@@ -324,35 +340,19 @@ fn run_in_vm(
     // Every run starts in RESP2, whatever the last one chose with redis.setresp.
     lua.set_app_data(lua::ScriptResp(2));
     *shared.scripts.running.lock() = Some(Arc::clone(&script));
-    let calls = RefCell::new(ScriptCalls {
+    let mut calls = ScriptCalls {
+        shared,
         client,
         store,
         read_only: invocation.read_only,
         script: &script,
-    });
-    let outcome = lua.scope(|scope| {
-        let pcall = scope.create_function(|lua, args: MultiValue| {
-            let reply = calls.borrow_mut().run(shared, args)?;
-            lua::reply_to_lua(lua, reply, lua::resp3(lua))
-        })?;
-        // A Rust function, not a Lua wrapper: `return redis.call(...)` is then no tail
-        // call, and the error names the script's line as Redis's does.
-        let call = scope.create_function(|lua, args: MultiValue| {
-            let reply = calls.borrow_mut().run(shared, args)?;
-            if let Reply::Error(text) = reply {
-                return Err(mlua::Error::external(CallFailed {
-                    text,
-                    line: user_script_line(lua),
-                }));
-            }
-            lua::reply_to_lua(lua, reply, lua::resp3(lua))
-        })?;
-        let redis: mlua::Table = lua.globals().raw_get("redis")?;
-        redis.raw_set("pcall", pcall)?;
-        redis.raw_set("call", call)?;
-        let run: mlua::Function = lua.globals().raw_get("__hypercache_run")?;
-        run.call::<(bool, Value)>(call_args)
-    });
+    };
+    let outcome = {
+        let _in_scope = CallsInScope::enter(&mut calls);
+        globals
+            .raw_get::<mlua::Function>("__hypercache_run")
+            .and_then(|run| run.call::<(bool, Value)>(call_args))
+    };
     *shared.scripts.running.lock() = None;
     lua.remove_app_data::<Arc<RunningScript>>();
     if let Target::Script { .. } = invocation.target {
@@ -400,55 +400,6 @@ pub fn error_value_text(value: &Value) -> String {
     }
 }
 
-/// A redis.call whose command failed: raised into the script as a Lua error.
-#[derive(Debug)]
-struct CallFailed {
-    text: String,
-    line: usize,
-}
-
-impl std::fmt::Display for CallFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-impl std::error::Error for CallFailed {}
-
-/// The failed redis.call inside an error, if that is what it is.
-fn call_failure(err: &mlua::Error) -> Option<&CallFailed> {
-    match err {
-        mlua::Error::CallbackError { cause, .. } => call_failure(cause),
-        mlua::Error::ExternalError(inner) => inner.downcast_ref::<CallFailed>(),
-        _ => None,
-    }
-}
-
-/// What a script's redis.call / redis.pcall work with: the script's client and
-/// transaction.
-struct ScriptCalls<'s, 'e> {
-    client: &'s mut super::ClientState,
-    store: &'s mut Store<'e>,
-    read_only: bool,
-    script: &'s RunningScript,
-}
-
-impl ScriptCalls<'_, '_> {
-    /// Runs one command for the script; a failure is an error reply, as Redis gives it.
-    fn run(&mut self, shared: &super::Shared, args: MultiValue) -> mlua::Result<Reply> {
-        let argv = match call_arguments(args)? {
-            Ok(argv) => argv,
-            Err(message) => return Ok(Reply::Error(message)),
-        };
-        let (reply, writes) =
-            run_from_script(shared, self.client, &argv, self.store, self.read_only);
-        if writes == Some(true) {
-            self.script.wrote.store(true, Ordering::Release);
-        }
-        Ok(reply)
-    }
-}
-
 /// The text of an error raised from Rust inside the VM (a hook or a callback), without
 /// mlua's traceback.
 fn runtime_error_text(err: &mlua::Error) -> String {
@@ -456,50 +407,5 @@ fn runtime_error_text(err: &mlua::Error) -> String {
         mlua::Error::RuntimeError(text) => text.clone(),
         mlua::Error::CallbackError { cause, .. } => runtime_error_text(cause),
         other => other.to_string(),
-    }
-}
-
-/// The line of the user's script that made the current call.
-fn user_script_line(lua: &Lua) -> usize {
-    (1..8)
-        .filter_map(|level| lua.inspect_stack(level))
-        .find(|frame| {
-            frame
-                .source()
-                .short_src
-                .is_some_and(|source| source.starts_with("user_"))
-        })
-        .map_or(0, |frame| frame.curr_line().max(0) as usize)
-}
-
-/// A redis.call's arguments as a command: strings and numbers, as Redis accepts them.
-fn call_arguments(args: MultiValue) -> mlua::Result<Result<Vec<Bytes>, String>> {
-    if args.is_empty() {
-        return Ok(Err(
-            "ERR Please specify at least one argument for this redis lib call".into(),
-        ));
-    }
-    let mut argv = Vec::with_capacity(args.len());
-    for arg in args {
-        argv.push(match arg {
-            Value::String(text) => Bytes::copy_from_slice(&text.as_bytes()),
-            Value::Integer(n) => Bytes::from(n.to_string()),
-            Value::Number(n) => Bytes::from(lua_number_text(n)),
-            _ => {
-                return Ok(Err(
-                    "ERR Lua redis lib command arguments must be strings or integers".into(),
-                ))
-            }
-        });
-    }
-    Ok(Ok(argv))
-}
-
-/// A number as Lua's `tostring` writes it (`%.14g`): integers without a fraction.
-fn lua_number_text(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e15 {
-        format!("{}", n as i64)
-    } else {
-        format!("{n}")
     }
 }
