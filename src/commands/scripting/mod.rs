@@ -109,7 +109,11 @@ impl Scripts {
     }
 
     pub fn body(&self, sha: &str) -> Option<Bytes> {
-        self.bodies.lock().get(&sha.to_ascii_lowercase()).cloned()
+        let bodies = self.bodies.lock();
+        if sha.bytes().any(|byte| byte.is_ascii_uppercase()) {
+            return bodies.get(&sha.to_ascii_lowercase()).cloned();
+        }
+        bodies.get(sha).cloned()
     }
 
     pub fn flush(&self) {
