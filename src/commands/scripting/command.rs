@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::shebang::{self, EvalMode};
-use super::{lua, run, Invocation, Target};
+use super::{run, Invocation, Target};
 use crate::commands::args::{self, is};
 use crate::commands::table::{acl, CommandSpec, ALL_SHARDS, NOSCRIPT, NO_KEYS, READONLY, STALE};
 use crate::commands::{help_reply, CommandError, CommandResult, Ctx, ErrorCode};
@@ -223,9 +223,9 @@ fn script_load(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let scripts = &ctx.shared.scripts;
     shebang::eval_mode(&args[2]).map_err(CommandError::err)?;
     let sha = super::sha1_hex(&args[2]);
-    let (generation, vm) = scripts.take_vm()?;
-    let compiled = lua::function_for(&vm, &sha, &args[2]);
-    scripts.give_back(generation, vm);
+    let mut vm = scripts.take_vm()?;
+    let compiled = vm.compiled(&sha, &args[2]).map(|_| ());
+    scripts.give_back(vm);
     compiled.map_err(CommandError::err)?;
     scripts.remember(&args[2]);
     Ok(Reply::bulk(sha))

@@ -12,9 +12,11 @@ use crate::protocol::Reply;
 
 /// Runs once per VM, after the libraries and the `redis` table are in place:
 ///
-/// `__hypercache_run(f, ...)` runs a script or function under `pcall`, so a Lua error
-/// comes back as a value (a string, a table the script raised, or the error `redis.call`
-/// raised) rather than a Rust error.
+/// `__hypercache_run(f, is_script, nkeys, keys..., argv...)` runs a script or function
+/// under `pcall`, so a Lua error comes back as a value (a string, a table the script raised,
+/// or the error `redis.call` raised) rather than a Rust error. It builds KEYS and ARGV in
+/// Lua, cheaper than table by table from Rust: a script's are globals for the length of
+/// its run, a function's are its arguments.
 ///
 /// `__hypercache_load_library(chunk, register)` runs a FUNCTION library's code as Redis
 /// does: while it loads, its globals are only `redis` with `register_function`, `log` and
@@ -26,10 +28,25 @@ use crate::protocol::Reply;
 /// when missing, the error is raised at the script's line (level 2), and the lock cannot be
 /// taken off.
 const PRELUDE: &str = r#"
-local pcall, rawget, error, tostring, setmetatable, setfenv = pcall, rawget, error, tostring, setmetatable, setfenv
+local pcall, rawget, rawset, error, tostring, setmetatable, setfenv = pcall, rawget, rawset, error, tostring, setmetatable, setfenv
 local G = _G
-__hypercache_run = function(f, ...)
-    return pcall(f, ...)
+__hypercache_run = function(f, is_script, nkeys, ...)
+    local args, keys, argv = {...}, {}, {}
+    for i = 1, nkeys do
+        keys[i] = args[i]
+    end
+    for i = nkeys + 1, #args do
+        argv[i - nkeys] = args[i]
+    end
+    if not is_script then
+        return pcall(f, keys, argv)
+    end
+    rawset(G, "KEYS", keys)
+    rawset(G, "ARGV", argv)
+    local ok, result = pcall(f)
+    rawset(G, "KEYS", nil)
+    rawset(G, "ARGV", nil)
+    return ok, result
 end
 local function missing_text(name)
     return "Script attempted to access nonexistent global variable '" .. tostring(name) .. "'"
@@ -148,28 +165,16 @@ pub fn new_vm() -> mlua::Result<Lua> {
     globals.raw_set("cjson", cjson_library(&lua)?)?;
     globals.raw_set("cmsgpack", super::msgpack::library(&lua)?)?;
     globals.raw_set("struct", super::lua_struct::library(&lua)?)?;
-    lua.set_named_registry_value("hypercache_scripts", lua.create_table()?)?;
     lua.load(PRELUDE).set_name("@prelude").exec()?;
     Ok(lua)
 }
 
 /// The compiled function for `sha`, compiling `body` into this VM the first time.
-pub fn function_for(lua: &Lua, sha: &str, body: &[u8]) -> Result<Function, String> {
-    let scripts: Table = lua
-        .named_registry_value("hypercache_scripts")
-        .map_err(|err| err.to_string())?;
-    if let Ok(Value::Function(function)) = scripts.raw_get(sha) {
-        return Ok(function);
-    }
-    let function = lua
-        .load(&*super::shebang::as_lua(body))
+pub fn compile(lua: &Lua, body: &[u8]) -> Result<Function, String> {
+    lua.load(&*super::shebang::as_lua(body))
         .set_name(CHUNK_NAME)
         .into_function()
-        .map_err(|err| compile_error_text(&err))?;
-    scripts
-        .raw_set(sha, function.clone())
-        .map_err(|err| err.to_string())?;
-    Ok(function)
+        .map_err(|err| compile_error_text(&err))
 }
 
 fn compile_error_text(err: &mlua::Error) -> String {

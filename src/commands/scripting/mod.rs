@@ -78,7 +78,7 @@ const BUSY_FUNCTION: &str =
 pub struct Scripts {
     bodies: Mutex<HashMap<String, Bytes>>,
     /// Idle VMs, each with the cache generation it compiled under.
-    vms: Mutex<Vec<(u64, Lua)>>,
+    vms: Mutex<Vec<Vm>>,
     /// Moves on SCRIPT FLUSH: a VM of an older generation is dropped, not reused.
     generation: AtomicU64,
     running: Mutex<Option<Arc<RunningScript>>>,
@@ -162,18 +162,55 @@ impl Scripts {
         Some((script.name.clone(), script.command.clone(), millis))
     }
 
-    fn take_vm(&self) -> Result<(u64, Lua), CommandError> {
+    fn take_vm(&self) -> Result<Vm, CommandError> {
         if let Some(vm) = self.vms.lock().pop() {
             return Ok(vm);
         }
-        let lua = sandboxed_vm().map_err(CommandError::err)?;
-        Ok((self.generation.load(Ordering::Acquire), lua))
+        let generation = self.generation.load(Ordering::Acquire);
+        Vm::new(generation).map_err(CommandError::err)
     }
 
-    fn give_back(&self, generation: u64, lua: Lua) {
-        if generation == self.generation.load(Ordering::Acquire) {
-            self.vms.lock().push((generation, lua));
+    fn give_back(&self, vm: Vm) {
+        if vm.generation == self.generation.load(Ordering::Acquire) {
+            self.vms.lock().push(vm);
         }
+    }
+}
+
+/// A pooled VM with what each run needs at hand on the Rust side, so a run makes as few
+/// calls into `mlua` (each locks the VM) as it can: the run wrapper and every script it has
+/// compiled, by SHA1.
+pub(super) struct Vm {
+    /// The script cache generation it compiled under (SCRIPT FLUSH moves it).
+    generation: u64,
+    pub lua: Lua,
+    /// The prelude's `__hypercache_run`.
+    run: mlua::Function,
+    compiled: HashMap<String, mlua::Function>,
+}
+
+impl Vm {
+    fn new(generation: u64) -> Result<Vm, String> {
+        let lua = sandboxed_vm()?;
+        let run = lua
+            .globals()
+            .raw_get("__hypercache_run")
+            .map_err(|err| format!("Lua: {err}"))?;
+        Ok(Vm {
+            generation,
+            lua,
+            run,
+            compiled: HashMap::new(),
+        })
+    }
+
+    /// The script `body` (whose SHA1 is `sha`) compiled in this VM, compiling it once.
+    pub(super) fn compiled(&mut self, sha: &str, body: &[u8]) -> Result<&mlua::Function, String> {
+        if !self.compiled.contains_key(sha) {
+            let function = lua::compile(&self.lua, body)?;
+            self.compiled.insert(sha.to_string(), function);
+        }
+        Ok(&self.compiled[sha])
     }
 }
 
@@ -283,54 +320,52 @@ pub fn run(ctx: &mut Ctx<'_, '_>, invocation: Invocation<'_>) -> CommandResult {
         // Inside EXEC: the transaction holds every shard already.
         Store::Txn(_) => None,
     };
-    let (generation, lua) = scripts.take_vm()?;
+    let mut vm = scripts.take_vm()?;
     let result = match txn {
         Some(txn) => {
             let mut store = Store::Txn(txn);
-            run_in_vm(&lua, ctx.shared, ctx.client, &mut store, &invocation)
+            run_in_vm(&mut vm, ctx.shared, ctx.client, &mut store, &invocation)
         }
-        None => run_in_vm(&lua, ctx.shared, ctx.client, ctx.store, &invocation),
+        None => run_in_vm(&mut vm, ctx.shared, ctx.client, ctx.store, &invocation),
     };
-    scripts.give_back(generation, lua);
+    scripts.give_back(vm);
     result
 }
 
 fn run_in_vm(
-    lua: &Lua,
+    vm: &mut Vm,
     shared: &super::Shared,
     client: &mut super::ClientState,
     store: &mut Store<'_>,
     invocation: &Invocation<'_>,
 ) -> CommandResult {
     let vm_error = |err: mlua::Error| CommandError::err(format!("Lua: {err}"));
-    let globals = lua.globals();
-    let strings = |items: &[Bytes]| -> mlua::Result<mlua::Table> {
-        let table = lua.create_table_with_capacity(items.len(), 0)?;
-        for (index, item) in items.iter().enumerate() {
-            table.raw_set(index + 1, lua.create_string(&item[..])?)?;
-        }
-        Ok(table)
-    };
-    let keys = strings(invocation.keys).map_err(vm_error)?;
-    let argv = strings(invocation.argv).map_err(vm_error)?;
-    // A script reads KEYS and ARGV as globals; a function gets them as its arguments.
-    let mut call_args = MultiValue::new();
+    // `__hypercache_run(f, is_script, #KEYS, KEYS..., ARGV...)` makes the KEYS and ARGV
+    // tables: globals for a script (cleared after), the arguments of a function.
+    let mut call_args =
+        MultiValue::with_capacity(3 + invocation.keys.len() + invocation.argv.len());
+    for item in invocation.keys.iter().chain(invocation.argv) {
+        call_args.push_back(Value::String(
+            vm.lua.create_string(&item[..]).map_err(vm_error)?,
+        ));
+    }
     let (function, chunk, name) = match &invocation.target {
         Target::Script { sha, body } => {
-            let function = lua::function_for(lua, sha, body).map_err(CommandError::err)?;
-            globals.raw_set("KEYS", keys).map_err(vm_error)?;
-            globals.raw_set("ARGV", argv).map_err(vm_error)?;
+            let function = vm.compiled(sha, body).map_err(CommandError::err)?.clone();
             (function, "user_script", sha.as_str())
         }
         Target::Function { name } => {
             let libraries = shared.scripts.functions.snapshot();
-            let function = functions::callback(lua, &libraries, name).map_err(CommandError::err)?;
-            call_args.push_back(Value::Table(keys));
-            call_args.push_back(Value::Table(argv));
+            let function =
+                functions::callback(&vm.lua, &libraries, name).map_err(CommandError::err)?;
             (function, "user_function", name.as_str())
         }
     };
+    let is_script = matches!(invocation.target, Target::Script { .. });
+    call_args.push_front(Value::Integer(invocation.keys.len() as i64));
+    call_args.push_front(Value::Boolean(is_script));
     call_args.push_front(Value::Function(function));
+    let lua = &vm.lua;
     let script = Arc::new(RunningScript {
         kill: AtomicBool::new(false),
         wrote: AtomicBool::new(false),
@@ -353,14 +388,14 @@ fn run_in_vm(
     };
     let outcome = {
         let _in_scope = CallsInScope::enter(&mut calls);
-        globals
-            .raw_get::<mlua::Function>("__hypercache_run")
-            .and_then(|run| run.call::<(bool, Value)>(call_args))
+        vm.run.call::<(bool, Value)>(call_args)
     };
     *shared.scripts.running.lock() = None;
     lua.remove_app_data::<Arc<RunningScript>>();
-    if let Target::Script { .. } = invocation.target {
-        // A later function must not find this script's KEYS and ARGV as globals.
+    if is_script && outcome.is_err() {
+        // The wrapper clears KEYS and ARGV itself, unless the run ended in an error it
+        // could not catch: a later function must not find this script's as globals.
+        let globals = lua.globals();
         globals.raw_set("KEYS", Value::Nil).map_err(vm_error)?;
         globals.raw_set("ARGV", Value::Nil).map_err(vm_error)?;
     }
