@@ -71,8 +71,23 @@ impl Drop for CallsInScope {
     }
 }
 
-/// Runs one redis.call / redis.pcall against the running script's `ScriptCalls`.
-fn run_call(args: MultiValue) -> mlua::Result<Reply> {
+/// `see` applied to the script running on this thread, if one is (the instruction hook,
+/// `redis.setresp`).
+pub(super) fn running_script<T>(see: impl FnOnce(&RunningScript) -> T) -> Option<T> {
+    let calls = RUNNING_CALLS.get();
+    if calls.is_null() {
+        return None;
+    }
+    // SAFETY: as in `run_call`, the pointer is live while set; this reads one shared
+    // reference out of it, at a moment (the hook between instructions, or a callback that
+    // is not `run_call`) when no `&mut` taken from it exists.
+    let script: &RunningScript = unsafe { (*calls).script };
+    Some(see(script))
+}
+
+/// Runs one redis.call / redis.pcall against the running script's `ScriptCalls`, and says
+/// whether the script converts replies as RESP3.
+fn run_call(args: MultiValue) -> mlua::Result<(Reply, bool)> {
     let calls = RUNNING_CALLS.get();
     if calls.is_null() {
         return Err(mlua::Error::RuntimeError(
@@ -86,27 +101,28 @@ fn run_call(args: MultiValue) -> mlua::Result<Reply> {
     // command run from a script can never run a script (EVAL, FCALL and the rest are
     // refused inside scripts), so this is never re-entered.
     let calls = unsafe { &mut *calls };
-    calls.run(args)
+    let reply = calls.run(args)?;
+    Ok((reply, calls.script.resp3.load(Ordering::Relaxed)))
 }
 
 /// Binds redis.call and redis.pcall in a new VM.
 pub(super) fn bind(lua: &Lua) -> mlua::Result<()> {
     let redis: mlua::Table = lua.globals().raw_get("redis")?;
     let pcall = lua.create_function(|lua, args: MultiValue| {
-        let reply = run_call(args)?;
-        lua::reply_to_lua(lua, reply, lua::resp3(lua))
+        let (reply, resp3) = run_call(args)?;
+        lua::reply_to_lua(lua, reply, resp3)
     })?;
     // A Rust function, not a Lua wrapper: `return redis.call(...)` is then no tail call,
     // and the error names the script's line as Redis's does.
     let call = lua.create_function(|lua, args: MultiValue| {
-        let reply = run_call(args)?;
+        let (reply, resp3) = run_call(args)?;
         if let Reply::Error(text) = reply {
             return Err(mlua::Error::external(CallFailed {
                 text,
                 line: user_script_line(lua),
             }));
         }
-        lua::reply_to_lua(lua, reply, lua::resp3(lua))
+        lua::reply_to_lua(lua, reply, resp3)
     })?;
     redis.raw_set("pcall", pcall)?;
     redis.raw_set("call", call)?;

@@ -137,9 +137,13 @@ pub fn new_vm() -> mlua::Result<Lua> {
     redis.set("replicate_commands", lua.create_function(|_, ()| Ok(true))?)?;
     redis.set(
         "setresp",
-        lua.create_function(|lua, version: i64| match version {
+        lua.create_function(|_, version: i64| match version {
             2 | 3 => {
-                lua.set_app_data(ScriptResp(version as u8));
+                super::calls::running_script(|script| {
+                    script
+                        .resp3
+                        .store(version == 3, std::sync::atomic::Ordering::Relaxed)
+                });
                 Ok(())
             }
             _ => Err(mlua::Error::RuntimeError(
@@ -204,17 +208,6 @@ pub(super) fn script_error(lua: &Lua, message: &str) -> mlua::Error {
         })
         .unwrap_or_default();
     mlua::Error::RuntimeError(format!("{at}{message}"))
-}
-
-/// The protocol `redis.setresp` chose for the running script: 2 (the default at each run's
-/// start) or 3. It decides how replies convert into Lua and how booleans convert back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ScriptResp(pub u8);
-
-/// Whether the running script asked for RESP3 (`redis.setresp(3)`).
-pub fn resp3(lua: &Lua) -> bool {
-    lua.app_data_ref::<ScriptResp>()
-        .is_some_and(|resp| *resp == ScriptResp(3))
 }
 
 /// A one-field table `{name = value}`, the shape Redis gives RESP3 types in Lua.

@@ -54,6 +54,8 @@ pub struct RunningScript {
     started: Instant,
     /// Started on an async worker (`Access::Inline`).
     inline: bool,
+    /// `redis.setresp(3)` was called: replies convert into Lua, and booleans back, as RESP3.
+    resp3: AtomicBool,
 }
 
 impl RunningScript {
@@ -229,13 +231,11 @@ pub(super) fn sandboxed_vm() -> Result<Lua, String> {
     lua.set_hook(
         HookTriggers::new().every_nth_instruction(KILL_CHECK_INSTRUCTIONS),
         |lua, _| {
-            let (killed, overstayed) =
-                lua.app_data_ref::<Arc<RunningScript>>()
-                    .map_or((false, false), |script| {
-                        let overstayed =
-                            script.inline && script.started.elapsed() >= INLINE_RUN_LIMIT;
-                        (script.kill.load(Ordering::Acquire), overstayed)
-                    });
+            let (killed, overstayed) = calls::running_script(|script| {
+                let overstayed = script.inline && script.started.elapsed() >= INLINE_RUN_LIMIT;
+                (script.kill.load(Ordering::Acquire), overstayed)
+            })
+            .unwrap_or((false, false));
             if overstayed {
                 crate::engine::leave_async_worker();
             }
@@ -374,10 +374,8 @@ fn run_in_vm(
         command: invocation.command.to_vec(),
         started: Instant::now(),
         inline: store.access() == Access::Inline,
+        resp3: AtomicBool::new(false),
     });
-    lua.set_app_data(Arc::clone(&script));
-    // Every run starts in RESP2, whatever the last one chose with redis.setresp.
-    lua.set_app_data(lua::ScriptResp(2));
     *shared.scripts.running.lock() = Some(Arc::clone(&script));
     let mut calls = ScriptCalls {
         shared,
@@ -391,7 +389,6 @@ fn run_in_vm(
         vm.run.call::<(bool, Value)>(call_args)
     };
     *shared.scripts.running.lock() = None;
-    lua.remove_app_data::<Arc<RunningScript>>();
     if is_script && outcome.is_err() {
         // The wrapper clears KEYS and ARGV itself, unless the run ended in an error it
         // could not catch: a later function must not find this script's as globals.
@@ -401,7 +398,10 @@ fn run_in_vm(
     }
     let (succeeded, value) = outcome.map_err(vm_error)?;
     if succeeded {
-        return Ok(lua::lua_to_reply(&value, lua::resp3(lua)));
+        return Ok(lua::lua_to_reply(
+            &value,
+            script.resp3.load(Ordering::Relaxed),
+        ));
     }
     let at = |line: usize| format!(" script: {name}, on @{chunk}:{line}.");
     Ok(Reply::Error(match value {
