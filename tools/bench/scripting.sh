@@ -84,6 +84,10 @@ for pipeline in 1 16; do
                 measure "$port" "$pipeline" "${args[@]}" >>"$WORK/$server.rps"
             done
         done
+        # Every round's figures, so the spread behind each median is visible.
+        for server in "${SERVERS[@]}"; do
+            echo "  -P $pipeline $command $server rounds: $(tr '\n' ' ' <"$WORK/$server.rps")" >&2
+        done
         r=$(median <"$WORK/redis.rps"); v=$(median <"$WORK/valkey.rps")
         h=$(median <"$WORK/hc.rps")
         best=$(awk -v a="$r" -v b="$v" 'BEGIN { print (a > b) ? a : b }')
