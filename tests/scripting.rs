@@ -74,6 +74,16 @@ fn replies_and_errors_follow_redis() {
         &[b"1", b"k", b"a"],
         &bulk("ka"),
     );
+    // Many keys and arguments (KEYS and ARGV are built from a table past 8 of them).
+    eval(
+        &mut c,
+        "return {#KEYS, #ARGV, KEYS[3], ARGV[9]}",
+        &[
+            b"3", b"k1", b"k2", b"k3", b"a1", b"a2", b"a3", b"a4", b"a5", b"a6", b"a7", b"a8",
+            b"a9",
+        ],
+        b"*4\r\n:3\r\n:9\r\n$2\r\nk3\r\n$2\r\na9\r\n",
+    );
     // RESP to Lua: nil is false, a status is {ok=...}.
     eval(
         &mut c,

@@ -373,6 +373,8 @@ fn run_since(
         None => (command.spec.name, None),
     };
     client.handle.touch(name, subcommand, started);
+    // One time for the whole command (and a script's commands), as Redis fixes it.
+    let _time = shared.engine.clock().freeze_at(started);
     let result = {
         let mut ctx = Ctx {
             shared,

@@ -174,11 +174,12 @@ fn eval_generic(
     let (sha, body) = match source {
         Source::Body => (super::sha1_hex(&args[1]), args[1].clone()),
         Source::Sha => {
-            let sha = args::text(&args[1]).to_ascii_lowercase();
-            let body = ctx.shared.scripts.body(&sha).ok_or_else(|| {
-                CommandError::new(ErrorCode::NoScript, "No matching script. Please use EVAL.")
-            })?;
-            (sha, body)
+            let no_script =
+                || CommandError::new(ErrorCode::NoScript, "No matching script. Please use EVAL.");
+            // A SHA1 is hex: anything that is not text names no script.
+            let sha = std::str::from_utf8(&args[1]).map_err(|_| no_script())?;
+            let body = ctx.shared.scripts.body(sha).ok_or_else(no_script)?;
+            (sha.to_ascii_lowercase(), body)
         }
     };
     let flags = match shebang::eval_mode(&body).map_err(CommandError::err)? {

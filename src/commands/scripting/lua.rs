@@ -15,8 +15,8 @@ use crate::protocol::Reply;
 /// `__hypercache_run(f, is_script, nkeys, keys..., argv...)` runs a script or function
 /// under `pcall`, so a Lua error comes back as a value (a string, a table the script raised,
 /// or the error `redis.call` raised) rather than a Rust error. It builds KEYS and ARGV in
-/// Lua, cheaper than table by table from Rust: a script's are globals for the length of
-/// its run, a function's are its arguments.
+/// Lua, cheaper than table by table from Rust: a script's are globals (left in place until
+/// a function runs, which finds none), a function's are its arguments.
 ///
 /// `__hypercache_load_library(chunk, register)` runs a FUNCTION library's code as Redis
 /// does: while it loads, its globals are only `redis` with `register_function`, `log` and
@@ -28,25 +28,42 @@ use crate::protocol::Reply;
 /// when missing, the error is raised at the script's line (level 2), and the lock cannot be
 /// taken off.
 const PRELUDE: &str = r#"
-local pcall, rawget, rawset, error, tostring, setmetatable, setfenv = pcall, rawget, rawset, error, tostring, setmetatable, setfenv
+local pcall, rawget, rawset, select, error, tostring, setmetatable, setfenv = pcall, rawget, rawset, select, error, tostring, setmetatable, setfenv
 local G = _G
+-- Whether KEYS and ARGV hold a script's (a function must not find them).
+local script_globals = false
 __hypercache_run = function(f, is_script, nkeys, ...)
-    local args, keys, argv = {...}, {}, {}
-    for i = 1, nkeys do
-        keys[i] = args[i]
-    end
-    for i = nkeys + 1, #args do
-        argv[i - nkeys] = args[i]
+    local keys, argv = {}, {}
+    local n = select('#', ...)
+    if n <= 8 then
+        -- A few arguments: no table for them all (select is O(n), so only for a few).
+        for i = 1, nkeys do
+            keys[i] = (select(i, ...))
+        end
+        for i = nkeys + 1, n do
+            argv[i - nkeys] = (select(i, ...))
+        end
+    else
+        local args = {...}
+        for i = 1, nkeys do
+            keys[i] = args[i]
+        end
+        for i = nkeys + 1, n do
+            argv[i - nkeys] = args[i]
+        end
     end
     if not is_script then
+        if script_globals then
+            rawset(G, "KEYS", nil)
+            rawset(G, "ARGV", nil)
+            script_globals = false
+        end
         return pcall(f, keys, argv)
     end
     rawset(G, "KEYS", keys)
     rawset(G, "ARGV", argv)
-    local ok, result = pcall(f)
-    rawset(G, "KEYS", nil)
-    rawset(G, "ARGV", nil)
-    return ok, result
+    script_globals = true
+    return pcall(f)
 end
 local function missing_text(name)
     return "Script attempted to access nonexistent global variable '" .. tostring(name) .. "'"

@@ -20,6 +20,8 @@ use super::disk_health::DiskHealth;
 use super::entry;
 use super::keys::{db_of, hot_shard_of, KEY_PREFIX_LEN, META_DB};
 
+mod clock;
+pub use clock::{FrozenTime, SharedClock};
 pub mod faulty;
 mod mem;
 mod rocks;
@@ -301,30 +303,6 @@ impl std::ops::Deref for ColdTier {
 
     fn deref(&self) -> &Self::Target {
         self.store.as_ref()
-    }
-}
-
-/// The clock the compaction filter reads, shared with the engine so tests can move time.
-#[derive(Debug, Default)]
-pub struct SharedClock {
-    /// 0 = use the system clock; otherwise a fixed time in Unix milliseconds.
-    manual_ms: AtomicU64,
-}
-
-impl SharedClock {
-    pub fn now_ms(&self) -> u64 {
-        match self.manual_ms.load(Ordering::Relaxed) {
-            0 => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
-            manual => manual,
-        }
-    }
-
-    /// Freezes the clock at `ms` (tests only ever need this; 0 goes back to system time).
-    pub fn set_manual_ms(&self, ms: u64) {
-        self.manual_ms.store(ms, Ordering::Relaxed);
     }
 }
 
