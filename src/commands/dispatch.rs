@@ -39,7 +39,7 @@ impl Resolved {
     /// Runs as a transaction over its keys' shards: more than one key, so the command must
     /// be atomic across shards (I7).
     pub fn needs_transaction(&self, args: &[Bytes]) -> bool {
-        self.spec.key_positions(args.len()).len() > 1
+        self.spec.key_count(args.len()) > 1
     }
 }
 

@@ -341,8 +341,23 @@ impl CommandSpec {
 
     /// Positions of the key arguments in `args` (args[0] is the command name).
     pub fn key_positions(&self, argc: usize) -> Vec<usize> {
+        match self.key_range(argc) {
+            Some((first, last, step)) => (first..=last).step_by(step).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// How many keys the command names with `argc` arguments (no allocation: asked for
+    /// every command, to decide whether it needs a transaction).
+    pub fn key_count(&self, argc: usize) -> usize {
+        self.key_range(argc)
+            .map_or(0, |(first, last, step)| (last - first) / step + 1)
+    }
+
+    /// The key positions as (first, last, step), or None when there are none.
+    fn key_range(&self, argc: usize) -> Option<(usize, usize, usize)> {
         if self.first_key <= 0 || argc == 0 {
-            return Vec::new();
+            return None;
         }
         let first = self.first_key as usize;
         let last = if self.last_key < 0 {
@@ -353,9 +368,9 @@ impl CommandSpec {
         let step = self.step.max(1) as usize;
         let last = last.min(argc as i64 - 1);
         if last < first as i64 {
-            return Vec::new();
+            return None;
         }
-        (first..=last as usize).step_by(step).collect()
+        Some((first, last as usize, step))
     }
 
     pub fn subcommand(&self, name: &[u8]) -> Option<&'static CommandSpec> {
@@ -519,6 +534,12 @@ mod tests {
                     spec.key_positions(argc),
                     from_specs,
                     "{} with {argc} arguments",
+                    spec.full_name(parent)
+                );
+                assert_eq!(
+                    spec.key_count(argc),
+                    from_specs.len(),
+                    "key count of {} with {argc} arguments",
                     spec.full_name(parent)
                 );
             }
