@@ -5,10 +5,11 @@
 # tests and tools/bench/tiered.sh), jq (the benchmark scripts read JSON reports), and
 # redis-py from PyPI and ioredis from npm (other clients the compatibility tests drive;
 # ioredis goes to ~/.cache/hypercache/npm, the tests find it there).
-# Safe to run again: it installs only what is missing.
+# Safe to run again: it installs only what is missing. Extra Debian packages a benchmark
+# needs are named as arguments (tools/bench/instructions.sh: valgrind).
 set -euo pipefail
 
-packages=(libclang-dev clang redis-tools redis-server memcached jq)
+packages=(libclang-dev clang redis-tools redis-server memcached jq "$@")
 # Node.js may come from elsewhere (NodeSource); Debian's packages only when there is none.
 if ! command -v npm >/dev/null 2>&1; then
     packages+=(nodejs npm)

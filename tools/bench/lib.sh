@@ -30,11 +30,12 @@ valkey_server() {
     echo "$bin"
 }
 
-# Installs what the benchmarks need, builds the release server and sets BIN to it. The
-# target directory defaults to the one the tests use, outside the clone.
+# Installs what the benchmarks need (plus the Debian packages named as arguments), builds
+# the release server and sets BIN to it. The target directory defaults to the one the tests
+# use, outside the clone.
 build_hypercache() {
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hypercache/target}"
-    bash tools/setup.sh
+    bash tools/setup.sh "$@"
     cargo build --release --bin hypercache >&2
     BIN="$CARGO_TARGET_DIR/release/hypercache"
 }
