@@ -121,8 +121,7 @@ fn fcall_generic(ctx: &mut Ctx<'_, '_>, args: &[Bytes], ro_command: bool) -> Com
         .scripts
         .functions
         .snapshot()
-        .function(&name)
-        .map(|function| function.flags)
+        .flags_of(&name)
         .ok_or_else(|| CommandError::err("Function not found"))?;
     let read_only = super::read_only(Some(flags), ro_command)?;
     run(
@@ -183,7 +182,7 @@ fn function_load(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
             .scripts
             .functions
             .snapshot()
-            .by_name
+            .by_name()
             .contains_key(&name)
     {
         return Err(CommandError::err(format!(
@@ -192,10 +191,10 @@ fn function_load(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     }
     let library = compile_library(&code).map_err(CommandError::err)?;
     change(ctx, |current| {
-        if !replace && current.by_name.contains_key(&name) {
+        if !replace && current.by_name().contains_key(&name) {
             return Err(format!("Library '{name}' already exists"));
         }
-        let mut by_name = current.by_name.clone();
+        let mut by_name = current.by_name().clone();
         by_name.insert(name.clone(), library);
         Ok(by_name)
     })?;
@@ -206,7 +205,7 @@ fn function_delete(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     needs_blocking_thread(ctx)?;
     let name = args::text(&args[2]);
     change(ctx, |current| {
-        let mut by_name = current.by_name.clone();
+        let mut by_name = current.by_name().clone();
         by_name
             .remove(&name)
             .ok_or_else(|| "Library not found".to_string())?;
@@ -268,7 +267,7 @@ fn function_restore(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     change(ctx, |current| {
         let mut by_name = match policy {
             RestorePolicy::Flush => BTreeMap::new(),
-            RestorePolicy::Append | RestorePolicy::Replace => current.by_name.clone(),
+            RestorePolicy::Append | RestorePolicy::Replace => current.by_name().clone(),
         };
         for library in restored {
             if matches!(policy, RestorePolicy::Append) && by_name.contains_key(&library.name) {
@@ -307,7 +306,7 @@ fn function_list(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let libraries = ctx.shared.scripts.functions.snapshot();
     let text = |s: &str| Reply::bulk(s.to_string());
     let listed = libraries
-        .by_name
+        .by_name()
         .values()
         .filter(|library| {
             pattern.is_none_or(|pattern| glob_match(pattern, library.name.as_bytes()))
@@ -365,7 +364,7 @@ fn function_stats(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
     let lua = Reply::Map(vec![
         (
             text("libraries_count"),
-            Reply::Integer(libraries.by_name.len() as i64),
+            Reply::Integer(libraries.by_name().len() as i64),
         ),
         (
             text("functions_count"),

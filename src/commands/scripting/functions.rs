@@ -10,6 +10,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -45,15 +46,33 @@ pub struct Library {
 #[derive(Default, Debug)]
 pub struct Libraries {
     pub generation: u64,
-    pub by_name: BTreeMap<String, Library>,
+    /// Built only by `Libraries::new`, which indexes `flags` from it.
+    by_name: BTreeMap<String, Library>,
+    /// Every function's flags by its name (asked on every FCALL).
+    flags: HashMap<String, u8, foldhash::fast::RandomState>,
 }
 
 impl Libraries {
-    pub fn function(&self, name: &str) -> Option<&FunctionInfo> {
-        self.by_name
+    fn new(generation: u64, by_name: BTreeMap<String, Library>) -> Libraries {
+        let flags = by_name
             .values()
             .flat_map(|library| &library.functions)
-            .find(|function| function.name == name)
+            .map(|function| (function.name.clone(), function.flags))
+            .collect();
+        Libraries {
+            generation,
+            by_name,
+            flags,
+        }
+    }
+
+    pub fn by_name(&self) -> &BTreeMap<String, Library> {
+        &self.by_name
+    }
+
+    /// The flags of function `name`, if there is one.
+    pub fn flags_of(&self, name: &str) -> Option<u8> {
+        self.flags.get(name).copied()
     }
 
     pub fn function_count(&self) -> usize {
@@ -87,20 +106,20 @@ impl Functions {
                 return;
             }
         };
-        let mut libraries = Libraries::default();
+        let mut by_name = BTreeMap::new();
         for code in codes {
             match compile_library(&code) {
                 Ok(library) => {
-                    libraries.by_name.insert(library.name.clone(), library);
+                    by_name.insert(library.name.clone(), library);
                 }
                 Err(err) => tracing::error!(%err, "a saved FUNCTION library does not load"),
             }
         }
         tracing::info!(
-            libraries = libraries.by_name.len(),
+            libraries = by_name.len(),
             "loaded the saved FUNCTION libraries"
         );
-        *self.current.lock() = Arc::new(libraries);
+        *self.current.lock() = Arc::new(Libraries::new(0, by_name));
     }
 
     /// Applies a change: `edit` gets the current libraries and returns the new set (or
@@ -124,10 +143,7 @@ impl Functions {
         engine
             .save_server_record(RECORD, &saved)
             .map_err(|err| format!("saving the libraries failed: {err}"))?;
-        *self.current.lock() = Arc::new(Libraries {
-            generation: current.generation + 1,
-            by_name,
-        });
+        *self.current.lock() = Arc::new(Libraries::new(current.generation + 1, by_name));
         Ok(())
     }
 }
@@ -149,32 +165,37 @@ pub fn compile_library(code: &Bytes) -> Result<Library, String> {
     })
 }
 
-/// The callback of function `name` in this VM, loading the libraries into it first when
-/// it has not seen this generation.
-pub fn callback(lua: &Lua, libraries: &Libraries, name: &str) -> Result<Function, String> {
-    const GENERATION: &str = "hypercache_functions_generation";
-    const CALLBACKS: &str = "hypercache_functions";
-    let vm_error = |err: mlua::Error| format!("Lua: {err}");
-    let loaded: Option<u64> = lua.named_registry_value(GENERATION).map_err(vm_error)?;
-    if loaded != Some(libraries.generation) {
-        let callbacks = lua.create_table().map_err(vm_error)?;
-        for library in libraries.by_name.values() {
-            for registered in load_into(lua, &library.code)? {
-                callbacks
-                    .raw_set(registered.info.name, registered.callback)
-                    .map_err(vm_error)?;
+/// Every function's callback in one VM, as loaded for one generation of the libraries
+/// (kept with the pooled VM, so an FCALL finds its callback without a call into Lua).
+#[derive(Default)]
+pub struct LoadedFunctions {
+    generation: Option<u64>,
+    callbacks: HashMap<String, Function, foldhash::fast::RandomState>,
+}
+
+impl LoadedFunctions {
+    /// The callback of function `name` in `lua`, loading the libraries into it first when
+    /// it has not seen this generation of them.
+    pub fn callback(
+        &mut self,
+        lua: &Lua,
+        libraries: &Libraries,
+        name: &str,
+    ) -> Result<&Function, String> {
+        if self.generation != Some(libraries.generation) {
+            let mut callbacks = HashMap::default();
+            for library in libraries.by_name.values() {
+                for registered in load_into(lua, &library.code)? {
+                    callbacks.insert(registered.info.name, registered.callback);
+                }
             }
+            self.callbacks = callbacks;
+            self.generation = Some(libraries.generation);
         }
-        lua.set_named_registry_value(CALLBACKS, callbacks)
-            .map_err(vm_error)?;
-        lua.set_named_registry_value(GENERATION, libraries.generation)
-            .map_err(vm_error)?;
+        self.callbacks
+            .get(name)
+            .ok_or_else(|| "Function not found".to_string())
     }
-    let callbacks: Table = lua.named_registry_value(CALLBACKS).map_err(vm_error)?;
-    callbacks
-        .raw_get::<Option<Function>>(name)
-        .map_err(vm_error)?
-        .ok_or_else(|| "Function not found".to_string())
 }
 
 /// A function as `redis.register_function` gave it.

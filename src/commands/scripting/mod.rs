@@ -193,6 +193,8 @@ pub(super) struct Vm {
     /// The prelude's `__hypercache_run`.
     run: mlua::Function,
     compiled: ShaMap<mlua::Function>,
+    /// The FUNCTION libraries' callbacks, loaded into this VM.
+    functions: functions::LoadedFunctions,
 }
 
 impl Vm {
@@ -207,6 +209,7 @@ impl Vm {
             lua,
             run,
             compiled: ShaMap::default(),
+            functions: functions::LoadedFunctions::default(),
         })
     }
 
@@ -360,8 +363,11 @@ fn run_in_vm(
         }
         Target::Function { name } => {
             let libraries = shared.scripts.functions.snapshot();
-            let function =
-                functions::callback(&vm.lua, &libraries, name).map_err(CommandError::err)?;
+            let function = vm
+                .functions
+                .callback(&vm.lua, &libraries, name)
+                .map_err(CommandError::err)?
+                .clone();
             (function, "user_function", name.as_str())
         }
     };
