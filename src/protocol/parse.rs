@@ -147,8 +147,20 @@ struct Frame {
     argc: usize,
 }
 
+/// Arguments whose ranges the first walk over a frame records on the stack: most commands
+/// have no more, and theirs need no second walk.
+const FEW_ARGS: usize = 8;
+
 fn parse_multibulk(buf: &mut BytesMut, limits: &ParserLimits) -> Result<Step, ProtocolError> {
-    let Some(frame) = scan_multibulk(buf, limits, |_| {})? else {
+    let mut few = [(0usize, 0usize); FEW_ARGS];
+    let mut seen = 0;
+    let Some(frame) = scan_multibulk(buf, limits, |range| {
+        if let Some(slot) = few.get_mut(seen) {
+            *slot = (range.start, range.end);
+        }
+        seen += 1;
+    })?
+    else {
         return Ok(Step::Incomplete);
     };
     if frame.argc == 0 {
@@ -156,10 +168,18 @@ fn parse_multibulk(buf: &mut BytesMut, limits: &ParserLimits) -> Result<Step, Pr
         return Ok(Step::Skipped);
     }
     let bytes = buf.split_to(frame.len).freeze();
+    if frame.argc <= FEW_ARGS {
+        let args = few[..frame.argc]
+            .iter()
+            .map(|&(start, end)| bytes.slice(start..end))
+            .collect();
+        return Ok(Step::Command(args));
+    }
     let mut args = Vec::with_capacity(frame.argc);
-    // Walking the headers again is cheaper than recording every argument's range on the first
-    // walk, which would allocate for commands that then turn out to be incomplete. This walk
-    // sees the same complete frame, so it reports every argument and cannot fail.
+    // Past FEW_ARGS, walking the headers again is cheaper than recording every argument's
+    // range on the first walk, which would allocate for commands that then turn out to be
+    // incomplete. This walk sees the same complete frame, so it reports every argument and
+    // cannot fail.
     scan_multibulk(&bytes, limits, |range| args.push(bytes.slice(range)))?;
     Ok(Step::Command(args))
 }
@@ -807,7 +827,8 @@ mod tests {
         fn split_streams_parse_like_whole_ones(
             commands in prop::collection::vec(
                 (
-                    prop::collection::vec(prop::collection::vec(any::<u8>(), 0..12), 1..5),
+                    // Up to 11 arguments: both sides of FEW_ARGS.
+                    prop::collection::vec(prop::collection::vec(any::<u8>(), 0..12), 1..12),
                     any::<bool>(),
                     0..4usize,
                 ),
@@ -825,7 +846,11 @@ mod tests {
             cuts.push(stream.len());
             cuts.sort_unstable();
 
-            let limits = ParserLimits { max_inline_len: 1024, ..small_limits() };
+            let limits = ParserLimits {
+                max_inline_len: 1024,
+                max_multibulk_len: 16,
+                ..small_limits()
+            };
             let mut buf = BytesMut::new();
             let mut parsed = Vec::new();
             let mut fed = 0;
