@@ -35,7 +35,8 @@ COMMANDS=("get counter" "set counter 1" "incr counter" "evalsha $SHA 1 counter"
 # Prints instructions per request of server $1 (redis | valkey | hc | baseline) for the
 # command in $2.
 count() {
-    local server=$1 command=$2 port=$((30000 + RANDOM % 10000))
+    # Below the kernel's ephemeral range (32768-), where redis-benchmark's own connections live.
+    local server=$1 command=$2 port=$((20000 + RANDOM % 10000))
     local dir="$WORK/$server-$port"
     mkdir -p "$dir"
     local out="$dir/callgrind.out"
@@ -52,10 +53,18 @@ count() {
                 >"$dir/log" 2>&1 & ;;
     esac
     local pid=$!
-    for _ in $(seq 1 600); do
-        redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break
+    local up=no
+    for _ in $(seq 1 1200); do
+        if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then up=yes; break; fi
+        if ! kill -0 "$pid" 2>/dev/null; then break; fi
         sleep 0.1
     done
+    if [ "$up" != yes ]; then
+        echo "$server did not start on port $port; its log ends:" >&2
+        tail -5 "$dir/log" >&2
+        kill "$pid" 2>/dev/null || true
+        return 1
+    fi
     redis-cli -p "$port" set counter 0 >/dev/null
     redis-cli -p "$port" script load "$SCRIPT" >/dev/null
     redis-cli -p "$port" function load replace "$LIBRARY" >/dev/null
@@ -81,7 +90,9 @@ for server in "${SERVERS[@]}"; do printf "%12s" "$server"; done
 printf "%12s\n" "hc/redis"
 for command in "${COMMANDS[@]}"; do
     declare -A per=()
-    for server in "${SERVERS[@]}"; do per[$server]=$(count "$server" "$command"); done
+    for server in "${SERVERS[@]}"; do
+        per[$server]=$(count "$server" "$command") || exit 1
+    done
     printf "%-24s" "${command%% *}"
     for server in "${SERVERS[@]}"; do printf "%12s" "${per[$server]}"; done
     printf "%12s\n" "$(ratio "${per[hc]}" "${per[redis]}")"
