@@ -656,3 +656,34 @@ fn keys_a_script_did_not_declare_are_held_from_first_touch_to_the_end() {
     admin.roundtrip(&resp(&[b"GET", b"b"]), &bulk("300"));
     admin.roundtrip(&resp(&[b"GET", b"other"]), &bulk("600"));
 }
+
+#[test]
+fn a_script_runs_at_one_time() {
+    // Time stands still inside a script (as in Valkey 9.1 and Redis 7.2; Redis 7.0.15 agrees
+    // on the key, but answers PTTL from the live clock): a key set to expire in 1 ms is still
+    // there, with its whole TTL, after three million loop iterations; after the script it
+    // expires.
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path(), &[]);
+    let mut c = RawClient::connect(server.port);
+    eval(
+        &mut c,
+        "redis.call('set', 'k', 'v', 'px', 1) \
+         local i = 0 while i < 3000000 do i = i + 1 end \
+         return {redis.call('exists', 'k'), redis.call('pttl', 'k')}",
+        &[b"0"],
+        b"*2\r\n:1\r\n:1\r\n",
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        c.send(&resp(&[b"EXISTS", b"k"]));
+        if c.read_until(b"\r\n") == b":0\r\n" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the key never expired after the script"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
