@@ -162,23 +162,50 @@ impl HotShard {
     /// Inserts or replaces (as most recently used), keeping every index and the byte count
     /// in step. Returns the previous entry.
     pub fn insert(&mut self, key: HotKey, entry: HotEntry) -> Option<HotEntry> {
-        let new_charge = HotEntry::charge(&key, &entry);
-        let new_deadline = entry.expire_at;
-        if let Some(slot) = self.entries.get_mut(&key[..]) {
-            // Overwrite in place: the key stays where it is in every index.
-            let previous = std::mem::replace(slot, entry);
-            self.used_bytes = self.used_bytes + new_charge - HotEntry::charge(&key, &previous);
-            if previous.expire_at != new_deadline {
-                if previous.expire_at != NO_EXPIRY {
-                    self.deadlines.remove(&(previous.expire_at, key.clone()));
-                }
-                if new_deadline != NO_EXPIRY {
-                    self.deadlines.insert((new_deadline, key));
-                }
+        match self.overwrite(&key, entry, |_, _| {}) {
+            Ok((_, previous)) => Some(previous),
+            Err(entry) => {
+                self.insert_absent(key, entry);
+                None
             }
-            return Some(previous);
         }
-        self.used_bytes += new_charge;
+    }
+
+    /// Replaces the entry of a key already here, in place and as most recently used, once
+    /// `merge` has seen the entry it replaces: one lookup, and no new key. Returns the key as
+    /// held (a reference for the caller's lists) and the previous entry, or `Err(entry)` when
+    /// the key is absent (then `insert_absent` it).
+    pub fn overwrite(
+        &mut self,
+        key: &[u8],
+        mut entry: HotEntry,
+        merge: impl FnOnce(&HotEntry, &mut HotEntry),
+    ) -> Result<(HotKey, HotEntry), HotEntry> {
+        let Some((held, slot)) = self.entries.get_key_value_mut(key) else {
+            return Err(entry);
+        };
+        merge(slot, &mut entry);
+        let held = held.clone();
+        let new_deadline = entry.expire_at;
+        let previous = std::mem::replace(slot, entry);
+        let new_charge = HotEntry::charge(key, slot);
+        // The key stays where it is in every index; only its deadline may move.
+        self.used_bytes = self.used_bytes + new_charge - HotEntry::charge(key, &previous);
+        if previous.expire_at != new_deadline {
+            if previous.expire_at != NO_EXPIRY {
+                self.deadlines.remove(&(previous.expire_at, held.clone()));
+            }
+            if new_deadline != NO_EXPIRY {
+                self.deadlines.insert((new_deadline, held.clone()));
+            }
+        }
+        Ok((held, previous))
+    }
+
+    /// Adds a key that is not here (`overwrite` said so), to every index.
+    pub fn insert_absent(&mut self, key: HotKey, entry: HotEntry) {
+        let new_deadline = entry.expire_at;
+        self.used_bytes += HotEntry::charge(&key, &entry);
         if new_deadline != NO_EXPIRY {
             self.deadlines.insert((new_deadline, key.clone()));
         }
@@ -187,7 +214,6 @@ impl HotShard {
             .or_default()
             .insert(key.clone());
         self.entries.put(key, entry);
-        None
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<(HotKey, HotEntry)> {

@@ -57,25 +57,30 @@ impl Engine {
                 }
             }
         }
-        if let Some(previous) = shard.peek(&encoded) {
-            // An overwrite is an access of the key, whose history it keeps (as Redis
-            // keeps the LFU counter of an overwritten key).
-            entry.access = previous
-                .access
-                .touched(entry.access.last_access_s, self.eviction.lfu());
-            if entry.cold != ColdCopy::Absent {
-                entry.cold_access = previous.cold_access;
-            }
-        }
         if is_new_key {
             self.count_key(keys::db_of(&encoded), 1);
         }
         self.watches.touch(&encoded);
-        let key = HotKey::from(encoded);
+        let lfu = self.eviction.lfu();
+        // An overwrite is an access of the key, whose history it keeps (as Redis keeps the
+        // LFU counter of an overwritten key). It reuses the key the tier holds.
+        let overwritten = shard.overwrite(&encoded, entry, |previous, entry| {
+            entry.access = previous.access.touched(entry.access.last_access_s, lfu);
+            if entry.cold != ColdCopy::Absent {
+                entry.cold_access = previous.cold_access;
+            }
+        });
+        let key = match overwritten {
+            Ok((held, _previous)) => held,
+            Err(entry) => {
+                let key = HotKey::from(encoded);
+                shard.insert_absent(key.clone(), entry);
+                key
+            }
+        };
         if logging {
-            shard.note_pending(key.clone());
+            shard.note_pending(key);
         }
-        shard.insert(key, entry);
     }
 
     /// Brings the key into normal form: afterwards it is either a live hot entry (`Hot`, or
