@@ -68,6 +68,13 @@ impl Ctx<'_, '_> {
         &self.shared.engine
     }
 
+    /// Before blocking work (a synced disk write, a walk over every key): on the async
+    /// worker's first try it is `WouldBlock`, so the dispatcher retries the command on a
+    /// blocking thread; a script running inline leaves its worker first.
+    pub fn off_async_workers(&self) -> Result<(), CommandError> {
+        Ok(self.store.access().prepare_to_block()?)
+    }
+
     /// Records a security event made by this client in the audit log.
     pub fn audit(&self, event: &str, detail: serde_json::Value) {
         let handle = &self.client.handle;

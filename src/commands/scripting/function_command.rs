@@ -144,11 +144,6 @@ fn fcall_ro(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     fcall_generic(ctx, args, true)
 }
 
-/// Changes to the libraries are saved (a synced disk write): never on an async worker.
-fn needs_blocking_thread(ctx: &Ctx<'_, '_>) -> Result<(), CommandError> {
-    Ok(ctx.store.access().prepare_to_block()?)
-}
-
 fn change(
     ctx: &Ctx<'_, '_>,
     edit: impl FnOnce(&functions::Libraries) -> Result<BTreeMap<String, Library>, String>,
@@ -173,7 +168,8 @@ fn function_load(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
         }
         replace = true;
     }
-    needs_blocking_thread(ctx)?;
+    // Changes to the libraries are saved (a synced disk write).
+    ctx.off_async_workers()?;
     let code = args[args.len() - 1].clone();
     let name = super::shebang::library_name(&code).map_err(CommandError::err)?;
     if !replace
@@ -202,7 +198,8 @@ fn function_load(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
 }
 
 fn function_delete(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
-    needs_blocking_thread(ctx)?;
+    // Changes to the libraries are saved (a synced disk write).
+    ctx.off_async_workers()?;
     let name = args::text(&args[2]);
     change(ctx, |current| {
         let mut by_name = current.by_name().clone();
@@ -224,7 +221,8 @@ fn function_flush(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
             ))
         }
     }
-    needs_blocking_thread(ctx)?;
+    // Changes to the libraries are saved (a synced disk write).
+    ctx.off_async_workers()?;
     change(ctx, |_| Ok(BTreeMap::new()))?;
     Ok(Reply::ok())
 }
@@ -256,7 +254,8 @@ fn function_restore(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
             ))
         }
     };
-    needs_blocking_thread(ctx)?;
+    // Changes to the libraries are saved (a synced disk write).
+    ctx.off_async_workers()?;
     let codes = functions::undump(&args[2])
         .ok_or_else(|| CommandError::err("DUMP payload version or checksum are wrong"))?;
     let restored = codes

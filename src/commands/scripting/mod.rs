@@ -2,9 +2,10 @@
 //! with Lua 5.1 (the `mlua` crate, Lua vendored as Redis embeds it). This module owns the
 //! script cache (bodies by SHA1), a pool of sandboxed VMs (`lua`), running a script or a
 //! function atomically, SCRIPT KILL / FUNCTION KILL, and Redis's error texts; the function
-//! libraries are `functions`, the `#!lua` line and script flags `shebang`. A script runs
-//! holding every shard, as Redis runs it alone, so its writes are one WAL record (all or
-//! nothing after a crash) and no other command sees half of it; other requests wait at most
+//! libraries are `functions`, the `#!lua` line and script flags `shebang`, `redis.call` in
+//! `calls`. Scripts run one at a time, as in Redis, each holding the shards of its keys
+//! until it ends (`run`), so its writes are one WAL record (all or nothing after a crash)
+//! and no other command sees half of it; other requests for those shards wait at most
 //! `busy-reply-threshold`, then get `-BUSY`. A script whose shards are all free starts on
 //! the async worker and leaves it before it blocks or once it has run `INLINE_RUN_LIMIT`
 //! (`engine::leave_async_worker`), so neither a cold key nor an endless loop holds the

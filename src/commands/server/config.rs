@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::off_async_workers;
 use crate::commands::{help_reply, CommandError, CommandResult, Ctx};
 use crate::config::params::{self, Mutability, Param};
 use crate::config::Config;
@@ -205,7 +204,7 @@ pub(super) fn config_rewrite(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandR
             "The server is running without a config file",
         ));
     };
-    off_async_workers(ctx)?;
+    ctx.off_async_workers()?;
     let rewrite_failed =
         |err: &dyn std::fmt::Display| CommandError::err(format!("Rewriting config file: {err}"));
     let mut config = ctx.shared.config.read().clone();

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{off_async_workers, subcommand_syntax_error};
+use super::subcommand_syntax_error;
 use crate::commands::args::is;
 use crate::commands::{help_reply, CommandResult, Ctx};
 use crate::protocol::Reply;
@@ -24,7 +24,7 @@ pub(super) fn debug(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     match args.len() {
         2 if is(subcommand, "help") => Ok(help_reply("DEBUG", DEBUG_HELP)),
         3 if is(subcommand, "sleep") => {
-            off_async_workers(ctx)?;
+            ctx.off_async_workers()?;
             // Only this client waits; Redis would stop the whole server.
             std::thread::sleep(sleep_duration(&args[2]));
             Ok(Reply::ok())

@@ -387,12 +387,6 @@ fn subcommand_syntax_error(command: &str, subcommand: &Bytes) -> CommandError {
     ))
 }
 
-/// Blocking work must not run on the async workers: the dispatcher retries it on a
-/// blocking thread (and a script running inline leaves its worker first).
-fn off_async_workers(ctx: &Ctx<'_, '_>) -> Result<(), CommandError> {
-    Ok(ctx.store.access().prepare_to_block()?)
-}
-
 // ----- INFO, flushing, saving, time, shutdown --------------------------------------------
 
 fn info(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
@@ -434,7 +428,7 @@ fn flushall(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
 /// checkpoint record synced, WAL segments it covers deleted. There is no RDB file: the cold
 /// tier is the snapshot.
 fn save(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
-    off_async_workers(ctx)?;
+    ctx.off_async_workers()?;
     ctx.engine()
         .checkpoint(CheckpointReason::Requested)
         .map_err(|err| CommandError::err(format!("saving failed: {err}")))?;
