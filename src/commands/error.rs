@@ -116,6 +116,11 @@ impl CommandError {
         CommandError::new(ErrorCode::Err, "syntax error")
     }
 
+    /// Redis's arity error, for commands whose arguments come in groups (HSET's pairs).
+    pub fn wrong_arity(command: &str) -> Self {
+        CommandError::err(format!("wrong number of arguments for '{command}' command"))
+    }
+
     pub fn not_integer() -> Self {
         CommandError::new(ErrorCode::Err, "value is not an integer or out of range")
     }

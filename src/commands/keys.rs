@@ -6,7 +6,6 @@ use bytes::Bytes;
 use super::args::{self, is};
 use super::table::{acl, key, CommandSpec, KeySpec, ALL_SHARDS, FAST, NO_KEYS, READONLY, WRITE};
 use super::{help_reply, CommandError, CommandResult, Ctx};
-use crate::engine::types::ValueType;
 use crate::engine::{ExpireCondition, KeyTtl, RenameOutcome, DEFAULT_SCAN_COUNT};
 use crate::protocol::Reply;
 
@@ -468,7 +467,7 @@ fn scan(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
         .ok_or_else(|| CommandError::err("invalid cursor"))?;
     let mut pattern: Option<&[u8]> = None;
     let mut count = DEFAULT_SCAN_COUNT;
-    let mut only_strings = true;
+    let mut only_type: Option<Bytes> = None;
     let mut rest = args[2..].iter();
     while let Some(option) = rest.next() {
         let value = rest.next().ok_or_else(CommandError::syntax)?;
@@ -482,14 +481,28 @@ fn scan(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
             }
             count = wanted as usize;
         } else if is(option, "type") {
-            // Every value here is a string; any other type matches nothing.
-            only_strings = is(value, ValueType::String.name());
+            only_type = Some(value.clone());
         } else {
             return Err(CommandError::syntax());
         }
     }
-    let page = ctx.store.scan(ctx.db(), cursor, pattern, count)?;
-    let keys = if only_strings { page.keys } else { Vec::new() };
+    let db = ctx.db();
+    let page = ctx.store.scan(db, cursor, pattern, count)?;
+    let keys = match only_type {
+        None => page.keys,
+        Some(wanted) => {
+            // A key that vanished since the page was read is left out, as Redis leaves
+            // out the keys it finds expired.
+            let mut kept = Vec::with_capacity(page.keys.len());
+            for key in page.keys {
+                let info = ctx.store.inspect(db, &key)?;
+                if info.is_some_and(|info| is(&wanted, info.value_type.name())) {
+                    kept.push(key);
+                }
+            }
+            kept
+        }
+    };
     Ok(Reply::Array(vec![
         Reply::bulk(page.cursor.to_string()),
         Reply::Array(keys.into_iter().map(Reply::Bulk).collect()),
@@ -557,21 +570,25 @@ fn dbsize(ctx: &mut Ctx<'_, '_>, _args: &[Bytes]) -> CommandResult {
     Ok(Reply::Integer(ctx.store.dbsize(ctx.db())? as i64))
 }
 
-/// Redis's encoding names for a string: "int" for small integers, "embstr" up to 44
-/// bytes, "raw" beyond.
+/// Redis's encoding names: for a string "int" for small integers, "embstr" up to 44 bytes,
+/// "raw" beyond; a collection names its own (listpack, intset, hashtable).
 fn object_encoding(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let db = ctx.db();
-    let Some(value) = ctx.store.get(db, &args[2])? else {
-        return Ok(Reply::Nil);
-    };
-    let encoding = if value.len() <= 20 && args::parse_i64(&value).is_some() {
-        "int"
-    } else if value.len() <= 44 {
-        "embstr"
-    } else {
-        "raw"
-    };
-    Ok(Reply::bulk(encoding))
+    let encoding = ctx.store.read_value(db, &args[2], |value| {
+        let value = value?;
+        if let Some(encoding) = value.collection_encoding() {
+            return Some(encoding);
+        }
+        let text = value.as_string().ok()?.to_bytes();
+        Some(if text.len() <= 20 && args::parse_i64(&text).is_some() {
+            "int"
+        } else if text.len() <= 44 {
+            "embstr"
+        } else {
+            "raw"
+        })
+    })?;
+    Ok(encoding.map_or(Reply::Nil, Reply::bulk))
 }
 
 /// OBJECT FREQ and IDLETIME answer from the key's access stamp (hot or cold alike), each

@@ -10,18 +10,22 @@ pub mod error;
 pub mod state;
 pub mod table;
 
+mod collections;
 mod connection;
+mod hash;
 mod keys;
 pub mod scripting;
 mod server;
+mod set;
 mod string;
 mod transaction;
 
 use bytes::Bytes;
 
+use crate::engine::types::Value;
 use crate::engine::{
     Access, Engine, EngineError, EngineResult, ExpireCondition, KeyInfo, KeyTtl, RenameOutcome,
-    ScanPage, SetOptions, SetOutcome, Txn,
+    ScanPage, SetOptions, SetOutcome, Txn, ValueChange,
 };
 use crate::protocol::Reply;
 pub use clients::{ClientHandle, ClientRegistry, ClientState, ReplyMode};
@@ -32,6 +36,8 @@ pub use state::{Shared, ShutdownRequest};
 /// Every family's commands; the table is built from these.
 pub(crate) const FAMILIES: &[&[table::CommandSpec]] = &[
     string::COMMANDS,
+    hash::COMMANDS,
+    set::COMMANDS,
     keys::COMMANDS,
     server::COMMANDS,
     connection::COMMANDS,
@@ -73,6 +79,11 @@ impl Ctx<'_, '_> {
     /// blocking thread; a script running inline leaves its worker first.
     pub fn off_async_workers(&self) -> Result<(), CommandError> {
         Ok(self.store.access().prepare_to_block()?)
+    }
+
+    /// Counts a key lookup in INFO's keyspace_hits / keyspace_misses.
+    pub fn count_lookup(&self, hit: bool) {
+        self.shared.stats.keyspace_lookup(hit);
     }
 
     /// Records a security event made by this client in the audit log.
@@ -192,6 +203,32 @@ impl Store<'_> {
         match self {
             Store::Direct { engine, access, .. } => engine.update(*access, db, key, update),
             Store::Txn(txn) => txn.update(db, key, update),
+        }
+    }
+
+    /// See [`Txn::read_value`].
+    pub fn read_value<T>(
+        &mut self,
+        db: u16,
+        key: &[u8],
+        read: impl FnOnce(Option<&Value>) -> T,
+    ) -> Result<T, EngineError> {
+        match self {
+            Store::Direct { engine, access, .. } => engine.read_value(*access, db, key, read),
+            Store::Txn(txn) => txn.read_value(db, key, read),
+        }
+    }
+
+    /// See [`Txn::update_value`].
+    pub fn update_value<T>(
+        &mut self,
+        db: u16,
+        key: &[u8],
+        update: impl FnOnce(Option<&Value>) -> Result<(ValueChange, T), CommandError>,
+    ) -> Result<T, CommandError> {
+        match self {
+            Store::Direct { engine, access, .. } => engine.update_value(*access, db, key, update),
+            Store::Txn(txn) => txn.update_value(db, key, update),
         }
     }
 

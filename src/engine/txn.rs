@@ -88,7 +88,7 @@ pub struct Txn<'e> {
     pub(super) guards: Guards<'e>,
     /// This transaction's changes, appended to the WAL as one record when it ends, while
     /// its shards are still held (so the log orders every key's changes as they happened).
-    log: MutationBatch,
+    pub(super) log: MutationBatch,
     /// A script's transaction: it takes the shard of a key it did not declare when it first
     /// touches it (`script_txn.rs`) instead of failing with `NotLocked`.
     pub(super) grows: bool,
@@ -119,7 +119,7 @@ impl<'e> Txn<'e> {
     }
 
     /// Encodes the key and finds its (held) shard, and the log its changes go to.
-    fn locate(
+    pub(super) fn locate(
         &mut self,
         db: u16,
         key: &[u8],
@@ -131,7 +131,7 @@ impl<'e> Txn<'e> {
     }
 
     /// As `locate`, with the key encoded on the stack when short (read paths).
-    fn locate_for_read(
+    pub(super) fn locate_for_read(
         &mut self,
         db: u16,
         key: &[u8],

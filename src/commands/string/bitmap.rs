@@ -6,7 +6,7 @@ use std::ops::RangeInclusive;
 
 use bytes::Bytes;
 
-use super::{clamp_range, count_lookup, max_value_len};
+use super::{clamp_range, max_value_len};
 use crate::commands::args::{self, is};
 use crate::commands::{CommandError, CommandResult, Ctx};
 use crate::engine::SetOptions;
@@ -61,7 +61,7 @@ pub(super) fn setbit(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
 pub(super) fn getbit(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let offset = bit_offset(&args[2], max_value_len(ctx))?;
     let value = ctx.store.get(ctx.db(), &args[1])?;
-    count_lookup(ctx, value.is_some());
+    ctx.count_lookup(value.is_some());
     let set = value.is_some_and(|value| {
         usize::try_from(offset >> 3)
             .ok()
@@ -148,7 +148,7 @@ fn find_bit(value: &[u8], bit: bool, bits: RangeInclusive<u64>) -> Option<u64> {
 /// BITCOUNT key [start end [BYTE | BIT]].
 pub(super) fn bitcount(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let value = ctx.store.get(ctx.db(), &args[1])?;
-    count_lookup(ctx, value.is_some());
+    ctx.count_lookup(value.is_some());
     // Redis answers 0 for a missing key before it reads the other arguments.
     let Some(value) = value else {
         return Ok(Reply::Integer(0));
@@ -181,7 +181,7 @@ pub(super) fn bitpos(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
         _ => return Err(CommandError::err("The bit argument must be 1 or 0.")),
     };
     let value = ctx.store.get(ctx.db(), &args[1])?;
-    count_lookup(ctx, value.is_some());
+    ctx.count_lookup(value.is_some());
     // A missing key is an endless run of zeros.
     let Some(value) = value else {
         return Ok(Reply::Integer(if bit { -1 } else { 0 }));
@@ -292,7 +292,7 @@ pub(super) fn bitop(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
         Ok((found, len))
     })?;
     for hit in found {
-        count_lookup(ctx, hit);
+        ctx.count_lookup(hit);
     }
     Ok(Reply::Integer(len as i64))
 }

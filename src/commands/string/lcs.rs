@@ -4,9 +4,10 @@
 
 use bytes::Bytes;
 
-use super::{count_lookup, max_value_len};
+use super::max_value_len;
 use crate::commands::args::{self, is};
 use crate::commands::{CommandError, CommandResult, Ctx};
+use crate::engine::EngineError;
 use crate::protocol::Reply;
 
 /// One run of the common subsequence that is contiguous in both strings (inclusive ranges).
@@ -95,11 +96,20 @@ fn longest_common_subsequence(a: &[u8], b: &[u8], walk: bool) -> Option<Lcs> {
 pub(super) fn lcs(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let db = ctx.db();
     let (key_a, key_b) = (&args[1][..], &args[2][..]);
-    let (a, b) = ctx.store.atomically(&[key_a, key_b], |txn| {
-        Ok((txn.get(db, key_a)?, txn.get(db, key_b)?))
-    })?;
-    count_lookup(ctx, a.is_some());
-    count_lookup(ctx, b.is_some());
+    let (a, b) = ctx
+        .store
+        .atomically(&[key_a, key_b], |txn| {
+            Ok((txn.get(db, key_a)?, txn.get(db, key_b)?))
+        })
+        .map_err(|error| match error {
+            // Redis's own text here, not -WRONGTYPE.
+            EngineError::WrongType => {
+                CommandError::err("The specified keys must contain string values")
+            }
+            other => other.into(),
+        })?;
+    ctx.count_lookup(a.is_some());
+    ctx.count_lookup(b.is_some());
     let (a, b) = (a.unwrap_or_default(), b.unwrap_or_default());
     let (mut want_len, mut want_idx, mut with_match_len) = (false, false, false);
     let mut min_match_len = 0;

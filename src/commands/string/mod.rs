@@ -9,7 +9,7 @@ use std::ops::RangeInclusive;
 
 use bytes::Bytes;
 
-mod arith;
+pub(super) mod arith;
 mod bitmap;
 mod lcs;
 mod options;
@@ -17,7 +17,10 @@ mod options;
 use super::args::{self, is};
 use super::table::{acl, key, CommandSpec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{CommandError, CommandResult, Ctx};
-use crate::engine::{ExpireCondition, SetCondition, SetExpiry, SetOptions};
+use crate::engine::types::ValueType;
+use crate::engine::{
+    EngineError, EngineResult, ExpireCondition, SetCondition, SetExpiry, SetOptions,
+};
 use crate::protocol::Reply;
 use bitmap::{bitcount, bitop, bitpos, getbit, setbit};
 use lcs::lcs;
@@ -335,10 +338,6 @@ fn max_value_len(ctx: &Ctx<'_, '_>) -> u64 {
 
 /// keyspace_hits / keyspace_misses, counted by the commands Redis counts (its "read" lookups).
 /// Called only after the engine call succeeded, so a WouldBlock retry never counts twice.
-fn count_lookup(ctx: &Ctx<'_, '_>, hit: bool) {
-    ctx.shared.stats.keyspace_lookup(hit);
-}
-
 fn bulk_or_nil(value: Option<Bytes>) -> Reply {
     value.map_or(Reply::Nil, Reply::Bulk)
 }
@@ -347,15 +346,11 @@ fn too_long() -> CommandError {
     CommandError::err("string exceeds maximum allowed size (proto-max-bulk-len)")
 }
 
-fn wrong_arity(command: &str) -> CommandError {
-    CommandError::err(format!("wrong number of arguments for '{command}' command"))
-}
-
 // ----- GET / SET family -----------------------------------------------------------------
 
 fn get(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let value = ctx.store.get(ctx.db(), &args[1])?;
-    count_lookup(ctx, value.is_some());
+    ctx.count_lookup(value.is_some());
     Ok(bulk_or_nil(value))
 }
 
@@ -385,7 +380,7 @@ fn set(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
         .store
         .set(ctx.db(), &args[1], args[2].clone(), set_options)?;
     if options.get {
-        count_lookup(ctx, outcome.previous.is_some());
+        ctx.count_lookup(outcome.previous.is_some());
         return Ok(bulk_or_nil(outcome.previous));
     }
     Ok(if outcome.written {
@@ -431,7 +426,7 @@ fn getset(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let outcome = ctx
         .store
         .set(ctx.db(), &args[1], args[2].clone(), options)?;
-    count_lookup(ctx, outcome.previous.is_some());
+    ctx.count_lookup(outcome.previous.is_some());
     Ok(bulk_or_nil(outcome.previous))
 }
 
@@ -446,7 +441,7 @@ fn getdel(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
         }
         Ok(value)
     })?;
-    count_lookup(ctx, value.is_some());
+    ctx.count_lookup(value.is_some());
     Ok(bulk_or_nil(value))
 }
 
@@ -481,22 +476,29 @@ fn getex(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
         }
         Ok(Ok(Some(value)))
     })?;
-    count_lookup(ctx, !matches!(outcome, Ok(None)));
+    ctx.count_lookup(!matches!(outcome, Ok(None)));
     Ok(bulk_or_nil(outcome?))
 }
 
 fn mget(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let db = ctx.db();
     let keys: Vec<&[u8]> = args[1..].iter().map(|key| &key[..]).collect();
+    // A key of another type reads as nil here, as in Redis, not as an error.
+    let string_or_nil = |value: EngineResult<Option<Bytes>>| match value {
+        Err(EngineError::WrongType) => Ok(None),
+        other => other,
+    };
     let values = if let [key] = keys[..] {
-        vec![ctx.store.get(db, key)?]
+        vec![string_or_nil(ctx.store.get(db, key))?]
     } else {
         ctx.store.atomically(&keys, |txn| {
-            keys.iter().map(|key| txn.get(db, key)).collect()
+            keys.iter()
+                .map(|key| string_or_nil(txn.get(db, key)))
+                .collect()
         })?
     };
     for value in &values {
-        count_lookup(ctx, value.is_some());
+        ctx.count_lookup(value.is_some());
     }
     Ok(Reply::Array(values.into_iter().map(bulk_or_nil).collect()))
 }
@@ -507,7 +509,7 @@ fn key_value_pairs<'a>(
     command: &str,
 ) -> Result<Vec<(&'a [u8], &'a Bytes)>, CommandError> {
     if args.len().is_multiple_of(2) {
-        return Err(wrong_arity(command));
+        return Err(CommandError::wrong_arity(command));
     }
     Ok(args[1..]
         .chunks_exact(2)
@@ -633,8 +635,12 @@ fn append(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
 
 fn strlen(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let info = ctx.store.inspect(ctx.db(), &args[1])?;
-    count_lookup(ctx, info.is_some());
-    Ok(Reply::Integer(info.map_or(0, |info| info.len as i64)))
+    ctx.count_lookup(info.is_some());
+    match info {
+        None => Ok(Reply::Integer(0)),
+        Some(info) if info.value_type == ValueType::String => Ok(Reply::Integer(info.len as i64)),
+        Some(_) => Err(EngineError::WrongType.into()),
+    }
 }
 
 /// Redis's index rules for GETRANGE / BITCOUNT / BITPOS over `len` units: negative
@@ -650,7 +656,7 @@ fn getrange(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let start = args::int(&args[2])?;
     let end = args::int(&args[3])?;
     let value = ctx.store.get(ctx.db(), &args[1])?;
-    count_lookup(ctx, value.is_some());
+    ctx.count_lookup(value.is_some());
     let value = value.unwrap_or_default();
     if start < 0 && end < 0 && start > end {
         return Ok(Reply::Bulk(Bytes::new()));

@@ -7,14 +7,21 @@
 //! Typed accessors (`Value::as_string`) return `EngineError::WrongType`, which the command
 //! layer answers with Redis's `-WRONGTYPE`.
 //!
-//! Collections that keep one cold record per field or member use the cold tier's
-//! `Space::Members` (see `cold`), which SCAN, the key counts and the filter never read, so a
-//! field is never counted or listed as a key.
+//! Hashes and sets are held and stored whole for now: one hot entry, one cold record, one
+//! WAL value per key, so every tiering path works on them unchanged. Large collections are
+//! to keep one cold record per field or member in the cold tier's `Space::Members` (see
+//! `cold`), which SCAN, the key counts and the filter never read, so a field is never
+//! counted or listed as a key (issue 17's next step).
 
+mod elements;
+pub mod hash;
+pub mod set;
 pub mod string;
 
 use super::api::{EngineError, EngineResult};
 use super::entry::CorruptValue;
+use hash::HashValue;
+use set::SetValue;
 use string::StoredValue;
 
 /// The type of a key's value, as TYPE names it.
@@ -22,16 +29,20 @@ use string::StoredValue;
 #[non_exhaustive]
 pub enum ValueType {
     String,
+    Hash,
+    Set,
 }
 
 impl ValueType {
     /// Every type, for code that must cover them all (the tag round-trip test today).
-    pub const ALL: [ValueType; 1] = [ValueType::String];
+    pub const ALL: [ValueType; 3] = [ValueType::String, ValueType::Hash, ValueType::Set];
 
     /// TYPE's reply (Redis's names).
     pub fn name(self) -> &'static str {
         match self {
             ValueType::String => "string",
+            ValueType::Hash => "hash",
+            ValueType::Set => "set",
         }
     }
 
@@ -40,12 +51,16 @@ impl ValueType {
     pub(super) fn tag(self) -> u8 {
         match self {
             ValueType::String => 0,
+            ValueType::Hash => 1,
+            ValueType::Set => 2,
         }
     }
 
     pub(super) fn from_tag(tag: u8) -> Option<ValueType> {
         match tag {
             0 => Some(ValueType::String),
+            1 => Some(ValueType::Hash),
+            2 => Some(ValueType::Set),
             _ => None,
         }
     }
@@ -55,12 +70,18 @@ impl ValueType {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Value {
     String(StoredValue),
+    // Boxed: a string is the common case, and every hot entry is as large as the largest
+    // variant (issue 15 counts the bytes per key).
+    Hash(Box<HashValue>),
+    Set(Box<SetValue>),
 }
 
 impl Value {
     pub fn value_type(&self) -> ValueType {
         match self {
             Value::String(_) => ValueType::String,
+            Value::Hash(_) => ValueType::Hash,
+            Value::Set(_) => ValueType::Set,
         }
     }
 
@@ -68,6 +89,8 @@ impl Value {
     pub fn memory_bytes(&self) -> usize {
         match self {
             Value::String(string) => string.memory_bytes(),
+            Value::Hash(hash) => hash.memory_bytes(),
+            Value::Set(set) => set.memory_bytes(),
         }
     }
 
@@ -75,6 +98,8 @@ impl Value {
     pub fn len(&self) -> usize {
         match self {
             Value::String(string) => string.len(),
+            Value::Hash(hash) => hash.len(),
+            Value::Set(set) => set.len(),
         }
     }
 
@@ -86,6 +111,17 @@ impl Value {
     pub fn is_compressed(&self) -> bool {
         match self {
             Value::String(string) => string.is_compressed(),
+            Value::Hash(_) | Value::Set(_) => false,
+        }
+    }
+
+    /// OBJECT ENCODING's name for a collection; strings are named by the command layer,
+    /// which knows whether the text is an integer (`None` here).
+    pub fn collection_encoding(&self) -> Option<&'static str> {
+        match self {
+            Value::String(_) => None,
+            Value::Hash(hash) => Some(hash.encoding()),
+            Value::Set(set) => Some(set.encoding()),
         }
     }
 
@@ -93,10 +129,22 @@ impl Value {
     pub fn as_string(&self) -> EngineResult<&StoredValue> {
         match self {
             Value::String(string) => Ok(string),
-            #[expect(
-                unreachable_patterns,
-                reason = "strings are the only type until hashes and sets land"
-            )]
+            _ => Err(EngineError::WrongType),
+        }
+    }
+
+    /// The hash, or `WrongType` for any other type.
+    pub fn as_hash(&self) -> EngineResult<&HashValue> {
+        match self {
+            Value::Hash(hash) => Ok(hash),
+            _ => Err(EngineError::WrongType),
+        }
+    }
+
+    /// The set, or `WrongType` for any other type.
+    pub fn as_set(&self) -> EngineResult<&SetValue> {
+        match self {
+            Value::Set(set) => Ok(set),
             _ => Err(EngineError::WrongType),
         }
     }
@@ -105,6 +153,8 @@ impl Value {
     pub(super) fn encoded_payload_len(&self) -> usize {
         match self {
             Value::String(string) => string.encoded_payload_len(),
+            Value::Hash(hash) => hash.encoded_payload_len(),
+            Value::Set(set) => set.encoded_payload_len(),
         }
     }
 
@@ -112,6 +162,8 @@ impl Value {
     pub(super) fn write_payload(&self, out: &mut Vec<u8>) -> u8 {
         match self {
             Value::String(string) => string.write_payload(out),
+            Value::Hash(hash) => hash.write_payload(out),
+            Value::Set(set) => set.write_payload(out),
         }
     }
 
@@ -124,6 +176,8 @@ impl Value {
             ValueType::String => Ok(Value::String(StoredValue::decode_payload(
                 type_flags, payload,
             )?)),
+            ValueType::Hash => Ok(Value::Hash(Box::new(HashValue::decode_payload(payload)?))),
+            ValueType::Set => Ok(Value::Set(Box::new(SetValue::decode_payload(payload)?))),
         }
     }
 }
@@ -138,6 +192,8 @@ mod tests {
             assert_eq!(ValueType::from_tag(value_type.tag()), Some(value_type));
         }
         assert_eq!(ValueType::String.name(), "string");
+        assert_eq!(ValueType::Hash.name(), "hash");
+        assert_eq!(ValueType::Set.name(), "set");
         assert_eq!(ValueType::from_tag(15), None);
     }
 }

@@ -1,0 +1,77 @@
+//! What hashes and sets share: the length-prefixed codec of their elements in the cold
+//! tier and the WAL, and the memory charge of one element held in RAM.
+//!
+//! Layout: `count: u32 BE`, then per element its parts (a field and its value, or a
+//! member), each `len: u32 BE` then the bytes. A count that the payload cannot hold is
+//! reported as corrupt before anything is allocated for it.
+
+use bytes::Bytes;
+
+use crate::engine::entry::CorruptValue;
+
+/// Bytes one stored element costs beyond its data, in the in-memory maps: the map's entry
+/// (a hash and two `Bytes` handles, 72 bytes), its index slot (8 bytes and a control byte,
+/// at a load of 7/8), and the allocator's rounding and header for each part (about 16).
+/// Measured with `used_memory` deltas over 100k-field hashes; see docs/architecture.md.
+pub(crate) const ELEMENT_OVERHEAD_BYTES: usize = 120;
+
+/// Appends one length-prefixed part.
+pub(super) fn write_part(out: &mut Vec<u8>, part: &[u8]) {
+    let len = u32::try_from(part.len()).expect("fields and members are shorter than 4 GiB");
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(part);
+}
+
+pub(super) fn write_count(out: &mut Vec<u8>, count: usize) {
+    let count = u32::try_from(count).expect("a collection holds fewer than 4G elements");
+    out.extend_from_slice(&count.to_be_bytes());
+}
+
+/// Reads a payload written with `write_count` and `write_part`.
+pub(super) struct PartReader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> PartReader<'a> {
+    /// Starts reading; returns the element count, checked against the payload's length
+    /// (each element takes at least `parts_per_element` 4-byte length prefixes).
+    pub(super) fn new(
+        payload: &'a [u8],
+        parts_per_element: usize,
+    ) -> Result<(Self, usize), CorruptValue> {
+        let mut reader = PartReader { rest: payload };
+        let count = u32::from_be_bytes(reader.take(4)?.try_into().expect("4 bytes")) as usize;
+        if count.saturating_mul(4 * parts_per_element) > reader.rest.len() {
+            return Err(CorruptValue("collection count exceeds its payload"));
+        }
+        Ok((reader, count))
+    }
+
+    fn take(&mut self, len: usize) -> Result<&'a [u8], CorruptValue> {
+        if self.rest.len() < len {
+            return Err(CorruptValue("truncated collection payload"));
+        }
+        let (head, rest) = self.rest.split_at(len);
+        self.rest = rest;
+        Ok(head)
+    }
+
+    pub(super) fn part(&mut self) -> Result<Bytes, CorruptValue> {
+        let len = u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")) as usize;
+        Ok(Bytes::copy_from_slice(self.take(len)?))
+    }
+
+    /// Checks nothing is left after the last element.
+    pub(super) fn finish(self) -> Result<(), CorruptValue> {
+        match self.rest.is_empty() {
+            true => Ok(()),
+            false => Err(CorruptValue("bytes after the last element")),
+        }
+    }
+}
+
+/// An element's part as the maps hold it: its own allocation, never a slice of a
+/// connection's read buffer (which it would keep alive, unaccounted for: I6).
+pub(crate) fn own(part: &[u8]) -> Bytes {
+    Bytes::copy_from_slice(part)
+}

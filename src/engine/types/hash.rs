@@ -1,0 +1,215 @@
+//! Hashes: a map of fields to values, held whole in the hot tier and stored whole (one cold
+//! record, one WAL value) in this first step of issue 17. Insertion order is kept, as
+//! Redis's listpack keeps it, and any field can be picked by position in O(1), which
+//! HRANDFIELD needs.
+//!
+//! It owns the hash's representation, its cold encoding (`elements`'s layout, a field then
+//! its value per element), its memory charge and the name OBJECT ENCODING gives it. It
+//! must never hold a slice of a client's buffer: every field and value is copied in.
+
+use bytes::Bytes;
+use indexmap::IndexMap;
+
+use super::elements::{self, own, PartReader, ELEMENT_OVERHEAD_BYTES};
+use crate::engine::entry::CorruptValue;
+
+/// Redis's `hash-max-listpack-entries` and `hash-max-listpack-value` defaults: up to these,
+/// OBJECT ENCODING says `listpack`, as Redis would for the same hash.
+const LISTPACK_MAX_ENTRIES: usize = 128;
+const LISTPACK_MAX_VALUE: usize = 64;
+
+type Fields = IndexMap<Bytes, Bytes, foldhash::fast::RandomState>;
+
+#[derive(Clone, Debug, Default)]
+pub struct HashValue {
+    fields: Fields,
+    /// Sum of every field's and value's length, kept so the memory charge is O(1).
+    data_bytes: usize,
+    /// Once a hash outgrows the listpack limits Redis converts it for good; so does its
+    /// encoding's name here (until the next load from disk, as in Redis).
+    outgrew_listpack: bool,
+}
+
+impl PartialEq for HashValue {
+    fn eq(&self, other: &Self) -> bool {
+        // Order does not make two hashes different.
+        self.fields.len() == other.fields.len()
+            && self
+                .fields
+                .iter()
+                .all(|(field, value)| other.fields.get(field) == Some(value))
+    }
+}
+
+impl Eq for HashValue {}
+
+impl HashValue {
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    pub fn get(&self, field: &[u8]) -> Option<&Bytes> {
+        self.fields.get(field)
+    }
+
+    pub fn contains(&self, field: &[u8]) -> bool {
+        self.fields.contains_key(field)
+    }
+
+    /// Sets `field` to `value`; true if the field is new.
+    pub fn insert(&mut self, field: &[u8], value: &[u8]) -> bool {
+        let is_new = match self.fields.get_mut(field) {
+            Some(held) => {
+                self.data_bytes = self.data_bytes - held.len() + value.len();
+                *held = own(value);
+                false
+            }
+            None => {
+                self.data_bytes += field.len() + value.len();
+                self.fields.insert(own(field), own(value));
+                true
+            }
+        };
+        self.note_size(field.len().max(value.len()));
+        is_new
+    }
+
+    /// Removes `field`; true if it was there.
+    pub fn remove(&mut self, field: &[u8]) -> bool {
+        match self.fields.swap_remove_entry(field) {
+            Some((field, value)) => {
+                self.data_bytes -= field.len() + value.len();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Fields and values in the hash's order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> {
+        self.fields.iter()
+    }
+
+    /// The field and value at `index` (`0..len`), for random picks.
+    pub fn at(&self, index: usize) -> Option<(&Bytes, &Bytes)> {
+        self.fields.get_index(index)
+    }
+
+    /// OBJECT ENCODING's name, by Redis's default listpack limits.
+    pub fn encoding(&self) -> &'static str {
+        match self.outgrew_listpack || self.fields.len() > LISTPACK_MAX_ENTRIES {
+            true => "hashtable",
+            false => "listpack",
+        }
+    }
+
+    /// Called after each insert with the longest part it brought.
+    fn note_size(&mut self, longest_part: usize) {
+        if longest_part > LISTPACK_MAX_VALUE || self.fields.len() > LISTPACK_MAX_ENTRIES {
+            self.outgrew_listpack = true;
+        }
+    }
+
+    /// Bytes the hash occupies in memory: its data plus each element's overhead, for the
+    /// slots the map has allocated (a map that grew keeps its capacity).
+    pub fn memory_bytes(&self) -> usize {
+        self.data_bytes + self.fields.capacity() * ELEMENT_OVERHEAD_BYTES
+    }
+
+    pub(super) fn encoded_payload_len(&self) -> usize {
+        4 + self.data_bytes + 8 * self.fields.len()
+    }
+
+    pub(super) fn write_payload(&self, out: &mut Vec<u8>) -> u8 {
+        elements::write_count(out, self.fields.len());
+        for (field, value) in &self.fields {
+            elements::write_part(out, field);
+            elements::write_part(out, value);
+        }
+        0
+    }
+
+    pub(super) fn decode_payload(payload: &[u8]) -> Result<Self, CorruptValue> {
+        let (mut reader, count) = PartReader::new(payload, 2)?;
+        let mut hash = HashValue {
+            fields: Fields::with_capacity_and_hasher(count, Default::default()),
+            ..HashValue::default()
+        };
+        for _ in 0..count {
+            let field = reader.part()?;
+            let value = reader.part()?;
+            let longest_part = field.len().max(value.len());
+            hash.data_bytes += field.len() + value.len();
+            if hash.fields.insert(field, value).is_some() {
+                return Err(CorruptValue("a hash field appears twice"));
+            }
+            hash.note_size(longest_part);
+        }
+        reader.finish()?;
+        Ok(hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_replace_remove_keep_the_data_size_exact() {
+        let mut hash = HashValue::default();
+        assert!(hash.insert(b"f1", b"one"));
+        assert!(hash.insert(b"f2", b"two"));
+        assert!(!hash.insert(b"f1", b"uno!"));
+        assert_eq!(hash.get(b"f1").map(|v| &v[..]), Some(&b"uno!"[..]));
+        assert_eq!(hash.data_bytes, 2 + 4 + 2 + 3);
+        assert!(hash.remove(b"f2"));
+        assert!(!hash.remove(b"f2"));
+        assert_eq!(hash.data_bytes, 2 + 4);
+        assert_eq!(hash.len(), 1);
+    }
+
+    #[test]
+    fn the_payload_round_trips_and_damage_is_reported() {
+        let mut hash = HashValue::default();
+        for i in 0..200 {
+            hash.insert(format!("field:{i}").as_bytes(), &vec![b'v'; i]);
+        }
+        let mut out = Vec::new();
+        hash.write_payload(&mut out);
+        assert_eq!(out.len(), hash.encoded_payload_len());
+        let back = HashValue::decode_payload(&out).unwrap();
+        assert_eq!(back, hash);
+        assert_eq!(back.data_bytes, hash.data_bytes);
+        assert!(HashValue::decode_payload(&out[..out.len() - 1]).is_err());
+        let mut longer = out.clone();
+        longer.push(0);
+        assert!(HashValue::decode_payload(&longer).is_err());
+        // A count no payload of this size can hold is refused before allocating.
+        assert!(HashValue::decode_payload(&[0xFF, 0xFF, 0xFF, 0xFF]).is_err());
+    }
+
+    #[test]
+    fn encoding_names_follow_redis_listpack_limits() {
+        let mut hash = HashValue::default();
+        hash.insert(b"f", b"v");
+        assert_eq!(hash.encoding(), "listpack");
+        hash.insert(b"big", &[b'x'; 65]);
+        assert_eq!(hash.encoding(), "hashtable");
+        hash.remove(b"big");
+        assert_eq!(
+            hash.encoding(),
+            "hashtable",
+            "conversion is for good, as in Redis"
+        );
+        let mut many = HashValue::default();
+        for i in 0..=LISTPACK_MAX_ENTRIES {
+            assert_eq!(many.encoding(), "listpack");
+            many.insert(i.to_string().as_bytes(), b"v");
+        }
+        assert_eq!(many.encoding(), "hashtable");
+    }
+}

@@ -1,0 +1,235 @@
+//! Sets: unordered members, held whole in the hot tier and stored whole (one cold record,
+//! one WAL value) in this first step of issue 17. Any member can be picked by position in
+//! O(1), which SPOP and SRANDMEMBER need.
+//!
+//! It owns the set's representation, its cold encoding (`elements`'s layout, one part per
+//! member), its memory charge and the name OBJECT ENCODING gives it. It must never hold a
+//! slice of a client's buffer: every member is copied in.
+
+use bytes::Bytes;
+use indexmap::IndexSet;
+
+use super::elements::{self, own, PartReader, ELEMENT_OVERHEAD_BYTES};
+use crate::engine::entry::CorruptValue;
+
+/// Redis's `set-max-intset-entries`, `set-max-listpack-entries` and
+/// `set-max-listpack-value` defaults, for OBJECT ENCODING's answer.
+const INTSET_MAX_ENTRIES: usize = 512;
+const LISTPACK_MAX_ENTRIES: usize = 128;
+const LISTPACK_MAX_VALUE: usize = 64;
+
+type Members = IndexSet<Bytes, foldhash::fast::RandomState>;
+
+/// The encoding Redis would have chosen for the same history of inserts. Redis never
+/// converts back, so neither does this (until the next load from disk, as in Redis).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Encoding {
+    #[default]
+    Intset,
+    Listpack,
+    Hashtable,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SetValue {
+    members: Members,
+    /// Sum of every member's length, kept so the memory charge is O(1).
+    data_bytes: usize,
+    encoding: Encoding,
+}
+
+impl PartialEq for SetValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.members.len() == other.members.len() && self.members.is_subset(&other.members)
+    }
+}
+
+impl Eq for SetValue {}
+
+impl SetValue {
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub fn contains(&self, member: &[u8]) -> bool {
+        self.members.contains(member)
+    }
+
+    /// Adds `member`; true if it is new.
+    pub fn insert(&mut self, member: &[u8]) -> bool {
+        if self.members.contains(member) {
+            return false;
+        }
+        self.data_bytes += member.len();
+        self.members.insert(own(member));
+        self.note_insert(member);
+        true
+    }
+
+    /// Adds a member the caller already owns (one taken from another set).
+    pub fn insert_owned(&mut self, member: Bytes) -> bool {
+        if self.members.contains(&member) {
+            return false;
+        }
+        self.data_bytes += member.len();
+        self.note_insert(&member);
+        self.members.insert(member);
+        true
+    }
+
+    /// Removes `member`; true if it was there.
+    pub fn remove(&mut self, member: &[u8]) -> bool {
+        match self.members.swap_remove_full(member) {
+            Some(_) => {
+                self.data_bytes -= member.len();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes and returns the member at `index` (`0..len`).
+    pub fn remove_at(&mut self, index: usize) -> Option<Bytes> {
+        let member = self.members.swap_remove_index(index)?;
+        self.data_bytes -= member.len();
+        Some(member)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Bytes> {
+        self.members.iter()
+    }
+
+    /// The member at `index` (`0..len`), for random picks.
+    pub fn at(&self, index: usize) -> Option<&Bytes> {
+        self.members.get_index(index)
+    }
+
+    /// OBJECT ENCODING's name, by Redis's default limits.
+    pub fn encoding(&self) -> &'static str {
+        match self.encoding {
+            Encoding::Intset => "intset",
+            Encoding::Listpack => "listpack",
+            Encoding::Hashtable => "hashtable",
+        }
+    }
+
+    /// Redis's conversions on insert (`setTypeAdd`): an intset takes integers up to its
+    /// limit; a listpack takes short members up to its limit; anything else is a
+    /// hashtable for good.
+    fn note_insert(&mut self, member: &[u8]) {
+        let len = self.members.len() + usize::from(!self.members.contains(member));
+        let fits_listpack = len <= LISTPACK_MAX_ENTRIES && member.len() <= LISTPACK_MAX_VALUE;
+        self.encoding = match self.encoding {
+            Encoding::Intset if !is_set_integer(member) => match fits_listpack {
+                true => Encoding::Listpack,
+                false => Encoding::Hashtable,
+            },
+            Encoding::Intset if len > INTSET_MAX_ENTRIES => Encoding::Hashtable,
+            Encoding::Listpack if !fits_listpack => Encoding::Hashtable,
+            unchanged => unchanged,
+        };
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.data_bytes + self.members.capacity() * ELEMENT_OVERHEAD_BYTES
+    }
+
+    pub(super) fn encoded_payload_len(&self) -> usize {
+        4 + self.data_bytes + 4 * self.members.len()
+    }
+
+    pub(super) fn write_payload(&self, out: &mut Vec<u8>) -> u8 {
+        elements::write_count(out, self.members.len());
+        for member in &self.members {
+            elements::write_part(out, member);
+        }
+        0
+    }
+
+    pub(super) fn decode_payload(payload: &[u8]) -> Result<Self, CorruptValue> {
+        let (mut reader, count) = PartReader::new(payload, 1)?;
+        let mut set = SetValue {
+            members: Members::with_capacity_and_hasher(count, Default::default()),
+            ..SetValue::default()
+        };
+        for _ in 0..count {
+            if !set.insert_owned(reader.part()?) {
+                return Err(CorruptValue("a set member appears twice"));
+            }
+        }
+        reader.finish()?;
+        Ok(set)
+    }
+}
+
+/// Whether Redis would keep `member` in an intset: the canonical decimal form of an i64.
+fn is_set_integer(member: &[u8]) -> bool {
+    std::str::from_utf8(member)
+        .ok()
+        .and_then(|text| text.parse::<i64>().ok())
+        .is_some_and(|number| number.to_string().as_bytes() == member)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_remove_and_pick_keep_the_data_size_exact() {
+        let mut set = SetValue::default();
+        assert!(set.insert(b"a"));
+        assert!(set.insert(b"bb"));
+        assert!(!set.insert(b"a"));
+        assert_eq!(set.data_bytes, 3);
+        assert!(set.remove(b"a"));
+        assert!(!set.remove(b"a"));
+        assert_eq!(set.remove_at(0).as_deref(), Some(&b"bb"[..]));
+        assert!(set.is_empty());
+        assert_eq!(set.data_bytes, 0);
+    }
+
+    #[test]
+    fn the_payload_round_trips_and_damage_is_reported() {
+        let mut set = SetValue::default();
+        for i in 0..300 {
+            set.insert(format!("member:{i}").as_bytes());
+        }
+        let mut out = Vec::new();
+        set.write_payload(&mut out);
+        assert_eq!(out.len(), set.encoded_payload_len());
+        assert_eq!(SetValue::decode_payload(&out).unwrap(), set);
+        assert!(SetValue::decode_payload(&out[..out.len() - 2]).is_err());
+        let mut twice = Vec::new();
+        elements::write_count(&mut twice, 2);
+        elements::write_part(&mut twice, b"x");
+        elements::write_part(&mut twice, b"x");
+        assert!(SetValue::decode_payload(&twice).is_err());
+    }
+
+    #[test]
+    fn encoding_names_follow_redis_conversions() {
+        let mut set = SetValue::default();
+        for i in 0..INTSET_MAX_ENTRIES {
+            set.insert(i.to_string().as_bytes());
+        }
+        assert_eq!(set.encoding(), "intset");
+        set.insert(b"512");
+        assert_eq!(set.encoding(), "hashtable");
+
+        let mut small = SetValue::default();
+        small.insert(b"1");
+        assert_eq!(small.encoding(), "intset");
+        small.insert(b"01");
+        assert_eq!(
+            small.encoding(),
+            "listpack",
+            "01 is not an integer's canonical form"
+        );
+        small.insert(&[b'x'; 65]);
+        assert_eq!(small.encoding(), "hashtable");
+    }
+}
