@@ -78,9 +78,10 @@ impl HashValue {
         is_new
     }
 
-    /// Removes `field`; true if it was there.
+    /// Removes `field`; true if it was there. The others keep their order, as in a Redis
+    /// listpack (HKEYS after HDEL answers as Redis does).
     pub fn remove(&mut self, field: &[u8]) -> bool {
-        match self.fields.swap_remove_entry(field) {
+        match self.fields.shift_remove_entry(field) {
             Some((field, value)) => {
                 self.data_bytes -= field.len() + value.len();
                 true
