@@ -22,7 +22,7 @@ mod transaction;
 
 use bytes::Bytes;
 
-use crate::engine::types::Value;
+use crate::engine::types::{ElementOp, Value, ValueType};
 use crate::engine::{
     Access, Engine, EngineError, EngineResult, ExpireCondition, KeyInfo, KeyTtl, RenameOutcome,
     ScanPage, SetOptions, SetOutcome, Txn, ValueChange,
@@ -216,6 +216,22 @@ impl Store<'_> {
         match self {
             Store::Direct { engine, access, .. } => engine.read_value(*access, db, key, read),
             Store::Txn(txn) => txn.read_value(db, key, read),
+        }
+    }
+
+    /// See [`Txn::update_elements`].
+    pub fn update_elements<T>(
+        &mut self,
+        db: u16,
+        key: &[u8],
+        value_type: ValueType,
+        plan: impl FnOnce(Option<&Value>) -> Result<(Vec<ElementOp>, T), CommandError>,
+    ) -> Result<T, CommandError> {
+        match self {
+            Store::Direct { engine, access, .. } => {
+                engine.update_elements(*access, db, key, value_type, plan)
+            }
+            Store::Txn(txn) => txn.update_elements(db, key, value_type, plan),
         }
     }
 

@@ -513,6 +513,14 @@ impl Engine {
                 Mutation::Server { name, value } => {
                     self.replay_server_record(lsn, name, value)?;
                 }
+                Mutation::Element {
+                    value_type,
+                    key,
+                    op,
+                } => {
+                    self.check_encoded(key)?;
+                    self.replay_element(key, value_type, &op)?;
+                }
             }
         }
         Ok(())

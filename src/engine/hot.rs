@@ -202,6 +202,22 @@ impl HotShard {
         Ok((held, previous))
     }
 
+    /// Changes the entry at `key` in place (a collection's elements), keeping the charge
+    /// exact; returns the key as held and `change`'s answer, or None when the key is absent.
+    /// `change` must not move the deadline (that is `overwrite`'s work).
+    pub fn modify<T>(
+        &mut self,
+        key: &[u8],
+        change: impl FnOnce(&mut HotEntry) -> T,
+    ) -> Option<(HotKey, T)> {
+        let (held, slot) = self.entries.get_key_value_mut(key)?;
+        let (old_charge, deadline) = (HotEntry::charge(key, slot), slot.expire_at);
+        let answer = change(slot);
+        debug_assert_eq!(slot.expire_at, deadline, "modify never moves a deadline");
+        self.used_bytes = self.used_bytes + HotEntry::charge(key, slot) - old_charge;
+        Some((held.clone(), answer))
+    }
+
     /// Adds a key that is not here (`overwrite` said so), to every index.
     pub fn insert_absent(&mut self, key: HotKey, entry: HotEntry) {
         let new_deadline = entry.expire_at;

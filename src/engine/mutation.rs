@@ -14,15 +14,29 @@
 //! - `DEL`:   `key_len: u32, key`;
 //! - `FLUSH`: `from_db: u16, to_db: u16` (databases `from_db..to_db`);
 //! - `SERVER`: `name_len: u32, name, value_len: u32, value` (a server record, such as the
-//!   FUNCTION libraries, replacing the record of that name whole; see `server_records`).
+//!   FUNCTION libraries, replacing the record of that name whole; see `server_records`);
+//! - `ELEMENT_PUT`: `type: u8, key_len: u32, key, element_len: u32, element, value_len: u32,
+//!   value`: in the collection at `key` (of that value type's tag), the field or member
+//!   `element` now holds `value` (empty for a set member);
+//! - `ELEMENT_DEL`: `type: u8, key_len: u32, key, element_len: u32, element`: it is gone.
+//!
+//! Element records are logged only for a collection that existed before the command and
+//! still does after it; creating, replacing or deleting a collection logs `PUT` / `DEL`.
+//! That keeps replay exact: an element record whose key is absent at replay (it expired
+//! since) or holds another type (a later record, already in the cold tier, replaced it) is
+//! skipped, and the records after it decide the key's state, as they did when logged.
+
+use bytes::Bytes;
 
 use super::entry::{write_cold_value, ExpireAt};
-use super::types::Value;
+use super::types::{ElementOp, Value, ValueType};
 
 const PUT: u8 = 1;
 const DEL: u8 = 2;
 const FLUSH: u8 = 3;
 const SERVER: u8 = 4;
+const ELEMENT_PUT: u8 = 5;
+const ELEMENT_DEL: u8 = 6;
 
 /// One logged change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +58,12 @@ pub enum Mutation<'a> {
     Server {
         name: &'a [u8],
         value: &'a [u8],
+    },
+    /// One field or member of the existing collection at `key` changed.
+    Element {
+        value_type: ValueType,
+        key: &'a [u8],
+        op: ElementOp,
     },
 }
 
@@ -90,6 +110,19 @@ impl MutationBatch {
         self.buf.extend_from_slice(&to.to_le_bytes());
     }
 
+    pub fn element(&mut self, value_type: ValueType, key: &[u8], op: &ElementOp) {
+        let (tag, parts): (u8, &[&[u8]]) = match op {
+            ElementOp::Put { element, value } => (ELEMENT_PUT, &[key, &element[..], &value[..]]),
+            ElementOp::Del { element } => (ELEMENT_DEL, &[key, &element[..]]),
+        };
+        self.buf.push(tag);
+        self.buf.push(value_type.tag());
+        for part in parts {
+            push_len(&mut self.buf, part.len());
+            self.buf.extend_from_slice(part);
+        }
+    }
+
     pub fn server_record(&mut self, name: &[u8], value: &[u8]) {
         self.buf.push(SERVER);
         for part in [name, value] {
@@ -134,6 +167,25 @@ pub fn decode(payload: &[u8]) -> Result<Vec<Mutation<'_>>, DecodeError> {
                 let value = reader.take_counted()?;
                 Mutation::Server { name, value }
             }
+            ELEMENT_PUT | ELEMENT_DEL => {
+                let type_tag = reader.take(1)?[0];
+                let value_type =
+                    ValueType::from_tag(type_tag).ok_or(DecodeError::UnknownValueType(type_tag))?;
+                let key = reader.take_counted()?;
+                let element = Bytes::copy_from_slice(reader.take_counted()?);
+                let op = match tag {
+                    ELEMENT_PUT => ElementOp::Put {
+                        element,
+                        value: Bytes::copy_from_slice(reader.take_counted()?),
+                    },
+                    _ => ElementOp::Del { element },
+                };
+                Mutation::Element {
+                    value_type,
+                    key,
+                    op,
+                }
+            }
             other => return Err(DecodeError::UnknownTag(other)),
         });
     }
@@ -144,6 +196,7 @@ pub fn decode(payload: &[u8]) -> Result<Vec<Mutation<'_>>, DecodeError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecodeError {
     UnknownTag(u8),
+    UnknownValueType(u8),
     Truncated { wanted: usize, left: usize },
 }
 
@@ -151,6 +204,7 @@ impl std::fmt::Display for DecodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DecodeError::UnknownTag(tag) => write!(f, "unknown mutation tag {tag}"),
+            DecodeError::UnknownValueType(tag) => write!(f, "unknown value type {tag}"),
             DecodeError::Truncated { wanted, left } => {
                 write!(f, "mutation truncated: {wanted} bytes wanted, {left} left")
             }

@@ -4,16 +4,24 @@
 //! delete paths every string write takes, so the WAL, the tiers, the filter and the key
 //! counts stay exact whatever the type (I1-I5).
 //!
+//! Commands that change a few fields or members of a collection say which
+//! (`update_elements`): the changes are applied in place, with no copy of the collection,
+//! and logged one element at a time, so an HSET costs the same in a hash of ten fields and
+//! of a million. Replay applies the logged element changes through the same
+//! `Value::apply` (`replay_element`).
+//!
 //! It must never decide a command's semantics: the caller checks the type (answering
-//! `WrongType`) and builds the new value; this file only resolves, stores and deletes.
-//! A collection that a change leaves empty is deleted, as Redis deletes empty collections.
+//! `WrongType`) and says what changes; this file only resolves, applies, stores and
+//! deletes. A collection that a change leaves empty is deleted, as Redis deletes empty
+//! collections.
 
 use super::api::{Access, EngineError, EngineResult};
 use super::entry::{ExpireAt, NO_EXPIRY};
-use super::hot::{ColdCopy, HotEntry};
-use super::resolve::live_entry;
+use super::hot::{ColdCopy, HotEntry, HotShard, PENDING_LSN};
+use super::mutation::MutationBatch;
+use super::resolve::{live_entry, Removal};
 use super::txn::Txn;
-use super::types::Value;
+use super::types::{ElementOp, Value, ValueType};
 use super::{seconds, Engine};
 
 /// What a read-modify-write leaves in the key.
@@ -106,6 +114,136 @@ impl Txn<'_> {
     }
 }
 
+impl Txn<'_> {
+    /// Changes some elements of the collection of `value_type` at `key`: `plan` sees the
+    /// current value (None if absent; `WrongType` is answered before it runs for a key of
+    /// another type) and returns the element changes to make and its reply. An existing
+    /// collection is changed in place and each change logged; a new one is stored whole;
+    /// one left empty is deleted.
+    pub fn update_elements<T, E>(
+        &mut self,
+        db: u16,
+        key: &[u8],
+        value_type: ValueType,
+        plan: impl FnOnce(Option<&Value>) -> Result<(Vec<ElementOp>, T), E>,
+    ) -> Result<T, E>
+    where
+        E: From<EngineError>,
+    {
+        let (engine, access) = (self.engine, self.access);
+        let (encoded, shard, log) = self.locate(db, key)?;
+        engine.check_room(access, shard)?;
+        let now = engine.now_ms();
+        if !engine.resolve(access, shard, &encoded, now)?.found() {
+            let (ops, reply) = plan(None)?;
+            let mut value = Value::empty_collection(value_type).expect("a collection type");
+            for op in &ops {
+                value.apply(op);
+            }
+            if !value.is_empty() {
+                let entry = HotEntry::written(value, NO_EXPIRY, ColdCopy::Absent, seconds(now));
+                engine.store(shard, log, encoded, entry, true);
+                engine.settle(access, shard);
+            }
+            return Ok(reply);
+        }
+        let current = &live_entry(shard, &encoded).value;
+        if current.value_type() != value_type {
+            return Err(EngineError::WrongType.into());
+        }
+        let (ops, reply) = plan(Some(current))?;
+        if ops.is_empty() {
+            return Ok(reply);
+        }
+        let emptied = engine.apply_elements(shard, Some(log), &encoded, value_type, &ops, now);
+        if emptied {
+            engine.delete_resolved(access, shard, log, &encoded)?;
+        }
+        engine.settle(access, shard);
+        Ok(reply)
+    }
+}
+
+impl Engine {
+    /// Applies element changes to the live collection at `encoded` in place, logging each
+    /// one that changed something into `log` (None while replaying) and marking the entry
+    /// dirty; true when the collection is left empty (the caller deletes the key).
+    fn apply_elements(
+        &self,
+        shard: &mut HotShard,
+        log: Option<&mut MutationBatch>,
+        encoded: &[u8],
+        value_type: ValueType,
+        ops: &[ElementOp],
+        now: u64,
+    ) -> bool {
+        let logging = self.logging();
+        let lfu = self.eviction.lfu();
+        let mut log = log.filter(|_| logging);
+        let (held, (changed, emptied)) = shard
+            .modify(encoded, |entry| {
+                let mut changed = false;
+                for op in ops {
+                    if entry.value.apply(op) {
+                        changed = true;
+                        if let Some(log) = log.as_deref_mut() {
+                            log.element(value_type, encoded, op);
+                        }
+                    }
+                }
+                if changed {
+                    entry.dirty = true;
+                    entry.access = entry.access.touched(seconds(now), lfu);
+                    if logging {
+                        entry.lsn = PENDING_LSN;
+                    }
+                }
+                (changed, entry.value.is_empty())
+            })
+            .expect("the caller resolved the key live");
+        if changed {
+            self.watches.touch(encoded);
+            if logging {
+                shard.note_pending(held);
+            }
+        }
+        emptied
+    }
+
+    /// Replays one logged element change. The key existed when it was logged: absent now
+    /// means it expired since, another type means a later record (already applied to the
+    /// cold tier) replaced it; either way the change is skipped and the records after it
+    /// decide (see `mutation`).
+    pub(super) fn replay_element(
+        &self,
+        encoded: &[u8],
+        value_type: ValueType,
+        op: &ElementOp,
+    ) -> EngineResult<()> {
+        let now = self.now_ms();
+        let mut shard = self.hot.lock_encoded(encoded);
+        if !self
+            .resolve(Access::MayBlock, &mut shard, encoded, now)?
+            .found()
+            || live_entry(&shard, encoded).value.value_type() != value_type
+        {
+            return Ok(());
+        }
+        if self.apply_elements(
+            &mut shard,
+            None,
+            encoded,
+            value_type,
+            std::slice::from_ref(op),
+            now,
+        ) {
+            self.remove_resolved(Access::MayBlock, &mut shard, encoded, Removal::Deleted)?;
+        }
+        self.settle(Access::MayBlock, &mut shard);
+        Ok(())
+    }
+}
+
 /// An empty hash or set is no key at all (Redis deletes it); an empty string is a value.
 fn is_empty_collection(value: &Value) -> bool {
     !matches!(value, Value::String(_)) && value.is_empty()
@@ -121,6 +259,22 @@ impl Engine {
         read: impl FnOnce(Option<&Value>) -> T,
     ) -> EngineResult<T> {
         self.single(access, db, key)?.read_value(db, key, read)
+    }
+
+    /// See [`Txn::update_elements`].
+    pub fn update_elements<T, E>(
+        &self,
+        access: Access,
+        db: u16,
+        key: &[u8],
+        value_type: ValueType,
+        plan: impl FnOnce(Option<&Value>) -> Result<(Vec<ElementOp>, T), E>,
+    ) -> Result<T, E>
+    where
+        E: From<EngineError>,
+    {
+        self.single_with_room(access, db, key)?
+            .update_elements(db, key, value_type, plan)
     }
 
     /// See [`Txn::update_value`].

@@ -1,8 +1,8 @@
 //! The hash family (issue 17), with Redis 7's replies and error texts: HSET and friends,
 //! counters, whole-hash reads, HRANDFIELD and HSCAN. Each command is one engine call on
-//! one key: a read lends the hash (`Store::read_value`), a write returns its new state
-//! (`Store::update_value`), so a hash command is atomic like any single-key command (I7)
-//! and its effect reaches the WAL and both tiers as the hash's new value.
+//! one key: a read lends the hash (`Store::read_value`), a write says which fields to set
+//! or delete (`Store::update_elements`), so a hash command is atomic like any single-key
+//! command (I7) and costs the fields it touches, not the hash's size.
 //!
 //! What it must never do: touch a key of another type (every call checks with
 //! `Value::as_hash`, answering -WRONGTYPE), or leave an empty hash behind (the engine
@@ -16,9 +16,10 @@ use super::args;
 use super::string::arith;
 use super::table::{acl, key, CommandSpec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{CommandError, CommandResult, Ctx};
+use std::collections::HashSet;
+
 use crate::engine::types::hash::HashValue;
-use crate::engine::types::Value;
-use crate::engine::ValueChange;
+use crate::engine::types::{ElementOp, Value, ValueType};
 use crate::protocol::Reply;
 use read::{hexists, hget, hgetall, hkeys, hlen, hmget, hrandfield, hscan, hstrlen, hvals};
 
@@ -104,22 +105,26 @@ fn read_hash<T>(
     Ok(answer)
 }
 
-/// Read-modify-write of the hash at `key`: `update` sees it (None when absent) and returns
-/// its new state (None = unchanged; empty = the key is deleted) and the reply.
+/// Changes fields of the hash at `key`: `plan` sees it (None when absent) and returns the
+/// fields to set or delete and the reply. The hash is changed in place and each change
+/// logged alone; one left empty is deleted.
 fn update_hash<T>(
     ctx: &mut Ctx<'_, '_>,
     key: &[u8],
-    update: impl FnOnce(Option<&HashValue>) -> Result<(Option<HashValue>, T), CommandError>,
+    plan: impl FnOnce(Option<&HashValue>) -> Result<(Vec<ElementOp>, T), CommandError>,
 ) -> Result<T, CommandError> {
     let db = ctx.db();
-    ctx.store.update_value(db, key, |value| {
-        let hash = value.map(Value::as_hash).transpose()?;
-        let (new, reply) = update(hash)?;
-        let change = new.map_or(ValueChange::Keep, |hash| {
-            ValueChange::Put(Value::Hash(Box::new(hash)))
-        });
-        Ok((change, reply))
-    })
+    ctx.store
+        .update_elements(db, key, ValueType::Hash, |value| {
+            plan(value.map(Value::as_hash).transpose()?)
+        })
+}
+
+fn put(field: &Bytes, value: Bytes) -> ElementOp {
+    ElementOp::Put {
+        element: field.clone(),
+        value,
+    }
 }
 
 /// The field/value pairs after the key (each chunk holds two), or Redis's arity error for
@@ -138,9 +143,16 @@ fn field_value_pairs<'a>(
 fn set_fields(ctx: &mut Ctx<'_, '_>, args: &[Bytes], command: &str) -> Result<i64, CommandError> {
     let pairs = field_value_pairs(args, command)?;
     update_hash(ctx, &args[1], |hash| {
-        let mut hash = hash.cloned().unwrap_or_default();
-        let added = pairs.filter(|pair| hash.insert(&pair[0], &pair[1])).count();
-        Ok((Some(hash), added as i64))
+        let mut new_fields = HashSet::new();
+        let mut ops = Vec::with_capacity(pairs.len());
+        for pair in pairs {
+            let (field, value) = (&pair[0], &pair[1]);
+            if !hash.is_some_and(|hash| hash.contains(field)) {
+                new_fields.insert(&field[..]);
+            }
+            ops.push(put(field, value.clone()));
+        }
+        Ok((ops, new_fields.len() as i64))
     })
 }
 
@@ -158,25 +170,27 @@ fn hmset(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
 fn hsetnx(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let (field, value) = (&args[2], &args[3]);
     update_hash(ctx, &args[1], |hash| {
-        if hash.is_some_and(|hash| hash.contains(field)) {
-            return Ok((None, Reply::Integer(0)));
-        }
-        let mut hash = hash.cloned().unwrap_or_default();
-        hash.insert(field, value);
-        Ok((Some(hash), Reply::Integer(1)))
+        Ok(match hash.is_some_and(|hash| hash.contains(field)) {
+            true => (Vec::new(), Reply::Integer(0)),
+            false => (vec![put(field, value.clone())], Reply::Integer(1)),
+        })
     })
 }
 
 /// HDEL key field [field ...]: the number of fields removed.
 fn hdel(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
-    let fields = &args[2..];
     update_hash(ctx, &args[1], |hash| {
-        let Some(hash) = hash.filter(|hash| fields.iter().any(|field| hash.contains(field))) else {
-            return Ok((None, Reply::Integer(0)));
+        let Some(hash) = hash else {
+            return Ok((Vec::new(), Reply::Integer(0)));
         };
-        let mut hash = hash.clone();
-        let removed = fields.iter().filter(|field| hash.remove(field)).count();
-        Ok((Some(hash), Reply::Integer(removed as i64)))
+        let present: HashSet<&Bytes> = args[2..].iter().filter(|f| hash.contains(f)).collect();
+        let ops = present
+            .iter()
+            .map(|field| ElementOp::Del {
+                element: (*field).clone(),
+            })
+            .collect();
+        Ok((ops, Reply::Integer(present.len() as i64)))
     })
 }
 
@@ -192,9 +206,10 @@ fn hincrby(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
         let result = current
             .checked_add(by)
             .ok_or_else(|| CommandError::err("increment or decrement would overflow"))?;
-        let mut hash = hash.cloned().unwrap_or_default();
-        hash.insert(field, &args::int_bytes(result));
-        Ok((Some(hash), Reply::Integer(result)))
+        Ok((
+            vec![put(field, args::int_bytes(result))],
+            Reply::Integer(result),
+        ))
     })
 }
 
@@ -219,8 +234,7 @@ fn hincrbyfloat(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
                     CommandError::err("increment would produce NaN or Infinity")
                 }
             })?;
-        let mut hash = hash.cloned().unwrap_or_default();
-        hash.insert(field, text.as_bytes());
-        Ok((Some(hash), Reply::Bulk(Bytes::from(text))))
+        let text = Bytes::from(text);
+        Ok((vec![put(field, text.clone())], Reply::Bulk(text)))
     })
 }

@@ -9,7 +9,7 @@ use super::{bulks, members_reply};
 use crate::commands::args;
 use crate::commands::{CommandError, CommandResult, Ctx};
 use crate::engine::types::set::SetValue;
-use crate::engine::types::Value;
+use crate::engine::types::{ElementOp, Value, ValueType};
 use crate::engine::{EngineError, EngineResult, Txn, ValueChange};
 use crate::protocol::Reply;
 
@@ -191,14 +191,24 @@ pub(super) fn smove(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
         if !source_has_it || source == destination {
             return Ok(source_has_it);
         }
-        for (key, add) in [(source, false), (destination, true)] {
-            txn.update_value(db, key, |value| {
-                let mut set = copy_set(value)?.unwrap_or_default();
-                match add {
-                    true => set.insert(member),
-                    false => set.remove(member),
-                };
-                Ok::<_, EngineError>((ValueChange::Put(Value::Set(Box::new(set))), ()))
+        let moves = [
+            (
+                source,
+                ElementOp::Del {
+                    element: member.clone(),
+                },
+            ),
+            (
+                destination,
+                ElementOp::Put {
+                    element: member.clone(),
+                    value: Bytes::new(),
+                },
+            ),
+        ];
+        for (key, op) in moves {
+            txn.update_elements(db, key, ValueType::Set, |_| {
+                Ok::<_, EngineError>((vec![op], ()))
             })?;
         }
         Ok(true)

@@ -1,8 +1,8 @@
 //! The set family (issue 17), with Redis 7's replies and error texts: members of one set
 //! here, the operations over several sets (SINTER, SUNION, SDIFF, their STORE forms,
 //! SINTERCARD, SMOVE) in `algebra`. A single-key command is one engine call, as in the hash
-//! family: a read lends the set, a write returns its new state; a multi-key command runs in
-//! one transaction over its keys' shards (I7).
+//! family: a read lends the set, a write says which members to add or remove; a multi-key
+//! command runs in one transaction over its keys' shards (I7).
 //!
 //! What it must never do: touch a key of another type (`Value::as_set`, -WRONGTYPE; the
 //! STORE forms overwrite their destination whatever it held, as Redis does), or leave an
@@ -15,9 +15,10 @@ use bytes::Bytes;
 use super::collections::{random_position, RandomCount, ScanRequest};
 use super::table::{acl, key, CommandSpec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{CommandError, CommandResult, Ctx};
+use std::collections::HashSet;
+
 use crate::engine::types::set::SetValue;
-use crate::engine::types::Value;
-use crate::engine::ValueChange;
+use crate::engine::types::{ElementOp, Value, ValueType};
 use crate::protocol::{ProtocolVersion, Reply};
 use algebra::{sdiff, sdiffstore, sinter, sintercard, sinterstore, smove, sunion, sunionstore};
 
@@ -116,22 +117,31 @@ fn read_set<T>(
     Ok(answer)
 }
 
-/// Read-modify-write of the set at `key`: `update` sees it (None when absent) and returns
-/// its new state (None = unchanged; empty = the key is deleted) and the reply.
+/// Changes members of the set at `key`: `plan` sees it (None when absent) and returns the
+/// members to add or remove and the reply. The set is changed in place and each change
+/// logged alone; one left empty is deleted.
 fn update_set<T>(
     ctx: &mut Ctx<'_, '_>,
     key: &[u8],
-    update: impl FnOnce(Option<&SetValue>) -> Result<(Option<SetValue>, T), CommandError>,
+    plan: impl FnOnce(Option<&SetValue>) -> Result<(Vec<ElementOp>, T), CommandError>,
 ) -> Result<T, CommandError> {
     let db = ctx.db();
-    ctx.store.update_value(db, key, |value| {
-        let set = value.map(Value::as_set).transpose()?;
-        let (new, reply) = update(set)?;
-        let change = new.map_or(ValueChange::Keep, |set| {
-            ValueChange::Put(Value::Set(Box::new(set)))
-        });
-        Ok((change, reply))
+    ctx.store.update_elements(db, key, ValueType::Set, |value| {
+        plan(value.map(Value::as_set).transpose()?)
     })
+}
+
+fn add(member: &Bytes) -> ElementOp {
+    ElementOp::Put {
+        element: member.clone(),
+        value: Bytes::new(),
+    }
+}
+
+fn remove(member: &Bytes) -> ElementOp {
+    ElementOp::Del {
+        element: member.clone(),
+    }
 }
 
 /// Members as a RESP3 set, or an array in RESP2 (SMEMBERS, SPOP with a count, SINTER, ...).
@@ -148,27 +158,25 @@ fn bulks<'a>(members: impl Iterator<Item = &'a Bytes>) -> Vec<Reply> {
 
 /// SADD key member [member ...]: the number of members added.
 fn sadd(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
-    let members = &args[2..];
     update_set(ctx, &args[1], |set| {
-        if set.is_some_and(|set| members.iter().all(|member| set.contains(member))) {
-            return Ok((None, Reply::Integer(0)));
-        }
-        let mut set = set.cloned().unwrap_or_default();
-        let added = members.iter().filter(|member| set.insert(member)).count();
-        Ok((Some(set), Reply::Integer(added as i64)))
+        let new: HashSet<&Bytes> = args[2..]
+            .iter()
+            .filter(|member| !set.is_some_and(|set| set.contains(member)))
+            .collect();
+        let reply = Reply::Integer(new.len() as i64);
+        Ok((new.into_iter().map(add).collect(), reply))
     })
 }
 
 /// SREM key member [member ...]: the number of members removed.
 fn srem(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
-    let members = &args[2..];
     update_set(ctx, &args[1], |set| {
-        let Some(set) = set.filter(|set| members.iter().any(|member| set.contains(member))) else {
-            return Ok((None, Reply::Integer(0)));
+        let Some(set) = set else {
+            return Ok((Vec::new(), Reply::Integer(0)));
         };
-        let mut set = set.clone();
-        let removed = members.iter().filter(|member| set.remove(member)).count();
-        Ok((Some(set), Reply::Integer(removed as i64)))
+        let present: HashSet<&Bytes> = args[2..].iter().filter(|m| set.contains(m)).collect();
+        let reply = Reply::Integer(present.len() as i64);
+        Ok((present.into_iter().map(remove).collect(), reply))
     })
 }
 
@@ -212,17 +220,15 @@ fn spop(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     };
     let popped = update_set(ctx, &args[1], |set| {
         let Some(set) = set.filter(|_| count != Some(0)) else {
-            return Ok((None, Vec::new()));
+            return Ok((Vec::new(), Vec::new()));
         };
-        let mut set = set.clone();
         let wanted = count.map_or(1, |count| count.min(set.len() as u64) as usize);
-        let popped = (0..wanted)
-            .map(|_| {
-                let at = random_position(set.len());
-                set.remove_at(at).expect("picked in range")
-            })
+        let popped: Vec<Bytes> = RandomCount::Distinct(wanted)
+            .pick(set.len())
+            .into_iter()
+            .map(|at| set.at(at).expect("picked in range").clone())
             .collect();
-        Ok((Some(set), popped))
+        Ok((popped.iter().map(remove).collect(), popped))
     })?;
     Ok(match count {
         None => popped.into_iter().next().map_or(Reply::Nil, Reply::Bulk),

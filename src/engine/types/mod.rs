@@ -13,6 +13,8 @@
 //! `cold`), which SCAN, the key counts and the filter never read, so a field is never
 //! counted or listed as a key (issue 17's next step).
 
+use bytes::Bytes;
+
 mod elements;
 pub mod hash;
 pub mod set;
@@ -64,6 +66,19 @@ impl ValueType {
             _ => None,
         }
     }
+}
+
+/// One change to one field or member of a collection: what a command asks for, what the
+/// WAL logs (`mutation`), and what replay applies, through the one `Value::apply`.
+/// Its bytes are shared handles (an argument, a member of the set, a computed value);
+/// applying one copies them into the collection's own allocations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ElementOp {
+    /// The hash field `element` holds `value`; the set member `element` is present (its
+    /// `value` is empty).
+    Put { element: Bytes, value: Bytes },
+    /// The field or member `element` is absent.
+    Del { element: Bytes },
 }
 
 /// A key's value as the hot tier holds it and the cold tier stores it.
@@ -122,6 +137,33 @@ impl Value {
             Value::String(_) => None,
             Value::Hash(hash) => Some(hash.encoding()),
             Value::Set(set) => Some(set.encoding()),
+        }
+    }
+
+    /// An empty collection of `value_type`, for the first element a command adds (None for
+    /// a string, which is never built element by element).
+    pub fn empty_collection(value_type: ValueType) -> Option<Value> {
+        match value_type {
+            ValueType::String => None,
+            ValueType::Hash => Some(Value::Hash(Box::default())),
+            ValueType::Set => Some(Value::Set(Box::default())),
+        }
+    }
+
+    /// Applies one element change; true if the value changed. A string has no elements:
+    /// nothing changes.
+    pub fn apply(&mut self, op: &ElementOp) -> bool {
+        match (self, op) {
+            (Value::String(_), _) => false,
+            (Value::Hash(hash), ElementOp::Put { element, value }) => {
+                hash.get(element).is_none_or(|held| held != value) && {
+                    hash.insert(element, value);
+                    true
+                }
+            }
+            (Value::Hash(hash), ElementOp::Del { element }) => hash.remove(element),
+            (Value::Set(set), ElementOp::Put { element, .. }) => set.insert(element),
+            (Value::Set(set), ElementOp::Del { element }) => set.remove(element),
         }
     }
 
