@@ -20,6 +20,7 @@ use crate::engine::cold::{self, ColdRead, RocksCold};
 use crate::engine::entry::{decode_cold_value, is_expired, ColdValue};
 use crate::engine::filter::hash_key;
 use crate::engine::keys;
+use crate::engine::types::Value;
 use crate::engine::{self, wal, Access, Engine, KeyTtl};
 use crate::protocol::{parse_command, ParserLimits, Reply};
 
@@ -427,7 +428,7 @@ pub struct ExportFilter {
 
 /// Writes the live data set (expired keys left out) as RESP commands `redis-cli --pipe`
 /// loads: `SELECT db` before each database's keys, then `SET key value` with `PXAT` for keys
-/// that expire.
+/// that expire, HSET / SADD (and PEXPIREAT) for hashes and sets (`write_key`).
 pub fn export(
     dir: &Path,
     config: &Config,
@@ -486,7 +487,7 @@ fn export_from(
                 .map_err(|err| err.to_string())?;
             for key in &page.keys {
                 let Some(value) = engine
-                    .get(Access::MayBlock, db, key)
+                    .read_value(Access::MayBlock, db, key, |value| value.cloned())
                     .map_err(|err| err.to_string())?
                 else {
                     continue;
@@ -498,13 +499,7 @@ fn export_from(
                     write_command(&mut buf, &[b"SELECT", db.to_string().as_bytes()]);
                     selected = true;
                 }
-                match ttl {
-                    KeyTtl::ExpiresAt(at) => write_command(
-                        &mut buf,
-                        &[b"SET", key, &value, b"PXAT", at.to_string().as_bytes()],
-                    ),
-                    _ => write_command(&mut buf, &[b"SET", key, &value]),
-                }
+                write_key(&mut buf, key, &value, ttl);
                 report.keys += 1;
                 report.bytes += buf.len() as u64;
                 out.write_all(&buf).map_err(write_err)?;
@@ -521,6 +516,51 @@ fn export_from(
     }
     out.flush().map_err(write_err)?;
     Ok(report)
+}
+
+/// Elements per HSET / SADD line of an export: long enough to load fast, short enough for
+/// any server's query buffer.
+const EXPORT_ELEMENTS_PER_COMMAND: usize = 1024;
+
+/// The commands that recreate one key: `SET key value [PXAT at]` for a string; for a hash
+/// or a set, HSET / SADD lines of up to `EXPORT_ELEMENTS_PER_COMMAND` elements, then
+/// `PEXPIREAT` when it expires.
+fn write_key(out: &mut Vec<u8>, key: &[u8], value: &Value, ttl: KeyTtl) {
+    let expires_at = match ttl {
+        KeyTtl::ExpiresAt(at) => Some(at.to_string()),
+        _ => None,
+    };
+    match value {
+        Value::String(string) => {
+            let bytes = string.to_bytes();
+            match &expires_at {
+                Some(at) => write_command(out, &[b"SET", key, &bytes, b"PXAT", at.as_bytes()]),
+                None => write_command(out, &[b"SET", key, &bytes]),
+            }
+            return;
+        }
+        Value::Hash(hash) => {
+            let fields: Vec<_> = hash.iter().collect();
+            for chunk in fields.chunks(EXPORT_ELEMENTS_PER_COMMAND) {
+                let mut args: Vec<&[u8]> = vec![b"HSET", key];
+                for (field, value) in chunk {
+                    args.extend([&field[..], &value[..]]);
+                }
+                write_command(out, &args);
+            }
+        }
+        Value::Set(set) => {
+            let members: Vec<_> = set.iter().collect();
+            for chunk in members.chunks(EXPORT_ELEMENTS_PER_COMMAND) {
+                let mut args: Vec<&[u8]> = vec![b"SADD", key];
+                args.extend(chunk.iter().map(|member| &member[..]));
+                write_command(out, &args);
+            }
+        }
+    }
+    if let Some(at) = expires_at {
+        write_command(out, &[b"PEXPIREAT", key, at.as_bytes()]);
+    }
 }
 
 fn write_command(out: &mut Vec<u8>, args: &[&[u8]]) {

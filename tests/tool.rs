@@ -203,8 +203,15 @@ fn export_loads_into_redis_and_import_serves_the_same_data() {
             .unwrap();
     }
     let _: () = con.set_ex("ttl-key", "soon", 5000).unwrap();
+    // A hash longer than one HSET line of the export, expiring; a set in another database.
+    let fields: Vec<(String, String)> = (0..2500)
+        .map(|i| (format!("f{i}"), format!("{i}")))
+        .collect();
+    let _: () = con.hset_multiple("big-hash", &fields).unwrap();
+    let _: () = con.expire("big-hash", 5000).unwrap();
     let _: () = redis::cmd("SELECT").arg(3).query(&mut con).unwrap();
     let _: () = con.set("in-db3", "three").unwrap();
+    let _: () = con.sadd("tags", &["a", "b", "c"]).unwrap();
     let _: () = con.set("binary", b"\x00\r\n\xff".to_vec()).unwrap();
     // A FUNCTION library travels with the export, ahead of the keys.
     let _: String = redis::cmd("FUNCTION")
@@ -240,7 +247,8 @@ fn export_loads_into_redis_and_import_serves_the_same_data() {
         text(&piped)
     );
     let mut r = redis.client().unwrap();
-    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut r).unwrap(), 2001);
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut r).unwrap(), 2002);
+    check_collections(&mut r);
     assert_eq!(
         r.get::<_, String>("k1234").unwrap(),
         format!("v1234-{}", "x".repeat(34))
@@ -268,13 +276,27 @@ fn export_loads_into_redis_and_import_serves_the_same_data() {
     assert_eq!(json(&out)["errors"], 0);
     let server = BinaryServer::start(fresh.path(), &[]);
     let mut con = server.client();
-    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut con).unwrap(), 2001);
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut con).unwrap(), 2002);
+    check_collections(&mut con);
     assert_eq!(con.get::<_, String>("k7").unwrap(), "v7-xxxxxxx");
     let ttl: i64 = con.ttl("ttl-key").unwrap();
     assert!(ttl > 4900 && ttl <= 5000, "{ttl}");
     assert_eq!(greet(&mut con), "hello export");
     let _: () = redis::cmd("SELECT").arg(3).query(&mut con).unwrap();
     assert_eq!(con.get::<_, String>("in-db3").unwrap(), "three");
+}
+
+/// The hash and set written above, as a server that loaded the export holds them.
+fn check_collections(con: &mut redis::Connection) {
+    let hash: std::collections::HashMap<String, String> = con.hgetall("big-hash").unwrap();
+    assert_eq!(hash.len(), 2500);
+    assert_eq!(hash["f1999"], "1999");
+    let ttl: i64 = con.ttl("big-hash").unwrap();
+    assert!(ttl > 4900 && ttl <= 5000, "{ttl}");
+    let _: () = redis::cmd("SELECT").arg(3).query(con).unwrap();
+    let tags: std::collections::BTreeSet<String> = con.smembers("tags").unwrap();
+    assert_eq!(tags.into_iter().collect::<Vec<_>>(), ["a", "b", "c"]);
+    let _: () = redis::cmd("SELECT").arg(0).query(con).unwrap();
 }
 
 const LIBRARY: &str =

@@ -1,5 +1,6 @@
 //! Hashes: a map of fields to values, held whole in the hot tier and stored whole (one cold
-//! record, one WAL value) in this first step of issue 17. Insertion order is kept, as
+//! record) in this first step of issue 17; changes are applied in place and logged one
+//! field at a time (`ElementOp`). Insertion order is kept, as
 //! Redis's listpack keeps it, and any field can be picked by position in O(1), which
 //! HRANDFIELD needs.
 //!

@@ -7,11 +7,13 @@
 //! Typed accessors (`Value::as_string`) return `EngineError::WrongType`, which the command
 //! layer answers with Redis's `-WRONGTYPE`.
 //!
-//! Hashes and sets are held and stored whole for now: one hot entry, one cold record, one
-//! WAL value per key, so every tiering path works on them unchanged. Large collections are
-//! to keep one cold record per field or member in the cold tier's `Space::Members` (see
-//! `cold`), which SCAN, the key counts and the filter never read, so a field is never
-//! counted or listed as a key (issue 17's next step).
+//! Hashes and sets are held and stored whole for now: one hot entry and one cold record per
+//! key, so every tiering path works on them unchanged. A command changes a few elements in
+//! place and the WAL logs just those (`ElementOp`, `mutation`); creating or replacing a
+//! collection logs it whole. Large collections are to keep one cold record per field or
+//! member in the cold tier's `Space::Members` (see `cold`), which SCAN, the key counts and
+//! the filter never read, so a field is never counted or listed as a key (issue 17's next
+//! step).
 
 use bytes::Bytes;
 

@@ -1,6 +1,7 @@
 //! Sets: unordered members, held whole in the hot tier and stored whole (one cold record,
-//! one WAL value) in this first step of issue 17. Any member can be picked by position in
-//! O(1), which SPOP and SRANDMEMBER need.
+//! one WAL value) in this first step of issue 17; changes are applied in place and logged
+//! one member at a time (`ElementOp`). Any member can be picked by position in O(1), which
+//! SPOP and SRANDMEMBER need.
 //!
 //! It owns the set's representation, its cold encoding (`elements`'s layout, one part per
 //! member), its memory charge and the name OBJECT ENCODING gives it. It must never hold a
@@ -92,13 +93,6 @@ impl SetValue {
         }
     }
 
-    /// Removes and returns the member at `index` (`0..len`).
-    pub fn remove_at(&mut self, index: usize) -> Option<Bytes> {
-        let member = self.members.swap_remove_index(index)?;
-        self.data_bytes -= member.len();
-        Some(member)
-    }
-
     pub fn iter(&self) -> impl Iterator<Item = &Bytes> {
         self.members.iter()
     }
@@ -187,7 +181,8 @@ mod tests {
         assert_eq!(set.data_bytes, 3);
         assert!(set.remove(b"a"));
         assert!(!set.remove(b"a"));
-        assert_eq!(set.remove_at(0).as_deref(), Some(&b"bb"[..]));
+        assert_eq!(set.at(0).map(|member| &member[..]), Some(&b"bb"[..]));
+        assert!(set.remove(b"bb"));
         assert!(set.is_empty());
         assert_eq!(set.data_bytes, 0);
     }
