@@ -22,7 +22,7 @@ mod transaction;
 
 use bytes::Bytes;
 
-use crate::engine::types::{ElementOp, Value, ValueType};
+use crate::engine::types::{AppliedCounts, ElementOp, Value, ValueType};
 use crate::engine::{
     Access, Engine, EngineError, EngineResult, ExpireCondition, KeyInfo, KeyTtl, RenameOutcome,
     ScanPage, SetOptions, SetOutcome, Txn, ValueChange,
@@ -226,7 +226,7 @@ impl Store<'_> {
         key: &[u8],
         value_type: ValueType,
         plan: impl FnOnce(Option<&Value>) -> Result<(Vec<ElementOp>, T), CommandError>,
-    ) -> Result<T, CommandError> {
+    ) -> Result<(T, AppliedCounts), CommandError> {
         match self {
             Store::Direct { engine, access, .. } => {
                 engine.update_elements(*access, db, key, value_type, plan)

@@ -21,7 +21,7 @@ use super::hot::{ColdCopy, HotEntry, HotShard, PENDING_LSN};
 use super::mutation::MutationBatch;
 use super::resolve::{live_entry, Removal};
 use super::txn::Txn;
-use super::types::{ElementOp, Value, ValueType};
+use super::types::{Applied, AppliedCounts, ElementOp, Value, ValueType};
 use super::{seconds, Engine};
 
 /// What a read-modify-write leaves in the key.
@@ -119,14 +119,14 @@ impl Txn<'_> {
     /// current value (None if absent; `WrongType` is answered before it runs for a key of
     /// another type) and returns the element changes to make and its reply. An existing
     /// collection is changed in place and each change logged; a new one is stored whole;
-    /// one left empty is deleted.
+    /// one left empty is deleted. Returns the reply and what the changes did.
     pub fn update_elements<T, E>(
         &mut self,
         db: u16,
         key: &[u8],
         value_type: ValueType,
         plan: impl FnOnce(Option<&Value>) -> Result<(Vec<ElementOp>, T), E>,
-    ) -> Result<T, E>
+    ) -> Result<(T, AppliedCounts), E>
     where
         E: From<EngineError>,
     {
@@ -137,15 +137,16 @@ impl Txn<'_> {
         if !engine.resolve(access, shard, &encoded, now)?.found() {
             let (ops, reply) = plan(None)?;
             let mut value = Value::empty_collection(value_type).expect("a collection type");
+            let mut counts = AppliedCounts::default();
             for op in &ops {
-                value.apply(op);
+                counts.count(value.apply(op));
             }
             if !value.is_empty() {
                 let entry = HotEntry::written(value, NO_EXPIRY, ColdCopy::Absent, seconds(now));
                 engine.store(shard, log, encoded, entry, true);
                 engine.settle(access, shard);
             }
-            return Ok(reply);
+            return Ok((reply, counts));
         }
         let current = &live_entry(shard, &encoded).value;
         if current.value_type() != value_type {
@@ -153,21 +154,23 @@ impl Txn<'_> {
         }
         let (ops, reply) = plan(Some(current))?;
         if ops.is_empty() {
-            return Ok(reply);
+            return Ok((reply, AppliedCounts::default()));
         }
-        let emptied = engine.apply_elements(shard, Some(log), &encoded, value_type, &ops, now);
+        let (counts, emptied) =
+            engine.apply_elements(shard, Some(log), &encoded, value_type, &ops, now);
         if emptied {
             engine.delete_resolved(access, shard, log, &encoded)?;
         }
         engine.settle(access, shard);
-        Ok(reply)
+        Ok((reply, counts))
     }
 }
 
 impl Engine {
     /// Applies element changes to the live collection at `encoded` in place, logging each
     /// one that changed something into `log` (None while replaying) and marking the entry
-    /// dirty; true when the collection is left empty (the caller deletes the key).
+    /// dirty. Returns what they did and whether the collection is left empty (the caller
+    /// deletes the key).
     fn apply_elements(
         &self,
         shard: &mut HotShard,
@@ -176,15 +179,17 @@ impl Engine {
         value_type: ValueType,
         ops: &[ElementOp],
         now: u64,
-    ) -> bool {
+    ) -> (AppliedCounts, bool) {
         let logging = self.logging();
         let lfu = self.eviction.lfu();
         let mut log = log.filter(|_| logging);
-        let (held, (changed, emptied)) = shard
+        let (held, (counts, changed, emptied)) = shard
             .modify(encoded, |entry| {
-                let mut changed = false;
+                let (mut counts, mut changed) = (AppliedCounts::default(), false);
                 for op in ops {
-                    if entry.value.apply(op) {
+                    let applied = entry.value.apply(op);
+                    counts.count(applied);
+                    if applied != Applied::Unchanged {
                         changed = true;
                         if let Some(log) = log.as_deref_mut() {
                             log.element(value_type, encoded, op);
@@ -198,7 +203,7 @@ impl Engine {
                         entry.lsn = PENDING_LSN;
                     }
                 }
-                (changed, entry.value.is_empty())
+                (counts, changed, entry.value.is_empty())
             })
             .expect("the caller resolved the key live");
         if changed {
@@ -207,7 +212,7 @@ impl Engine {
                 shard.note_pending(held);
             }
         }
-        emptied
+        (counts, emptied)
     }
 
     /// Replays one logged element change. The key existed when it was logged: absent now
@@ -229,14 +234,17 @@ impl Engine {
         {
             return Ok(());
         }
-        if self.apply_elements(
-            &mut shard,
-            None,
-            encoded,
-            value_type,
-            std::slice::from_ref(op),
-            now,
-        ) {
+        if self
+            .apply_elements(
+                &mut shard,
+                None,
+                encoded,
+                value_type,
+                std::slice::from_ref(op),
+                now,
+            )
+            .1
+        {
             self.remove_resolved(Access::MayBlock, &mut shard, encoded, Removal::Deleted)?;
         }
         self.settle(Access::MayBlock, &mut shard);
@@ -269,7 +277,7 @@ impl Engine {
         key: &[u8],
         value_type: ValueType,
         plan: impl FnOnce(Option<&Value>) -> Result<(Vec<ElementOp>, T), E>,
-    ) -> Result<T, E>
+    ) -> Result<(T, AppliedCounts), E>
     where
         E: From<EngineError>,
     {

@@ -16,10 +16,8 @@ use super::args;
 use super::string::arith;
 use super::table::{acl, key, CommandSpec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{CommandError, CommandResult, Ctx};
-use std::collections::HashSet;
-
 use crate::engine::types::hash::HashValue;
-use crate::engine::types::{ElementOp, Value, ValueType};
+use crate::engine::types::{AppliedCounts, ElementOp, Value, ValueType};
 use crate::protocol::Reply;
 use read::{hexists, hget, hgetall, hkeys, hlen, hmget, hrandfield, hscan, hstrlen, hvals};
 
@@ -107,12 +105,13 @@ fn read_hash<T>(
 
 /// Changes fields of the hash at `key`: `plan` sees it (None when absent) and returns the
 /// fields to set or delete and the reply. The hash is changed in place and each change
-/// logged alone; one left empty is deleted.
+/// logged alone; one left empty is deleted. Also returns how many fields were added and
+/// removed.
 fn update_hash<T>(
     ctx: &mut Ctx<'_, '_>,
     key: &[u8],
     plan: impl FnOnce(Option<&HashValue>) -> Result<(Vec<ElementOp>, T), CommandError>,
-) -> Result<T, CommandError> {
+) -> Result<(T, AppliedCounts), CommandError> {
     let db = ctx.db();
     ctx.store
         .update_elements(db, key, ValueType::Hash, |value| {
@@ -142,18 +141,13 @@ fn field_value_pairs<'a>(
 /// Sets every pair; the number of fields that were new.
 fn set_fields(ctx: &mut Ctx<'_, '_>, args: &[Bytes], command: &str) -> Result<i64, CommandError> {
     let pairs = field_value_pairs(args, command)?;
-    update_hash(ctx, &args[1], |hash| {
-        let mut new_fields = HashSet::new();
-        let mut ops = Vec::with_capacity(pairs.len());
-        for pair in pairs {
-            let (field, value) = (&pair[0], &pair[1]);
-            if !hash.is_some_and(|hash| hash.contains(field)) {
-                new_fields.insert(&field[..]);
-            }
-            ops.push(put(field, value.clone()));
-        }
-        Ok((ops, new_fields.len() as i64))
-    })
+    let ((), applied) = update_hash(ctx, &args[1], |_| {
+        Ok((
+            pairs.map(|pair| put(&pair[0], pair[1].clone())).collect(),
+            (),
+        ))
+    })?;
+    Ok(applied.added as i64)
 }
 
 /// HSET key field value [field value ...]: the number of fields added.
@@ -169,29 +163,27 @@ fn hmset(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
 
 fn hsetnx(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let (field, value) = (&args[2], &args[3]);
-    update_hash(ctx, &args[1], |hash| {
+    let ((), applied) = update_hash(ctx, &args[1], |hash| {
         Ok(match hash.is_some_and(|hash| hash.contains(field)) {
-            true => (Vec::new(), Reply::Integer(0)),
-            false => (vec![put(field, value.clone())], Reply::Integer(1)),
+            true => (Vec::new(), ()),
+            false => (vec![put(field, value.clone())], ()),
         })
-    })
+    })?;
+    Ok(Reply::Integer(applied.added as i64))
 }
 
 /// HDEL key field [field ...]: the number of fields removed.
 fn hdel(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
-    update_hash(ctx, &args[1], |hash| {
-        let Some(hash) = hash else {
-            return Ok((Vec::new(), Reply::Integer(0)));
-        };
-        let present: HashSet<&Bytes> = args[2..].iter().filter(|f| hash.contains(f)).collect();
-        let ops = present
+    let ((), applied) = update_hash(ctx, &args[1], |_| {
+        let ops = args[2..]
             .iter()
             .map(|field| ElementOp::Del {
-                element: (*field).clone(),
+                element: field.clone(),
             })
             .collect();
-        Ok((ops, Reply::Integer(present.len() as i64)))
-    })
+        Ok((ops, ()))
+    })?;
+    Ok(Reply::Integer(applied.removed as i64))
 }
 
 fn hincrby(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
@@ -211,6 +203,7 @@ fn hincrby(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
             Reply::Integer(result),
         ))
     })
+    .map(|(reply, _)| reply)
 }
 
 fn hincrbyfloat(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
@@ -237,4 +230,5 @@ fn hincrbyfloat(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
         let text = Bytes::from(text);
         Ok((vec![put(field, text.clone())], Reply::Bulk(text)))
     })
+    .map(|(reply, _)| reply)
 }

@@ -15,10 +15,8 @@ use bytes::Bytes;
 use super::collections::{random_position, RandomCount, ScanRequest};
 use super::table::{acl, key, CommandSpec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{CommandError, CommandResult, Ctx};
-use std::collections::HashSet;
-
 use crate::engine::types::set::SetValue;
-use crate::engine::types::{ElementOp, Value, ValueType};
+use crate::engine::types::{AppliedCounts, ElementOp, Value, ValueType};
 use crate::protocol::{ProtocolVersion, Reply};
 use algebra::{sdiff, sdiffstore, sinter, sintercard, sinterstore, smove, sunion, sunionstore};
 
@@ -119,12 +117,13 @@ fn read_set<T>(
 
 /// Changes members of the set at `key`: `plan` sees it (None when absent) and returns the
 /// members to add or remove and the reply. The set is changed in place and each change
-/// logged alone; one left empty is deleted.
+/// logged alone; one left empty is deleted. Also returns how many members were added and
+/// removed.
 fn update_set<T>(
     ctx: &mut Ctx<'_, '_>,
     key: &[u8],
     plan: impl FnOnce(Option<&SetValue>) -> Result<(Vec<ElementOp>, T), CommandError>,
-) -> Result<T, CommandError> {
+) -> Result<(T, AppliedCounts), CommandError> {
     let db = ctx.db();
     ctx.store.update_elements(db, key, ValueType::Set, |value| {
         plan(value.map(Value::as_set).transpose()?)
@@ -158,26 +157,19 @@ fn bulks<'a>(members: impl Iterator<Item = &'a Bytes>) -> Vec<Reply> {
 
 /// SADD key member [member ...]: the number of members added.
 fn sadd(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
-    update_set(ctx, &args[1], |set| {
-        let new: HashSet<&Bytes> = args[2..]
-            .iter()
-            .filter(|member| !set.is_some_and(|set| set.contains(member)))
-            .collect();
-        let reply = Reply::Integer(new.len() as i64);
-        Ok((new.into_iter().map(add).collect(), reply))
-    })
+    let ((), applied) = update_set(ctx, &args[1], |_| {
+        Ok((args[2..].iter().map(add).collect(), ()))
+    })?;
+    Ok(Reply::Integer(applied.added as i64))
 }
 
 /// SREM key member [member ...]: the number of members removed.
 fn srem(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
-    update_set(ctx, &args[1], |set| {
-        let Some(set) = set else {
-            return Ok((Vec::new(), Reply::Integer(0)));
-        };
-        let present: HashSet<&Bytes> = args[2..].iter().filter(|m| set.contains(m)).collect();
-        let reply = Reply::Integer(present.len() as i64);
-        Ok((present.into_iter().map(remove).collect(), reply))
-    })
+    let ((), applied) = update_set(ctx, &args[1], |set| match set {
+        Some(_) => Ok((args[2..].iter().map(remove).collect(), ())),
+        None => Ok((Vec::new(), ())),
+    })?;
+    Ok(Reply::Integer(applied.removed as i64))
 }
 
 fn sismember(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
@@ -218,7 +210,7 @@ fn spop(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
         ),
         _ => return Err(CommandError::syntax()),
     };
-    let popped = update_set(ctx, &args[1], |set| {
+    let (popped, _) = update_set(ctx, &args[1], |set| {
         let Some(set) = set.filter(|_| count != Some(0)) else {
             return Ok((Vec::new(), Vec::new()));
         };

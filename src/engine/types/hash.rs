@@ -9,9 +9,11 @@
 //! must never hold a slice of a client's buffer: every field and value is copied in.
 
 use bytes::Bytes;
+use indexmap::map::Entry;
 use indexmap::IndexMap;
 
 use super::elements::{self, own, PartReader, ELEMENT_OVERHEAD_BYTES};
+use super::Applied;
 use crate::engine::entry::CorruptValue;
 
 /// Redis's `hash-max-listpack-entries` and `hash-max-listpack-value` defaults: up to these,
@@ -61,22 +63,23 @@ impl HashValue {
         self.fields.contains_key(field)
     }
 
-    /// Sets `field` to `value`; true if the field is new.
-    pub fn insert(&mut self, field: &[u8], value: &[u8]) -> bool {
-        let is_new = match self.fields.get_mut(field) {
-            Some(held) => {
-                self.data_bytes = self.data_bytes - held.len() + value.len();
-                *held = own(value);
-                false
+    /// Sets `field` to `value` with one lookup.
+    pub fn put(&mut self, field: &[u8], value: &[u8]) -> Applied {
+        let changed = match self.fields.entry(own(field)) {
+            Entry::Occupied(held) if held.get()[..] == *value => Applied::Unchanged,
+            Entry::Occupied(mut held) => {
+                self.data_bytes = self.data_bytes - held.get().len() + value.len();
+                held.insert(own(value));
+                Applied::Updated
             }
-            None => {
+            Entry::Vacant(slot) => {
                 self.data_bytes += field.len() + value.len();
-                self.fields.insert(own(field), own(value));
-                true
+                slot.insert(own(value));
+                Applied::Added
             }
         };
         self.note_size(field.len().max(value.len()));
-        is_new
+        changed
     }
 
     /// Removes `field`; true if it was there. The others keep their order, as in a Redis
@@ -163,9 +166,11 @@ mod tests {
     #[test]
     fn insert_replace_remove_keep_the_data_size_exact() {
         let mut hash = HashValue::default();
-        assert!(hash.insert(b"f1", b"one"));
-        assert!(hash.insert(b"f2", b"two"));
-        assert!(!hash.insert(b"f1", b"uno!"));
+        assert_eq!(hash.put(b"f1", b"one"), Applied::Added);
+        assert_eq!(hash.put(b"f2", b"two"), Applied::Added);
+        assert_eq!(hash.put(b"f1", b"uno!"), Applied::Updated);
+        assert_eq!(hash.put(b"f1", b"uno!"), Applied::Unchanged);
+        assert_eq!(hash.len(), 2);
         assert_eq!(hash.get(b"f1").map(|v| &v[..]), Some(&b"uno!"[..]));
         assert_eq!(hash.data_bytes, 2 + 4 + 2 + 3);
         assert!(hash.remove(b"f2"));
@@ -178,7 +183,7 @@ mod tests {
     fn the_payload_round_trips_and_damage_is_reported() {
         let mut hash = HashValue::default();
         for i in 0..200 {
-            hash.insert(format!("field:{i}").as_bytes(), &vec![b'v'; i]);
+            hash.put(format!("field:{i}").as_bytes(), &vec![b'v'; i]);
         }
         let mut out = Vec::new();
         hash.write_payload(&mut out);
@@ -197,9 +202,9 @@ mod tests {
     #[test]
     fn encoding_names_follow_redis_listpack_limits() {
         let mut hash = HashValue::default();
-        hash.insert(b"f", b"v");
+        hash.put(b"f", b"v");
         assert_eq!(hash.encoding(), "listpack");
-        hash.insert(b"big", &[b'x'; 65]);
+        hash.put(b"big", &[b'x'; 65]);
         assert_eq!(hash.encoding(), "hashtable");
         hash.remove(b"big");
         assert_eq!(
@@ -210,7 +215,7 @@ mod tests {
         let mut many = HashValue::default();
         for i in 0..=LISTPACK_MAX_ENTRIES {
             assert_eq!(many.encoding(), "listpack");
-            many.insert(i.to_string().as_bytes(), b"v");
+            many.put(i.to_string().as_bytes(), b"v");
         }
         assert_eq!(many.encoding(), "hashtable");
     }

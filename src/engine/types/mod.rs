@@ -83,6 +83,34 @@ pub enum ElementOp {
     Del { element: Bytes },
 }
 
+/// What one `ElementOp` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Unchanged,
+    /// A new field or member.
+    Added,
+    /// A field took a new value.
+    Updated,
+    Removed,
+}
+
+/// What a batch of `ElementOp`s did: HSET and SADD answer `added`, HDEL and SREM `removed`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppliedCounts {
+    pub added: usize,
+    pub removed: usize,
+}
+
+impl AppliedCounts {
+    pub fn count(&mut self, applied: Applied) {
+        match applied {
+            Applied::Added => self.added += 1,
+            Applied::Removed => self.removed += 1,
+            Applied::Unchanged | Applied::Updated => {}
+        }
+    }
+}
+
 /// A key's value as the hot tier holds it and the cold tier stores it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Value {
@@ -152,20 +180,21 @@ impl Value {
         }
     }
 
-    /// Applies one element change; true if the value changed. A string has no elements:
-    /// nothing changes.
-    pub fn apply(&mut self, op: &ElementOp) -> bool {
+    /// Applies one element change. A string has no elements: nothing changes.
+    pub fn apply(&mut self, op: &ElementOp) -> Applied {
+        let removed = |was_there: bool| match was_there {
+            true => Applied::Removed,
+            false => Applied::Unchanged,
+        };
         match (self, op) {
-            (Value::String(_), _) => false,
-            (Value::Hash(hash), ElementOp::Put { element, value }) => {
-                hash.get(element).is_none_or(|held| held != value) && {
-                    hash.insert(element, value);
-                    true
-                }
-            }
-            (Value::Hash(hash), ElementOp::Del { element }) => hash.remove(element),
-            (Value::Set(set), ElementOp::Put { element, .. }) => set.insert(element),
-            (Value::Set(set), ElementOp::Del { element }) => set.remove(element),
+            (Value::String(_), _) => Applied::Unchanged,
+            (Value::Hash(hash), ElementOp::Put { element, value }) => hash.put(element, value),
+            (Value::Hash(hash), ElementOp::Del { element }) => removed(hash.remove(element)),
+            (Value::Set(set), ElementOp::Put { element, .. }) => match set.insert(element) {
+                true => Applied::Added,
+                false => Applied::Unchanged,
+            },
+            (Value::Set(set), ElementOp::Del { element }) => removed(set.remove(element)),
         }
     }
 

@@ -60,26 +60,22 @@ impl SetValue {
         self.members.contains(member)
     }
 
-    /// Adds `member`; true if it is new.
+    /// Adds `member` with one lookup; true if it is new. (The copy is made first, and
+    /// wasted when the member is there already, which commands mostly rule out before.)
     pub fn insert(&mut self, member: &[u8]) -> bool {
-        if self.members.contains(member) {
-            return false;
-        }
-        self.data_bytes += member.len();
-        self.members.insert(own(member));
-        self.note_insert(member);
-        true
+        self.insert_owned(own(member))
     }
 
     /// Adds a member the caller already owns (one taken from another set).
     pub fn insert_owned(&mut self, member: Bytes) -> bool {
-        if self.members.contains(&member) {
-            return false;
+        let integer = self.encoding == Encoding::Intset && is_set_integer(&member);
+        let len = member.len();
+        let added = self.members.insert(member);
+        if added {
+            self.data_bytes += len;
+            self.note_insert(len, integer);
         }
-        self.data_bytes += member.len();
-        self.note_insert(&member);
-        self.members.insert(member);
-        true
+        added
     }
 
     /// Removes `member`; true if it was there.
@@ -111,14 +107,14 @@ impl SetValue {
         }
     }
 
-    /// Redis's conversions on insert (`setTypeAdd`): an intset takes integers up to its
-    /// limit; a listpack takes short members up to its limit; anything else is a
-    /// hashtable for good.
-    fn note_insert(&mut self, member: &[u8]) {
-        let len = self.members.len() + usize::from(!self.members.contains(member));
-        let fits_listpack = len <= LISTPACK_MAX_ENTRIES && member.len() <= LISTPACK_MAX_VALUE;
+    /// Redis's conversions on insert (`setTypeAdd`), called after `member` was added: an
+    /// intset takes integers up to its limit; a listpack takes short members up to its
+    /// limit; anything else is a hashtable for good.
+    fn note_insert(&mut self, member_len: usize, integer: bool) {
+        let len = self.members.len();
+        let fits_listpack = len <= LISTPACK_MAX_ENTRIES && member_len <= LISTPACK_MAX_VALUE;
         self.encoding = match self.encoding {
-            Encoding::Intset if !is_set_integer(member) => match fits_listpack {
+            Encoding::Intset if !integer => match fits_listpack {
                 true => Encoding::Listpack,
                 false => Encoding::Hashtable,
             },

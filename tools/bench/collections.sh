@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Hash and set throughput (issue 17) on hot data, against Debian's redis-server 7.0.15 and
+# Valkey 9.1, in one run:
+#   HSET h:<r> f:<r> v | HGET h:<r> f:<r> | SADD s:<r> m:<r> | SISMEMBER s:<r> m:<r>
+# with redis-benchmark -r $RANGE (default 1000: up to 1000 collections of up to 1000
+# elements each, Redis's hashtable encoding), -c 50, pipelines 1 and 16. Each server is
+# filled first (HSET and SADD with 4x the requests), so the reads mostly hit. Persistence
+# off everywhere; each server pinned to CPU $SERVER_CPU (1), redis-benchmark to CPU
+# $CLIENT_CPU (0); HyperCache with one async worker. Each cell is the median of ROUNDS runs
+# (default 3), the servers alternating (in reverse order every other round). Prints the
+# throughputs and HyperCache / best peer, then each server's element counts, which agree
+# when every write landed.
+#
+#   tools/bench/collections.sh                     # N = 200,000, 3 rounds
+#   REQUESTS=50000 ROUNDS=1 tools/bench/collections.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source tools/bench/lib.sh
+
+REQUESTS="${REQUESTS:-200000}"
+ROUNDS="${ROUNDS:-3}"
+RANGE="${RANGE:-1000}"
+SERVER_CPU="${SERVER_CPU:-1}"
+CLIENT_CPU="${CLIENT_CPU:-0}"
+build_hypercache
+
+VALKEY="$(valkey_server)"
+
+WORK="$(mktemp -d)"
+BASE_PORT=$((20000 + RANDOM % 10000))
+declare -A PORT=([redis]=$BASE_PORT [valkey]=$((BASE_PORT + 1)) [hc]=$((BASE_PORT + 2)))
+SERVERS=(redis valkey hc)
+cleanup() {
+    for server in "${SERVERS[@]}"; do
+        redis-cli -p "${PORT[$server]}" shutdown nosave >/dev/null 2>&1 || true
+    done
+    sleep 0.5
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "servers on CPU $SERVER_CPU, redis-benchmark on CPU $CLIENT_CPU, $REQUESTS requests," \
+    "-r $RANGE" >&2
+taskset -c "$SERVER_CPU" redis-server --port "${PORT[redis]}" --bind 127.0.0.1 --save '' \
+    --appendonly no --dir "$WORK" --daemonize yes --logfile "$WORK/redis.log"
+taskset -c "$SERVER_CPU" "$VALKEY" --port "${PORT[valkey]}" --bind 127.0.0.1 --save '' \
+    --appendonly no --dir "$WORK" --daemonize yes --logfile "$WORK/valkey.log"
+mkdir -p "$WORK/hc"
+HYPERCACHE_SERVER__THREADS=1 taskset -c "$SERVER_CPU" "$BIN" --port "${PORT[hc]}" \
+    --dir "$WORK/hc" --maxmemory 1gb --appendonly no >"$WORK/hc.log" 2>&1 &
+for server in "${SERVERS[@]}"; do wait_for "${PORT[$server]}"; done
+
+# Prints requests per second for `$@` against the server on port $1 with pipeline $2.
+measure() {
+    local port=$1 pipeline=$2 requests=$3
+    shift 3
+    taskset -c "$CLIENT_CPU" redis-benchmark -p "$port" -n "$requests" -r "$RANGE" -c 50 \
+        -P "$pipeline" -q "$@" 2>/dev/null | tr '\r' '\n' \
+        | sed -n 's/.*: \([0-9.]*\) requests per second.*/\1/p' | tail -1
+}
+
+args_of() {
+    case $1 in
+        hset) echo "hset h:__rand_int__ f:__rand_int__ value" ;;
+        hget) echo "hget h:__rand_int__ f:__rand_int__" ;;
+        sadd) echo "sadd s:__rand_int__ m:__rand_int__" ;;
+        sismember) echo "sismember s:__rand_int__ m:__rand_int__" ;;
+    esac
+}
+
+for server in "${SERVERS[@]}"; do
+    for command in hset sadd; do
+        # shellcheck disable=SC2046
+        measure "${PORT[$server]}" 16 $((REQUESTS * 4)) $(args_of $command) >/dev/null
+    done
+done
+
+printf "%-8s %-10s %12s %12s %12s %10s\n" pipeline command redis valkey hypercache "hc/best"
+for pipeline in 1 16; do
+    for command in hset hget sadd sismember; do
+        for server in "${SERVERS[@]}"; do : >"$WORK/$server.rps"; done
+        for round in $(seq 1 "$ROUNDS"); do
+            order=("${SERVERS[@]}")
+            if ((round % 2 == 0)); then order=(hc valkey redis); fi
+            for server in "${order[@]}"; do
+                # shellcheck disable=SC2046
+                measure "${PORT[$server]}" "$pipeline" "$REQUESTS" $(args_of $command) \
+                    >>"$WORK/$server.rps"
+            done
+        done
+        for server in "${SERVERS[@]}"; do
+            echo "  -P $pipeline $command $server rounds: $(tr '\n' ' ' <"$WORK/$server.rps")" >&2
+        done
+        r=$(median <"$WORK/redis.rps"); v=$(median <"$WORK/valkey.rps")
+        h=$(median <"$WORK/hc.rps")
+        best=$(awk -v a="$r" -v b="$v" 'BEGIN { print (a > b) ? a : b }')
+        printf "%-8s %-10s %12s %12s %12s %10s\n" "-P $pipeline" "$command" "$r" "$v" "$h" \
+            "$(ratio "$h" "$best")"
+    done
+done
+for server in "${SERVERS[@]}"; do
+    echo "$server: keys $(redis-cli -p "${PORT[$server]}" dbsize)," \
+        "h:000000000007 fields $(redis-cli -p "${PORT[$server]}" hlen h:000000000007)," \
+        "used_memory $(redis-cli -p "${PORT[$server]}" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p')" >&2
+done
