@@ -479,6 +479,48 @@ fn concurrent_smoves_keep_every_member_exactly_once() {
     assert_eq!(left.len() + right.len(), members.len());
 }
 
+/// ioredis, a client nobody here wrote: a session store and a tag index, with its own
+/// reply conversions (HGETALL as an object, SMEMBERS as an array).
+#[test]
+fn ioredis_keeps_sessions_and_tags() {
+    let modules = std::path::Path::new(&std::env::var("HOME").unwrap())
+        .join(".cache/hypercache/npm/node_modules");
+    assert!(
+        modules.join("ioredis").is_dir(),
+        "ioredis is not installed: run tools/setup.sh"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path(), &[]);
+    let script = format!(
+        r##"
+const Redis = require("ioredis");
+const r = new Redis({port});
+(async () => {{
+  console.log(await r.hset("session:7", {{ user: "lin", cart: "1" }}));
+  await r.expire("session:7", 600);
+  console.log(await r.hincrby("session:7", "cart", 4), JSON.stringify(await r.hgetall("session:7")));
+  await r.sadd("tag:a", "x", "y", "z");
+  await r.sadd("tag:b", "y", "z", "w");
+  console.log(JSON.stringify((await r.sinter("tag:a", "tag:b")).sort()), await r.scard("tag:a"));
+  r.disconnect();
+}})().catch((err) => {{ console.error(err); process.exit(1); }});
+"##,
+        port = server.port
+    );
+    let out = std::process::Command::new("node")
+        .arg("-e")
+        .arg(&script)
+        .env("NODE_PATH", &modules)
+        .output()
+        .expect("run node (tools/setup.sh installs it)");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "2\n5 {\"user\":\"lin\",\"cart\":\"5\"}\n[\"y\",\"z\"] 3\n",
+        "node stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn expected_hash(i: usize, deleted_first: bool) -> HashMap<String, String> {
     (0..8)
         .filter(|j| !(deleted_first && *j == 0))
@@ -565,8 +607,23 @@ fn collections_survive_kill_9_under_appendfsync_always() {
         "always",
     ];
     let server = BinaryServer::start(dir.path(), &args);
-    write_collections(&mut server.client());
+    let mut con = server.client();
+    write_collections(&mut con);
+    // A collection of 100,000 fields, partly demoted, then unlinked: nothing of it may
+    // come back after the crash (I2).
+    let mut pipe = redis::pipe();
+    for chunk in 0..100 {
+        let fields: Vec<(String, u32)> = (0..1000).map(|i| (format!("f{chunk}:{i}"), i)).collect();
+        pipe.hset_multiple("huge", &fields).ignore();
+    }
+    pipe.query::<()>(&mut con).unwrap();
+    let _: () = redis::cmd("SAVE").query(&mut con).unwrap();
+    let _: i64 = con.hset("huge", "after-save", 1).unwrap();
+    assert_eq!(con.unlink::<_, i64>("huge").unwrap(), 1);
+    drop(con);
     server.kill9();
     let server = BinaryServer::start(dir.path(), &args);
-    check_collections(&mut server.client());
+    let mut con = server.client();
+    check_collections(&mut con);
+    assert!(!con.exists::<_, bool>("huge").unwrap());
 }
