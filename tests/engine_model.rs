@@ -1,6 +1,7 @@
 //! Property test: random operation sequences against the engine (RocksDB cold tier, a hot
 //! tier so small that most entries live cold) and against a plain model, a HashMap with
-//! expiry. Every reply must agree.
+//! expiry holding strings and sets (issue 17: the same key may change type, and every
+//! string operation on a set answers WRONGTYPE). Every reply must agree.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hypercache::config::{ByteSize, EngineConfig};
 use hypercache::engine::cold::SharedClock;
+use hypercache::engine::types::{ElementOp, Value, ValueType};
 use hypercache::engine::{
     Access, Engine, EngineError, ExpireCondition, KeyTtl, RenameOutcome, SetCondition, SetExpiry,
     SetOptions,
@@ -87,6 +89,20 @@ enum Op {
     FlushDb {
         db: u16,
     },
+    SAdd {
+        db: u16,
+        key: usize,
+        member: u8,
+    },
+    SRem {
+        db: u16,
+        key: usize,
+        member: u8,
+    },
+    SMembers {
+        db: u16,
+        key: usize,
+    },
     ActiveExpire,
     Compact,
 }
@@ -110,6 +126,10 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         3 => (0u64..1500).prop_map(|ms| Op::Advance { ms }),
         2 => db.clone().prop_map(|db| Op::DbSize { db }),
         1 => (db.clone(), 1usize..8).prop_map(|(db, count)| Op::Scan { db, count }),
+        // Few members, so removals empty sets and delete their keys.
+        4 => (db.clone(), key.clone(), 0u8..4).prop_map(|(db, key, member)| Op::SAdd { db, key, member }),
+        2 => (db.clone(), key.clone(), 0u8..4).prop_map(|(db, key, member)| Op::SRem { db, key, member }),
+        2 => (db.clone(), key.clone()).prop_map(|(db, key)| Op::SMembers { db, key }),
         1 => Just(Op::ActiveExpire),
         1 => Just(Op::Compact),
         // Rare: wipes a whole database.
@@ -117,15 +137,22 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// What a key holds in the model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Held {
+    Str(Vec<u8>),
+    Set(BTreeSet<u8>),
+}
+
 /// The reference: what Redis would hold.
 #[derive(Default)]
 struct Model {
     now: u64,
-    keys: HashMap<(u16, usize), (Vec<u8>, u64)>,
+    keys: HashMap<(u16, usize), (Held, u64)>,
 }
 
 impl Model {
-    fn live(&mut self, db: u16, key: usize) -> Option<&mut (Vec<u8>, u64)> {
+    fn live(&mut self, db: u16, key: usize) -> Option<&mut (Held, u64)> {
         let now = self.now;
         if let Some((_, at)) = self.keys.get(&(db, key)) {
             if *at != 0 && *at <= now {
@@ -153,6 +180,7 @@ fn key_name(key: usize) -> Vec<u8> {
 #[derive(Debug, PartialEq)]
 enum Reply {
     Value(Option<Vec<u8>>),
+    Members(Option<BTreeSet<u8>>),
     Bool(bool),
     Int(i64),
     Ttl(KeyTtl),
@@ -163,13 +191,38 @@ enum Reply {
 #[derive(Debug)]
 enum IncrError {
     NotInteger,
+    WrongType,
     Engine(String),
 }
 
 impl From<EngineError> for IncrError {
     fn from(err: EngineError) -> Self {
-        IncrError::Engine(err.to_string())
+        match err {
+            EngineError::WrongType => IncrError::WrongType,
+            err => IncrError::Engine(err.to_string()),
+        }
     }
+}
+
+const WRONGTYPE: &str = "wrongtype";
+
+/// An engine answer, with WRONGTYPE as the model's error reply and any other error a bug.
+fn answer<T>(result: Result<T, EngineError>, reply: impl FnOnce(T) -> Reply) -> Reply {
+    match result {
+        Ok(value) => reply(value),
+        Err(EngineError::WrongType) => Reply::Error(WRONGTYPE.into()),
+        Err(err) => panic!("engine error: {err}"),
+    }
+}
+
+fn set_change(engine: &Engine, db: u16, key: usize, op: ElementOp) -> Reply {
+    let result =
+        engine.update_elements(Access::MayBlock, db, &key_name(key), ValueType::Set, |_| {
+            Ok::<_, EngineError>((vec![op], ()))
+        });
+    answer(result, |((), counts)| {
+        Reply::Int((counts.added + counts.removed) as i64)
+    })
 }
 
 fn run_engine(engine: &Engine, clock: &SharedClock, op: &Op, now: u64) -> Reply {
@@ -197,21 +250,15 @@ fn run_engine(engine: &Engine, clock: &SharedClock, op: &Op, now: u64) -> Reply 
                 },
                 return_previous: *get,
             };
-            let outcome = engine
-                .set(a, *db, &key_name(*key), Bytes::from(vec![*value]), options)
-                .unwrap();
-            if *get {
-                Reply::Value(outcome.previous.map(|v| v.to_vec()))
-            } else {
-                Reply::Bool(outcome.written)
-            }
+            let outcome = engine.set(a, *db, &key_name(*key), Bytes::from(vec![*value]), options);
+            answer(outcome, |outcome| match get {
+                true => Reply::Value(outcome.previous.map(|v| v.to_vec())),
+                false => Reply::Bool(outcome.written),
+            })
         }
-        Op::Get { db, key } => Reply::Value(
-            engine
-                .get(a, *db, &key_name(*key))
-                .unwrap()
-                .map(|v| v.to_vec()),
-        ),
+        Op::Get { db, key } => answer(engine.get(a, *db, &key_name(*key)), |value| {
+            Reply::Value(value.map(|v| v.to_vec()))
+        }),
         Op::Delete { db, key } => Reply::Bool(engine.delete(a, *db, &key_name(*key)).unwrap()),
         Op::Exists { db, key } => Reply::Bool(engine.exists(a, *db, &key_name(*key)).unwrap()),
         Op::Expire {
@@ -252,19 +299,18 @@ fn run_engine(engine: &Engine, clock: &SharedClock, op: &Op, now: u64) -> Reply 
             match result {
                 Ok(n) => Reply::Int(n),
                 Err(IncrError::NotInteger) => Reply::Error("not an integer".into()),
+                Err(IncrError::WrongType) => Reply::Error(WRONGTYPE.into()),
                 Err(IncrError::Engine(err)) => panic!("engine error: {err}"),
             }
         }
         Op::Append { db, key, value } => {
-            let len = engine
-                .update(a, *db, &key_name(*key), |current| {
-                    let mut bytes = current.map(|b| b.to_vec()).unwrap_or_default();
-                    bytes.push(*value);
-                    let len = bytes.len() as i64;
-                    Ok::<_, EngineError>((Some(Bytes::from(bytes)), len))
-                })
-                .unwrap();
-            Reply::Int(len)
+            let len = engine.update(a, *db, &key_name(*key), |current| {
+                let mut bytes = current.map(|b| b.to_vec()).unwrap_or_default();
+                bytes.push(*value);
+                let len = bytes.len() as i64;
+                Ok::<_, EngineError>((Some(Bytes::from(bytes)), len))
+            });
+            answer(len, Reply::Int)
         }
         Op::Rename { db, from, to, nx } => {
             match engine.rename(a, *db, &key_name(*from), &key_name(*to), *nx) {
@@ -302,6 +348,36 @@ fn run_engine(engine: &Engine, clock: &SharedClock, op: &Op, now: u64) -> Reply 
             engine.flushdb(a, *db).unwrap();
             Reply::Bool(true)
         }
+        Op::SAdd { db, key, member } => set_change(
+            engine,
+            *db,
+            *key,
+            ElementOp::Put {
+                element: Bytes::from(vec![*member]),
+                value: Bytes::new(),
+            },
+        ),
+        Op::SRem { db, key, member } => set_change(
+            engine,
+            *db,
+            *key,
+            ElementOp::Del {
+                element: Bytes::from(vec![*member]),
+            },
+        ),
+        Op::SMembers { db, key } => {
+            let members = engine
+                .read_value(a, *db, &key_name(*key), |value| {
+                    value
+                        .map(|value| match value {
+                            Value::Set(set) => Ok(set.iter().map(|member| member[0]).collect()),
+                            _ => Err(EngineError::WrongType),
+                        })
+                        .transpose()
+                })
+                .unwrap();
+            answer(members, Reply::Members)
+        }
         Op::ActiveExpire => {
             engine.run_active_expiry_cycle().unwrap();
             Reply::Bool(true)
@@ -326,7 +402,13 @@ fn run_model(model: &mut Model, op: &Op) -> Reply {
             get,
         } => {
             let current = model.live(*db, *key).cloned();
-            let previous = current.as_ref().map(|(v, _)| v.clone());
+            let previous = match &current {
+                None => None,
+                Some((Held::Str(v), _)) => Some(v.clone()),
+                // SET ... GET checks the old value's type before it writes anything.
+                Some((Held::Set(_), _)) if *get => return Reply::Error(WRONGTYPE.into()),
+                Some((Held::Set(_), _)) => None,
+            };
             let allowed = match condition {
                 0 => true,
                 1 => current.is_none(),
@@ -341,7 +423,9 @@ fn run_model(model: &mut Model, op: &Op) -> Reply {
                 if at != 0 && at <= now {
                     model.keys.remove(&(*db, *key));
                 } else {
-                    model.keys.insert((*db, *key), (vec![*value], at));
+                    model
+                        .keys
+                        .insert((*db, *key), (Held::Str(vec![*value]), at));
                 }
             }
             if *get {
@@ -350,7 +434,11 @@ fn run_model(model: &mut Model, op: &Op) -> Reply {
                 Reply::Bool(allowed)
             }
         }
-        Op::Get { db, key } => Reply::Value(model.live(*db, *key).map(|(v, _)| v.clone())),
+        Op::Get { db, key } => match model.live(*db, *key) {
+            None => Reply::Value(None),
+            Some((Held::Str(v), _)) => Reply::Value(Some(v.clone())),
+            Some((Held::Set(_), _)) => Reply::Error(WRONGTYPE.into()),
+        },
         Op::Delete { db, key } => {
             let existed = model.live(*db, *key).is_some();
             model.keys.remove(&(*db, *key));
@@ -402,7 +490,8 @@ fn run_model(model: &mut Model, op: &Op) -> Reply {
             let entry = model.live(*db, *key).cloned();
             let current = match &entry {
                 None => Some(0),
-                Some((v, _)) => std::str::from_utf8(v)
+                Some((Held::Set(_), _)) => return Reply::Error(WRONGTYPE.into()),
+                Some((Held::Str(v), _)) => std::str::from_utf8(v)
                     .ok()
                     .and_then(|s| s.parse::<i64>().ok()),
             };
@@ -411,17 +500,21 @@ fn run_model(model: &mut Model, op: &Op) -> Reply {
                     let at = entry.map_or(0, |(_, at)| at);
                     model
                         .keys
-                        .insert((*db, *key), (next.to_string().into_bytes(), at));
+                        .insert((*db, *key), (Held::Str(next.to_string().into_bytes()), at));
                     Reply::Int(next)
                 }
                 None => Reply::Error("not an integer".into()),
             }
         }
         Op::Append { db, key, value } => {
-            let (mut bytes, at) = model.live(*db, *key).cloned().unwrap_or_default();
+            let (mut bytes, at) = match model.live(*db, *key).cloned() {
+                None => (Vec::new(), 0),
+                Some((Held::Str(bytes), at)) => (bytes, at),
+                Some((Held::Set(_), _)) => return Reply::Error(WRONGTYPE.into()),
+            };
             bytes.push(*value);
             let len = bytes.len() as i64;
-            model.keys.insert((*db, *key), (bytes, at));
+            model.keys.insert((*db, *key), (Held::Str(bytes), at));
             Reply::Int(len)
         }
         Op::Rename { db, from, to, nx } => {
@@ -445,6 +538,32 @@ fn run_model(model: &mut Model, op: &Op) -> Reply {
             model.keys.retain(|(d, _), _| d != db);
             Reply::Bool(true)
         }
+        Op::SAdd { db, key, member } => match model.live(*db, *key) {
+            Some((Held::Str(_), _)) => Reply::Error(WRONGTYPE.into()),
+            Some((Held::Set(set), _)) => Reply::Int(i64::from(set.insert(*member))),
+            None => {
+                let members = BTreeSet::from([*member]);
+                model.keys.insert((*db, *key), (Held::Set(members), 0));
+                Reply::Int(1)
+            }
+        },
+        Op::SRem { db, key, member } => {
+            let (removed, emptied) = match model.live(*db, *key) {
+                Some((Held::Str(_), _)) => return Reply::Error(WRONGTYPE.into()),
+                Some((Held::Set(set), _)) => (set.remove(member), set.is_empty()),
+                None => (false, false),
+            };
+            if emptied {
+                // An empty set is no key, as in Redis.
+                model.keys.remove(&(*db, *key));
+            }
+            Reply::Int(i64::from(removed))
+        }
+        Op::SMembers { db, key } => match model.live(*db, *key) {
+            None => Reply::Members(None),
+            Some((Held::Set(set), _)) => Reply::Members(Some(set.clone())),
+            Some((Held::Str(_), _)) => Reply::Error(WRONGTYPE.into()),
+        },
         Op::ActiveExpire | Op::Compact => Reply::Bool(true),
     }
 }
