@@ -523,8 +523,8 @@ fn export_from(
 const EXPORT_ELEMENTS_PER_COMMAND: usize = 1024;
 
 /// The commands that recreate one key: `SET key value [PXAT at]` for a string; for a hash
-/// or a set, HSET / SADD lines of up to `EXPORT_ELEMENTS_PER_COMMAND` elements, then
-/// `PEXPIREAT` when it expires.
+/// or a set, HSET / SADD lines of up to `EXPORT_ELEMENTS_PER_COMMAND` elements (and
+/// HPEXPIREAT for each field with a deadline), then `PEXPIREAT` when the key expires.
 fn write_key(out: &mut Vec<u8>, key: &[u8], value: &Value, ttl: KeyTtl) {
     let expires_at = match ttl {
         KeyTtl::ExpiresAt(at) => Some(at.to_string()),
@@ -547,6 +547,16 @@ fn write_key(out: &mut Vec<u8>, key: &[u8], value: &Value, ttl: KeyTtl) {
                     args.extend([&field[..], &value[..]]);
                 }
                 write_command(out, &args);
+            }
+            // Field deadlines (Redis 7.4 and Valkey 9 load these; Redis 7.0 refuses them).
+            for (field, _) in &fields {
+                if let Some(at) = hash.deadline(field) {
+                    let at = at.to_string();
+                    write_command(
+                        out,
+                        &[b"HPEXPIREAT", key, at.as_bytes(), b"FIELDS", b"1", field],
+                    );
+                }
             }
         }
         Value::Set(set) => {

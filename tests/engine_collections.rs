@@ -2,7 +2,8 @@
 //! logged one by one must replay exactly after a crash (I5), with no field or member of a
 //! deleted, expired or replaced collection coming back (I2), while a tiny hot tier keeps
 //! demoting collections to the cold tier between changes, so replay runs over a cold tier
-//! that is ahead of the records it applies. A model (maps with an expiry) says what every
+//! that is ahead of the records it applies. Hash fields get deadlines of their own, some
+//! already past, and keys get deadlines too. A model (maps with expiries) says what every
 //! key must hold.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,7 +25,8 @@ const BLOCK: Access = Access::MayBlock;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Held {
-    Hash(BTreeMap<Vec<u8>, Vec<u8>>),
+    /// field -> (value, deadline; 0 = never).
+    Hash(BTreeMap<Vec<u8>, (Vec<u8>, u64)>),
     Set(BTreeSet<Vec<u8>>),
 }
 
@@ -61,7 +63,10 @@ fn held_of(value: &Value) -> Held {
     match value {
         Value::Hash(hash) => Held::Hash(
             hash.iter()
-                .map(|(field, value)| (field.to_vec(), value.to_vec()))
+                .map(|(field, value)| {
+                    let at = hash.deadline(field).unwrap_or(0);
+                    (field.to_vec(), (value.to_vec(), at))
+                })
                 .collect(),
         ),
         Value::Set(set) => Held::Set(set.iter().map(|member| member.to_vec()).collect()),
@@ -69,11 +74,39 @@ fn held_of(value: &Value) -> Held {
     }
 }
 
+fn alive(at: u64, now: u64) -> bool {
+    at == 0 || at > now
+}
+
+/// What a reader sees: nothing for an expired key, only the live fields of a hash, and
+/// nothing for a hash whose fields have all expired.
 fn live(model: &Model, key: &str, now: u64) -> Option<Held> {
-    model
-        .get(key)
-        .filter(|(_, at)| *at == 0 || *at > now)
-        .map(|(held, _)| held.clone())
+    let (held, at) = model.get(key)?;
+    if !alive(*at, now) {
+        return None;
+    }
+    match held {
+        Held::Set(set) => Some(Held::Set(set.clone())),
+        Held::Hash(hash) => {
+            let fields: BTreeMap<_, _> = hash
+                .iter()
+                .filter(|(_, (_, at))| alive(*at, now))
+                .map(|(field, entry)| (field.clone(), entry.clone()))
+                .collect();
+            (!fields.is_empty()).then_some(Held::Hash(fields))
+        }
+    }
+}
+
+/// What the engine does before a change: drops an expired key, and a hash's expired
+/// fields (the key too when none is left).
+fn settle(model: &mut Model, key: &str, now: u64) {
+    match live(model, key, now) {
+        None => {
+            model.remove(key);
+        }
+        Some(held) => model.get_mut(key).unwrap().0 = held,
+    }
 }
 
 fn assert_matches(engine: &Engine, model: &Model, now: u64, context: &str) {
@@ -91,6 +124,7 @@ const KEYS: usize = 40;
 /// One random change, to the engine and the model alike.
 fn random_op(engine: &Engine, model: &mut Model, rng: &mut rand::rngs::StdRng, now: u64) {
     let key = format!("c:{}", rng.random_range(0..KEYS));
+    settle(model, &key, now);
     let current = live(model, &key, now);
     let element = Bytes::from(format!("e{}", rng.random_range(0..12)));
     match rng.random_range(0..100) {
@@ -137,14 +171,42 @@ fn random_op(engine: &Engine, model: &mut Model, rng: &mut rand::rngs::StdRng, n
             }
             match &mut entry.0 {
                 Held::Hash(hash) => {
-                    hash.insert(element.to_vec(), value.to_vec());
+                    // Setting a field again drops its deadline.
+                    hash.insert(element.to_vec(), (value.to_vec(), 0));
                 }
                 Held::Set(set) => {
                     set.insert(element.to_vec());
                 }
             }
         }
-        60..=79 => {
+        60..=69 => {
+            // A field's deadline: past (it is gone at once), soon, or none.
+            let Some(Held::Hash(hash)) = current else {
+                return;
+            };
+            let at = match rng.random_range(0..4) {
+                0 => now - rng.random_range(0..50),
+                1 => 0,
+                _ => now + rng.random_range(1..400),
+            };
+            update(
+                engine,
+                &key,
+                ValueType::Hash,
+                ElementOp::Expire {
+                    element: element.clone(),
+                    at,
+                },
+            );
+            if hash.contains_key(&element[..]) {
+                let Held::Hash(held) = &mut model.get_mut(&key).unwrap().0 else {
+                    unreachable!()
+                };
+                held.get_mut(&element[..]).unwrap().1 = at;
+                settle(model, &key, now);
+            }
+        }
+        70..=79 => {
             // Remove one; the last one removed deletes the key.
             let Some(held) = current else { return };
             let value_type = match held {

@@ -143,6 +143,168 @@ fn hash_commands_answer_as_redis() {
     );
 }
 
+/// Field expiry as Valkey 9.1 answers it (Redis 7.0.15 has no field expiry).
+#[test]
+fn field_expiry_answers_as_valkey() {
+    let server = TestServer::start();
+    let mut con = server.client();
+    let numfields =
+        "ERR numfields should be greater than 0 and match the provided number of fields";
+    check(
+        &mut con,
+        &[
+            ("HSET h a 1 b 2 c 3", "3"),
+            ("HEXPIRE h 100 FIELDS 2 a zz", "[1,-2]"),
+            ("HEXPIRE nokey 100 FIELDS 1 a", "[-2]"),
+            ("HTTL h FIELDS 3 a b zz", "[100,-1,-2]"),
+            ("HEXPIRE h 50 GT FIELDS 1 a", "[0]"),
+            ("HEXPIRE h 500 GT FIELDS 1 a", "[1]"),
+            ("HEXPIRE h 50 NX FIELDS 2 a b", "[0,1]"),
+            ("HEXPIRE h 50 XX FIELDS 2 a b", "[1,1]"),
+            ("HEXPIRE h 10 LT FIELDS 2 a b", "[1,1]"),
+            ("HPERSIST h FIELDS 3 a b zz", "[1,1,-2]"),
+            ("HPERSIST h FIELDS 1 a", "[-1]"),
+            ("HPERSIST nokey FIELDS 1 a", "[-2]"),
+            ("HTTL nokey FIELDS 1 a", "[-2]"),
+            ("HEXPIRE h 0 FIELDS 1 c", "[2]"),
+            ("HGETALL h", "[a,1,b,2]"),
+            (
+                "HEXPIRE h 100 FIELDS 0",
+                "ERR wrong number of arguments for 'hexpire' command",
+            ),
+            ("HEXPIRE h 100 FIELDS 2 a", numfields),
+            ("HEXPIRE h 100 FIELDS 1 a b", numfields),
+            ("HEXPIRE h 100 foo 1 a", numfields),
+            (
+                "HEXPIRE h abc FIELDS 1 a",
+                "ERR value is not an integer or out of range",
+            ),
+            (
+                "HEXPIRE h -1 FIELDS 1 a",
+                "ERR invalid expire time in 'hexpire' command",
+            ),
+            (
+                "HEXPIRE h 100 FIELDS x a",
+                "ERR value is not an integer or out of range",
+            ),
+            ("HEXPIREAT h 1 FIELDS 1 a", "[2]"),
+            ("HGETALL h", "[b,2]"),
+            (
+                "HEXPIRE h 100 NX XX FIELDS 1 b",
+                "ERR NX and XX, GT or LT options at the same time are not compatible",
+            ),
+            (
+                "HEXPIRE h 100 GT LT FIELDS 1 b",
+                "ERR GT and LT options at the same time are not compatible",
+            ),
+            ("HEXPIRE h 100 FIELDS 1 b", "[1]"),
+            // Setting a field again drops its deadline.
+            ("HSET h b 6", "0"),
+            ("HTTL h FIELDS 1 b", "[-1]"),
+            (
+                "HEXPIREAT h 9999999999999999 FIELDS 1 b",
+                "ERR invalid expire time in 'hexpireat' command",
+            ),
+            (
+                "HPEXPIRE h 9223372036854775807 FIELDS 1 b",
+                "ERR invalid expire time in 'hpexpire' command",
+            ),
+            ("HTTL h FIELDS 2 a", "ERR syntax error"),
+            ("HTTL h foo 1 a", "ERR syntax error"),
+            ("SET s v", "OK"),
+            (
+                "HEXPIRE s 10 FIELDS 1 a",
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+            ),
+            (
+                "HTTL s FIELDS 1 a",
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+            ),
+            ("HSET h x 1 y 2", "2"),
+            ("HEXPIRE h 1000 FIELDS 2 x x", "[1,1]"),
+            ("HEXPIRE h 0 FIELDS 2 y y", "[2,-2]"),
+            ("HPERSIST h FIELDS 2 x x", "[1,-1]"),
+            ("OBJECT ENCODING h", "hashtable"),
+        ],
+    );
+}
+
+/// Waits (at most 5 s) until `done` holds, polling; the bound keeps a broken build from
+/// hanging the suite.
+fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
+}
+
+/// A field whose deadline passes is gone for every reader; a hash whose fields all expired
+/// is no key; deadlines survive a restart (the cold value and the WAL carry them).
+#[test]
+fn expired_fields_vanish_and_deadlines_survive_a_restart() {
+    let server = TestServer::start_with(|config| {
+        config.persistence.wal = true;
+    });
+    let mut con = server.client();
+    let _: () = con
+        .hset_multiple("h", &[("a", 1), ("b", 2), ("c", 3)])
+        .unwrap();
+    let _: Value = redis::cmd("HPEXPIRE")
+        .arg("h")
+        .arg(20)
+        .arg("FIELDS")
+        .arg(1)
+        .arg("a")
+        .query(&mut con)
+        .unwrap();
+    let _: Value = redis::cmd("HEXPIRE")
+        .arg("h")
+        .arg(1000)
+        .arg("FIELDS")
+        .arg(1)
+        .arg("b")
+        .query(&mut con)
+        .unwrap();
+    assert!(eventually(|| con
+        .hget::<_, _, Option<String>>("h", "a")
+        .unwrap()
+        .is_none()));
+    assert_eq!(con.hlen::<_, i64>("h").unwrap(), 2);
+    assert_eq!(run(&mut con, "HKEYS h"), "[b,c]");
+    assert_eq!(run(&mut con, "HRANDFIELD h 10"), "[b,c]");
+    drop(con);
+    let dir = server.stop();
+    let server = TestServer::start_with(|config| {
+        config.persistence.wal = true;
+        config.storage.dir = dir.path().to_path_buf();
+    });
+    let mut con = server.client();
+    let ttls: Vec<i64> = redis::cmd("HTTL")
+        .arg("h")
+        .arg("FIELDS")
+        .arg(2)
+        .arg("b")
+        .arg("c")
+        .query(&mut con)
+        .unwrap();
+    assert!((990..=1000).contains(&ttls[0]) && ttls[1] == -1, "{ttls:?}");
+    let _: Value = redis::cmd("HPEXPIRE")
+        .arg("h")
+        .arg(20)
+        .arg("FIELDS")
+        .arg(2)
+        .arg("b")
+        .arg("c")
+        .query(&mut con)
+        .unwrap();
+    assert!(eventually(|| con.hlen::<_, i64>("h").unwrap() == 0));
+    assert!(!con.exists::<_, bool>("h").unwrap());
+}
+
 #[test]
 fn set_commands_answer_as_redis() {
     let server = TestServer::start();

@@ -286,6 +286,58 @@ fn export_loads_into_redis_and_import_serves_the_same_data() {
     assert_eq!(con.get::<_, String>("in-db3").unwrap(), "three");
 }
 
+/// Hash field deadlines travel as HPEXPIREAT lines (which Redis 7.4 and Valkey 9 load;
+/// Redis 7.0 has no field expiry) through export and import into a fresh HyperCache.
+#[test]
+fn export_and_import_keep_field_deadlines() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinaryServer::start(dir.path(), &[]);
+    let mut con = server.client();
+    let _: () = con
+        .hset_multiple("session", &[("user", "ada"), ("token", "t0k")])
+        .unwrap();
+    let at = 4_000_000_000_000_u64;
+    let set: Vec<i64> = redis::cmd("HPEXPIREAT")
+        .arg("session")
+        .arg(at)
+        .arg("FIELDS")
+        .arg(1)
+        .arg("token")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(set, [1]);
+    drop(con);
+    assert!(server.terminate().success());
+    let export = dir.path().join("export.resp");
+    let out = tool(&["export", "--out", export.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let fresh = tempfile::tempdir().unwrap();
+    let out = Command::new(tool_binary())
+        .args([
+            "import",
+            "--json",
+            "--input",
+            export.to_str().unwrap(),
+            "--dir",
+        ])
+        .arg(fresh.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(json(&out)["errors"], 0);
+    let server = BinaryServer::start(fresh.path(), &[]);
+    let mut con = server.client();
+    let times: Vec<i64> = redis::cmd("HPEXPIRETIME")
+        .arg("session")
+        .arg("FIELDS")
+        .arg(2)
+        .arg("user")
+        .arg("token")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(times, [-1, at as i64]);
+}
+
 /// The hash and set written above, as a server that loaded the export holds them.
 fn check_collections(con: &mut redis::Connection) {
     let hash: std::collections::HashMap<String, String> = con.hgetall("big-hash").unwrap();

@@ -18,7 +18,10 @@
 //! - `ELEMENT_PUT`: `type: u8, key_len: u32, key, element_len: u32, element, value_len: u32,
 //!   value`: in the collection at `key` (of that value type's tag), the field or member
 //!   `element` now holds `value` (empty for a set member);
-//! - `ELEMENT_DEL`: `type: u8, key_len: u32, key, element_len: u32, element`: it is gone.
+//! - `ELEMENT_DEL`: `type: u8, key_len: u32, key, element_len: u32, element`: it is gone;
+//! - `ELEMENT_EXPIRE`: `type: u8, key_len: u32, key, element_len: u32, element, at: u64`: the
+//!   hash field expires at `at` (Unix ms, 0 = never). A field that expires is not logged:
+//!   the deadline is absolute, so it is gone whenever it is read, replayed or not.
 //!
 //! Element records are logged only for a collection that existed before the command and
 //! still does after it; creating, replacing or deleting a collection logs `PUT` / `DEL`.
@@ -37,6 +40,7 @@ const FLUSH: u8 = 3;
 const SERVER: u8 = 4;
 const ELEMENT_PUT: u8 = 5;
 const ELEMENT_DEL: u8 = 6;
+const ELEMENT_EXPIRE: u8 = 7;
 
 /// One logged change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,12 +118,16 @@ impl MutationBatch {
         let (tag, parts): (u8, &[&[u8]]) = match op {
             ElementOp::Put { element, value } => (ELEMENT_PUT, &[key, &element[..], &value[..]]),
             ElementOp::Del { element } => (ELEMENT_DEL, &[key, &element[..]]),
+            ElementOp::Expire { element, .. } => (ELEMENT_EXPIRE, &[key, &element[..]]),
         };
         self.buf.push(tag);
         self.buf.push(value_type.tag());
         for part in parts {
             push_len(&mut self.buf, part.len());
             self.buf.extend_from_slice(part);
+        }
+        if let ElementOp::Expire { at, .. } = op {
+            self.buf.extend_from_slice(&at.to_le_bytes());
         }
     }
 
@@ -167,7 +175,7 @@ pub fn decode(payload: &[u8]) -> Result<Vec<Mutation<'_>>, DecodeError> {
                 let value = reader.take_counted()?;
                 Mutation::Server { name, value }
             }
-            ELEMENT_PUT | ELEMENT_DEL => {
+            ELEMENT_PUT | ELEMENT_DEL | ELEMENT_EXPIRE => {
                 let type_tag = reader.take(1)?[0];
                 let value_type =
                     ValueType::from_tag(type_tag).ok_or(DecodeError::UnknownValueType(type_tag))?;
@@ -177,6 +185,10 @@ pub fn decode(payload: &[u8]) -> Result<Vec<Mutation<'_>>, DecodeError> {
                     ELEMENT_PUT => ElementOp::Put {
                         element,
                         value: Bytes::copy_from_slice(reader.take_counted()?),
+                    },
+                    ELEMENT_EXPIRE => ElementOp::Expire {
+                        element,
+                        at: u64::from_le_bytes(reader.take(8)?.try_into().expect("8 bytes")),
                     },
                     _ => ElementOp::Del { element },
                 };

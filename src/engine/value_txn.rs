@@ -50,7 +50,9 @@ impl Txn<'_> {
         let (engine, access) = (self.engine, self.access);
         let (encoded, shard) = self.locate_for_read(db, key)?;
         let now = engine.now_ms();
-        if !engine.resolve(access, shard, &encoded, now)?.found() {
+        if !engine.resolve(access, shard, &encoded, now)?.found()
+            || engine.purge_expired_fields(access, shard, &encoded, now)?
+        {
             return Ok(read(None));
         }
         let touch = engine.touch(now);
@@ -134,7 +136,9 @@ impl Txn<'_> {
         let (encoded, shard, log) = self.locate(db, key)?;
         engine.check_room(access, shard)?;
         let now = engine.now_ms();
-        if !engine.resolve(access, shard, &encoded, now)?.found() {
+        if !engine.resolve(access, shard, &encoded, now)?.found()
+            || engine.purge_expired_fields(access, shard, &encoded, now)?
+        {
             let (ops, reply) = plan(None)?;
             let mut value = Value::empty_collection(value_type).expect("a collection type");
             let mut counts = AppliedCounts::default();
@@ -167,6 +171,36 @@ impl Txn<'_> {
 }
 
 impl Engine {
+    /// Removes a live hash's expired fields before a command sees it; true when none is
+    /// left, and then the key is removed too (as an expiry: nothing is logged, since the
+    /// deadlines are absolute and replay finds the same fields expired).
+    fn purge_expired_fields(
+        &self,
+        access: Access,
+        shard: &mut HotShard,
+        encoded: &[u8],
+        now: u64,
+    ) -> EngineResult<bool> {
+        match &live_entry(shard, encoded).value {
+            Value::Hash(hash) if hash.has_expired_fields(now) => {}
+            _ => return Ok(false),
+        }
+        let (_, emptied) = shard
+            .modify(encoded, |entry| {
+                let Value::Hash(hash) = &mut entry.value else {
+                    unreachable!("checked above, under the same lock")
+                };
+                hash.purge_expired(now);
+                entry.dirty = true;
+                hash.is_empty()
+            })
+            .expect("the caller resolved the key live");
+        if emptied {
+            self.remove_resolved(access, shard, encoded, Removal::Expired)?;
+        }
+        Ok(emptied)
+    }
+
     /// Applies element changes to the live collection at `encoded` in place, logging each
     /// one that changed something into `log` (None while replaying) and marking the entry
     /// dirty. Returns what they did and whether the collection is left empty (the caller

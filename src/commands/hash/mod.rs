@@ -8,6 +8,7 @@
 //! `Value::as_hash`, answering -WRONGTYPE), or leave an empty hash behind (the engine
 //! deletes a collection a change leaves empty, as Redis does).
 
+mod expire;
 mod read;
 
 use bytes::Bytes;
@@ -19,6 +20,7 @@ use super::{CommandError, CommandResult, Ctx};
 use crate::engine::types::hash::HashValue;
 use crate::engine::types::{AppliedCounts, ElementOp, Value, ValueType};
 use crate::protocol::Reply;
+use expire::{hexpire, hpersist, httl};
 use read::{hexists, hget, hgetall, hkeys, hlen, hmget, hrandfield, hscan, hstrlen, hvals};
 
 const HASH: &str = "hash";
@@ -84,6 +86,24 @@ pub const COMMANDS: &[CommandSpec] = &[
         "Increments the floating point value of a field by a number. Uses 0 as initial value if the field doesn't exist.", hincrbyfloat),
     row("hrandfield", -2, READONLY, READS, "6.2.0",
         "Returns one or more random fields from a hash.", hrandfield),
+    row("hexpire", -6, WRITE | FAST, UPDATES, "7.4.0",
+        "Set expiry for hash field using relative time to expire (seconds)", hexpire),
+    row("hpexpire", -6, WRITE | FAST, UPDATES, "7.4.0",
+        "Set expiry for hash field using relative time to expire (milliseconds)", hexpire),
+    row("hexpireat", -6, WRITE | FAST, UPDATES, "7.4.0",
+        "Set expiry for hash field using an absolute Unix timestamp (seconds)", hexpire),
+    row("hpexpireat", -6, WRITE | FAST, UPDATES, "7.4.0",
+        "Set expiry for hash field using an absolute Unix timestamp (milliseconds)", hexpire),
+    row("httl", -5, READONLY | FAST, READS_META, "7.4.0",
+        "Returns the TTL in seconds of a hash field.", httl),
+    row("hpttl", -5, READONLY | FAST, READS_META, "7.4.0",
+        "Returns the TTL in milliseconds of a hash field.", httl),
+    row("hexpiretime", -5, READONLY | FAST, READS_META, "7.4.0",
+        "Returns the expiration time of a hash field as a Unix timestamp, in seconds.", httl),
+    row("hpexpiretime", -5, READONLY | FAST, READS_META, "7.4.0",
+        "Returns the expiration time of a hash field as a Unix timestamp, in msec.", httl),
+    row("hpersist", -5, WRITE | FAST, UPDATES, "7.4.0",
+        "Removes the expiration time for each specified field", hpersist),
     row("hscan", -3, READONLY, READS, "2.8.0",
         "Iterates over fields and values of a hash.", hscan),
 ];

@@ -61,6 +61,13 @@ impl<'a> PartReader<'a> {
         Ok(Bytes::copy_from_slice(self.take(len)?))
     }
 
+    /// An 8-byte big-endian number (a field's deadline).
+    pub(super) fn number(&mut self) -> Result<u64, CorruptValue> {
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+
     /// Checks nothing is left after the last element.
     pub(super) fn finish(self) -> Result<(), CorruptValue> {
         match self.rest.is_empty() {

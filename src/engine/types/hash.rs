@@ -1,6 +1,7 @@
 //! Hashes: a map of fields to values, held whole in the hot tier and stored whole (one cold
 //! record) in this first step of issue 17; changes are applied in place and logged one
-//! field at a time (`ElementOp`). Insertion order is kept, as
+//! field at a time (`ElementOp`). Fields may have their own deadlines (`field_expiry`).
+//! Insertion order is kept, as
 //! Redis's listpack keeps it, and any field can be picked by position in O(1), which
 //! HRANDFIELD needs.
 //!
@@ -13,8 +14,12 @@ use indexmap::map::Entry;
 use indexmap::IndexMap;
 
 use super::elements::{self, own, PartReader, ELEMENT_OVERHEAD_BYTES};
+use super::field_expiry::{FieldDeadlines, DEADLINE_OVERHEAD_BYTES};
 use super::Applied;
-use crate::engine::entry::CorruptValue;
+use crate::engine::entry::{CorruptValue, TYPE_FLAGS_MASK};
+
+/// The header flag of a hash whose payload carries a deadline after each field's value.
+const FLAG_FIELD_DEADLINES: u8 = 0b0000_0001 & TYPE_FLAGS_MASK;
 
 /// Redis's `hash-max-listpack-entries` and `hash-max-listpack-value` defaults: up to these,
 /// OBJECT ENCODING says `listpack`, as Redis would for the same hash.
@@ -28,9 +33,11 @@ pub struct HashValue {
     fields: Fields,
     /// Sum of every field's and value's length, kept so the memory charge is O(1).
     data_bytes: usize,
-    /// Once a hash outgrows the listpack limits Redis converts it for good; so does its
-    /// encoding's name here (until the next load from disk, as in Redis).
+    /// Once a hash outgrows the listpack limits (or a field gets a deadline) Redis converts
+    /// it for good; so does its encoding's name here (until the next load from disk).
     outgrew_listpack: bool,
+    /// The deadlines of the fields that have one; None until HEXPIRE sets one.
+    deadlines: Option<Box<FieldDeadlines>>,
 }
 
 impl PartialEq for HashValue {
@@ -41,6 +48,10 @@ impl PartialEq for HashValue {
                 .fields
                 .iter()
                 .all(|(field, value)| other.fields.get(field) == Some(value))
+            && self
+                .fields
+                .keys()
+                .all(|field| self.deadline(field) == other.deadline(field))
     }
 }
 
@@ -79,7 +90,71 @@ impl HashValue {
             }
         };
         self.note_size(field.len().max(value.len()));
-        changed
+        // A field set again loses its deadline, as in Redis.
+        match self.clear_deadline(field) {
+            true => Applied::Updated.max_with(changed),
+            false => changed,
+        }
+    }
+
+    /// The field's deadline (Unix ms), if it has one.
+    pub fn deadline(&self, field: &[u8]) -> Option<u64> {
+        self.deadlines.as_ref()?.get(field)
+    }
+
+    /// Sets the deadline of an existing field (0 removes it); `Unchanged` when the field is
+    /// absent or already had this deadline.
+    pub fn set_deadline(&mut self, field: &[u8], at: u64) -> Applied {
+        let Some((held, _)) = self.fields.get_key_value(field) else {
+            return Applied::Unchanged;
+        };
+        let changed = match at {
+            0 => self.clear_deadline(field),
+            at => {
+                let held = held.clone();
+                self.outgrew_listpack = true;
+                self.deadlines.get_or_insert_default().set(held, at)
+            }
+        };
+        match changed {
+            true => Applied::Updated,
+            false => Applied::Unchanged,
+        }
+    }
+
+    fn clear_deadline(&mut self, field: &[u8]) -> bool {
+        let Some(deadlines) = self.deadlines.as_mut() else {
+            return false;
+        };
+        let cleared = deadlines.clear(field);
+        if deadlines.is_empty() {
+            self.deadlines = None;
+        }
+        cleared
+    }
+
+    /// Whether some field's deadline has passed (then `purge_expired` has work).
+    pub fn has_expired_fields(&self, now_ms: u64) -> bool {
+        self.deadlines
+            .as_ref()
+            .is_some_and(|deadlines| deadlines.any_expired(now_ms))
+    }
+
+    /// Removes the fields whose deadline has passed; how many.
+    pub fn purge_expired(&mut self, now_ms: u64) -> usize {
+        let Some(deadlines) = self.deadlines.as_mut() else {
+            return 0;
+        };
+        let expired = deadlines.take_expired(now_ms);
+        if deadlines.is_empty() {
+            self.deadlines = None;
+        }
+        for field in &expired {
+            if let Some((field, value)) = self.fields.shift_remove_entry(&field[..]) {
+                self.data_bytes -= field.len() + value.len();
+            }
+        }
+        expired.len()
     }
 
     /// Removes `field`; true if it was there. The others keep their order, as in a Redis
@@ -88,6 +163,7 @@ impl HashValue {
         match self.fields.shift_remove_entry(field) {
             Some((field, value)) => {
                 self.data_bytes -= field.len() + value.len();
+                self.clear_deadline(&field);
                 true
             }
             None => false,
@@ -122,23 +198,39 @@ impl HashValue {
     /// Bytes the hash occupies in memory: its data plus each element's overhead, for the
     /// slots the map has allocated (a map that grew keeps its capacity).
     pub fn memory_bytes(&self) -> usize {
-        self.data_bytes + self.fields.capacity() * ELEMENT_OVERHEAD_BYTES
+        let deadlines = self
+            .deadlines
+            .as_ref()
+            .map_or(0, |deadlines| deadlines.len());
+        self.data_bytes
+            + self.fields.capacity() * ELEMENT_OVERHEAD_BYTES
+            + deadlines * DEADLINE_OVERHEAD_BYTES
     }
 
     pub(super) fn encoded_payload_len(&self) -> usize {
-        4 + self.data_bytes + 8 * self.fields.len()
+        let per_deadline = if self.deadlines.is_some() { 8 } else { 0 };
+        4 + self.data_bytes + (8 + per_deadline) * self.fields.len()
     }
 
+    /// Appends the payload; with deadlines, each field's (0 = none) follows its value and
+    /// the returned header flag says so.
     pub(super) fn write_payload(&self, out: &mut Vec<u8>) -> u8 {
         elements::write_count(out, self.fields.len());
         for (field, value) in &self.fields {
             elements::write_part(out, field);
             elements::write_part(out, value);
+            if self.deadlines.is_some() {
+                out.extend_from_slice(&self.deadline(field).unwrap_or(0).to_be_bytes());
+            }
         }
-        0
+        match self.deadlines {
+            Some(_) => FLAG_FIELD_DEADLINES,
+            None => 0,
+        }
     }
 
-    pub(super) fn decode_payload(payload: &[u8]) -> Result<Self, CorruptValue> {
+    pub(super) fn decode_payload(flags: u8, payload: &[u8]) -> Result<Self, CorruptValue> {
+        let with_deadlines = flags & FLAG_FIELD_DEADLINES != 0;
         let (mut reader, count) = PartReader::new(payload, 2)?;
         let mut hash = HashValue {
             fields: Fields::with_capacity_and_hasher(count, Default::default()),
@@ -149,10 +241,19 @@ impl HashValue {
             let value = reader.part()?;
             let longest_part = field.len().max(value.len());
             hash.data_bytes += field.len() + value.len();
-            if hash.fields.insert(field, value).is_some() {
+            if hash.fields.insert(field.clone(), value).is_some() {
                 return Err(CorruptValue("a hash field appears twice"));
             }
             hash.note_size(longest_part);
+            if with_deadlines {
+                match reader.number()? {
+                    0 => {}
+                    at => {
+                        hash.outgrew_listpack = true;
+                        hash.deadlines.get_or_insert_default().set(field, at);
+                    }
+                }
+            }
         }
         reader.finish()?;
         Ok(hash)
@@ -188,15 +289,44 @@ mod tests {
         let mut out = Vec::new();
         hash.write_payload(&mut out);
         assert_eq!(out.len(), hash.encoded_payload_len());
-        let back = HashValue::decode_payload(&out).unwrap();
+        let back = HashValue::decode_payload(0, &out).unwrap();
         assert_eq!(back, hash);
         assert_eq!(back.data_bytes, hash.data_bytes);
-        assert!(HashValue::decode_payload(&out[..out.len() - 1]).is_err());
+        assert!(HashValue::decode_payload(0, &out[..out.len() - 1]).is_err());
         let mut longer = out.clone();
         longer.push(0);
-        assert!(HashValue::decode_payload(&longer).is_err());
+        assert!(HashValue::decode_payload(0, &longer).is_err());
         // A count no payload of this size can hold is refused before allocating.
-        assert!(HashValue::decode_payload(&[0xFF, 0xFF, 0xFF, 0xFF]).is_err());
+        assert!(HashValue::decode_payload(0, &[0xFF, 0xFF, 0xFF, 0xFF]).is_err());
+    }
+
+    #[test]
+    fn field_deadlines_round_trip_expire_and_reset_on_write() {
+        let mut hash = HashValue::default();
+        for field in [&b"a"[..], b"b", b"c"] {
+            hash.put(field, b"v");
+        }
+        assert_eq!(hash.set_deadline(b"a", 100), Applied::Updated);
+        assert_eq!(hash.set_deadline(b"a", 100), Applied::Unchanged);
+        assert_eq!(hash.set_deadline(b"b", 200), Applied::Updated);
+        assert_eq!(hash.set_deadline(b"zz", 200), Applied::Unchanged);
+        assert_eq!(hash.encoding(), "hashtable");
+        let mut out = Vec::new();
+        let flags = hash.write_payload(&mut out);
+        assert_eq!(out.len(), hash.encoded_payload_len());
+        let back = HashValue::decode_payload(flags, &out).unwrap();
+        assert_eq!(back, hash);
+        assert_eq!(back.deadline(b"b"), Some(200));
+        // Setting a field again drops its deadline.
+        assert_eq!(hash.put(b"b", b"v"), Applied::Updated);
+        assert_eq!(hash.deadline(b"b"), None);
+        assert!(!hash.has_expired_fields(99));
+        assert!(hash.has_expired_fields(100));
+        assert_eq!(hash.purge_expired(150), 1);
+        assert_eq!(hash.len(), 2);
+        assert!(hash.get(b"a").is_none());
+        assert!(hash.deadlines.is_none());
+        assert_eq!(hash.data_bytes, 4);
     }
 
     #[test]

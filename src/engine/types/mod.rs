@@ -18,6 +18,7 @@
 use bytes::Bytes;
 
 mod elements;
+mod field_expiry;
 pub mod hash;
 pub mod set;
 pub mod string;
@@ -81,6 +82,8 @@ pub enum ElementOp {
     Put { element: Bytes, value: Bytes },
     /// The field or member `element` is absent.
     Del { element: Bytes },
+    /// The hash field `element`, if present, expires at `at` (Unix ms; 0 = never).
+    Expire { element: Bytes, at: u64 },
 }
 
 /// What one `ElementOp` did.
@@ -99,6 +102,16 @@ pub enum Applied {
 pub struct AppliedCounts {
     pub added: usize,
     pub removed: usize,
+}
+
+impl Applied {
+    /// The larger effect of two on one field (`Updated` beats `Unchanged`).
+    fn max_with(self, other: Applied) -> Applied {
+        match other {
+            Applied::Unchanged => self,
+            other => other,
+        }
+    }
 }
 
 impl AppliedCounts {
@@ -195,6 +208,10 @@ impl Value {
                 false => Applied::Unchanged,
             },
             (Value::Set(set), ElementOp::Del { element }) => removed(set.remove(element)),
+            (Value::Hash(hash), ElementOp::Expire { element, at }) => {
+                hash.set_deadline(element, *at)
+            }
+            (Value::Set(_), ElementOp::Expire { .. }) => Applied::Unchanged,
         }
     }
 
@@ -249,7 +266,9 @@ impl Value {
             ValueType::String => Ok(Value::String(StoredValue::decode_payload(
                 type_flags, payload,
             )?)),
-            ValueType::Hash => Ok(Value::Hash(Box::new(HashValue::decode_payload(payload)?))),
+            ValueType::Hash => Ok(Value::Hash(Box::new(HashValue::decode_payload(
+                type_flags, payload,
+            )?))),
             ValueType::Set => Ok(Value::Set(Box::new(SetValue::decode_payload(payload)?))),
         }
     }
