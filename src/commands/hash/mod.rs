@@ -240,13 +240,12 @@ fn hincrbyfloat(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     }
     update_hash(ctx, &args[1], |hash| {
         let current = hash.and_then(|hash| hash.get(field));
-        let text =
-            arith::increment(current.map(|value| &value[..]), by).map_err(|error| match error {
-                arith::IncrementError::NotAFloat => CommandError::err("hash value is not a float"),
-                arith::IncrementError::NotFinite => {
-                    CommandError::err("increment would produce NaN or Infinity")
-                }
-            })?;
+        let text = arith::increment(current, by).map_err(|error| match error {
+            arith::IncrementError::NotAFloat => CommandError::err("hash value is not a float"),
+            arith::IncrementError::NotFinite => {
+                CommandError::err("increment would produce NaN or Infinity")
+            }
+        })?;
         let text = Bytes::from(text);
         Ok((vec![put(field, text.clone())], Reply::Bulk(text)))
     })

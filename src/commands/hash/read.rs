@@ -9,9 +9,14 @@ use crate::commands::{CommandError, CommandResult, Ctx};
 use crate::protocol::ProtocolVersion;
 use crate::protocol::Reply;
 
+/// A bulk reply with its own copy of bytes a collection holds.
+fn bulk(bytes: &[u8]) -> Reply {
+    Reply::Bulk(Bytes::copy_from_slice(bytes))
+}
+
 pub(super) fn hget(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
-    let value = read_hash(ctx, &args[1], |hash| hash.get(&args[2]).cloned())?.flatten();
-    Ok(value.map_or(Reply::Nil, Reply::Bulk))
+    let value = read_hash(ctx, &args[1], |hash| hash.get(&args[2]).map(bulk))?.flatten();
+    Ok(value.unwrap_or(Reply::Nil))
 }
 
 pub(super) fn hmget(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
@@ -19,7 +24,7 @@ pub(super) fn hmget(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let values = read_hash(ctx, &args[1], |hash| {
         fields
             .iter()
-            .map(|field| hash.get(field).cloned().map_or(Reply::Nil, Reply::Bulk))
+            .map(|field| hash.get(field).map_or(Reply::Nil, bulk))
             .collect()
     })?;
     Ok(Reply::Array(
@@ -39,25 +44,21 @@ pub(super) fn hlen(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
 
 pub(super) fn hstrlen(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let len = read_hash(ctx, &args[1], |hash| {
-        hash.get(&args[2]).map_or(0, Bytes::len)
+        hash.get(&args[2]).map_or(0, <[u8]>::len)
     })?;
     Ok(Reply::Integer(len.unwrap_or(0) as i64))
 }
 
 pub(super) fn hkeys(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let fields = read_hash(ctx, &args[1], |hash| {
-        hash.iter()
-            .map(|(field, _)| Reply::Bulk(field.clone()))
-            .collect()
+        hash.iter().map(|(field, _)| bulk(field)).collect()
     })?;
     Ok(Reply::Array(fields.unwrap_or_default()))
 }
 
 pub(super) fn hvals(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let values = read_hash(ctx, &args[1], |hash| {
-        hash.iter()
-            .map(|(_, value)| Reply::Bulk(value.clone()))
-            .collect()
+        hash.iter().map(|(_, value)| bulk(value)).collect()
     })?;
     Ok(Reply::Array(values.unwrap_or_default()))
 }
@@ -66,7 +67,7 @@ pub(super) fn hvals(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
 pub(super) fn hgetall(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let pairs: Vec<(Reply, Reply)> = read_hash(ctx, &args[1], |hash| {
         hash.iter()
-            .map(|(field, value)| (Reply::Bulk(field.clone()), Reply::Bulk(value.clone())))
+            .map(|(field, value)| (bulk(field), bulk(value)))
             .collect()
     })?
     .unwrap_or_default();
@@ -88,10 +89,10 @@ pub(super) fn hrandfield(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult
     if args.len() == 2 {
         let field = read_hash(ctx, &args[1], |hash| {
             hash.at(random_position(hash.len()))
-                .map(|(field, _)| field.clone())
+                .map(|(field, _)| bulk(field))
         })?
         .flatten();
-        return Ok(field.map_or(Reply::Nil, Reply::Bulk));
+        return Ok(field.unwrap_or(Reply::Nil));
     }
     let count = RandomCount::parse(&args[2], with_values)?;
     let resp3 = ctx.client.protocol == ProtocolVersion::Resp3;
@@ -99,7 +100,7 @@ pub(super) fn hrandfield(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult
         let mut out = Vec::new();
         for at in count.pick(hash.len()) {
             let (field, value) = hash.at(at).expect("picked in range");
-            let (field, value) = (Reply::Bulk(field.clone()), Reply::Bulk(value.clone()));
+            let (field, value) = (bulk(field), bulk(value));
             match (with_values, resp3) {
                 (false, _) => out.push(field),
                 // RESP3 pairs each field with its value; RESP2 lists them flat.
@@ -118,9 +119,9 @@ pub(super) fn hscan(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let found = read_hash(ctx, &args[1], |hash| {
         let mut out = Vec::new();
         for (field, value) in hash.iter().filter(|(field, _)| request.matches(field)) {
-            out.push(Reply::Bulk(field.clone()));
+            out.push(bulk(field));
             if !request.no_values {
-                out.push(Reply::Bulk(value.clone()));
+                out.push(bulk(value));
             }
         }
         out

@@ -61,7 +61,7 @@ fn combine(operation: Operation, sets: Vec<Option<SetValue>>) -> SetValue {
             let mut result = SetValue::default();
             for member in smallest.iter() {
                 if others.iter().all(|set| set.contains(member)) {
-                    result.insert_owned(member.clone());
+                    result.insert(member);
                 }
             }
             result
@@ -71,7 +71,7 @@ fn combine(operation: Operation, sets: Vec<Option<SetValue>>) -> SetValue {
             let mut result = sets.next().unwrap_or_default();
             for set in sets {
                 for member in set.iter() {
-                    result.insert_owned(member.clone());
+                    result.insert(member);
                 }
             }
             result

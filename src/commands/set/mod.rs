@@ -151,8 +151,10 @@ fn members_reply(ctx: &Ctx<'_, '_>, members: Vec<Reply>) -> Reply {
     }
 }
 
-fn bulks<'a>(members: impl Iterator<Item = &'a Bytes>) -> Vec<Reply> {
-    members.map(|member| Reply::Bulk(member.clone())).collect()
+fn bulks<'a>(members: impl Iterator<Item = &'a [u8]>) -> Vec<Reply> {
+    members
+        .map(|member| Reply::Bulk(Bytes::copy_from_slice(member)))
+        .collect()
 }
 
 /// SADD key member [member ...]: the number of members added.
@@ -218,13 +220,13 @@ fn spop(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
         let popped: Vec<Bytes> = RandomCount::Distinct(wanted)
             .pick(set.len())
             .into_iter()
-            .map(|at| set.at(at).expect("picked in range").clone())
+            .map(|at| Bytes::copy_from_slice(set.at(at).expect("picked in range")))
             .collect();
         Ok((popped.iter().map(remove).collect(), popped))
     })?;
     Ok(match count {
         None => popped.into_iter().next().map_or(Reply::Nil, Reply::Bulk),
-        Some(_) => members_reply(ctx, bulks(popped.iter())),
+        Some(_) => members_reply(ctx, bulks(popped.iter().map(|member| &member[..]))),
     })
 }
 
@@ -233,7 +235,8 @@ fn srandmember(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     match args.len() {
         2 => {
             let member = read_set(ctx, &args[1], |set| {
-                set.at(random_position(set.len())).cloned()
+                set.at(random_position(set.len()))
+                    .map(Bytes::copy_from_slice)
             })?
             .flatten();
             Ok(member.map_or(Reply::Nil, Reply::Bulk))

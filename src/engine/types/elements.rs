@@ -5,15 +5,16 @@
 //! member), each `len: u32 BE` then the bytes. A count that the payload cannot hold is
 //! reported as corrupt before anything is allocated for it.
 
-use bytes::Bytes;
-
 use crate::engine::entry::CorruptValue;
 
-/// Bytes one stored element costs beyond its data, in the in-memory maps: the map's entry
-/// (a hash and two `Bytes` handles, 72 bytes), its index slot (8 bytes and a control byte,
-/// at a load of 7/8), and the allocator's rounding and header for each part (about 16).
-/// Measured with `used_memory` deltas over 100k-field hashes; see docs/architecture.md.
-pub(crate) const ELEMENT_OVERHEAD_BYTES: usize = 120;
+/// Bytes one slot of a collection's map costs, charged per allocated slot: the entry (its
+/// hash and a boxed slice, 24 bytes) and its index slot (8 bytes and a control byte, at a
+/// load of 7/8: about 10).
+pub(super) const SLOT_BYTES: usize = 34;
+
+/// Bytes the allocator adds to each element's own block, on average: jemalloc rounds a
+/// small request up to its size class (16-byte steps up to 128 bytes, 32 to 256).
+pub(super) const ALLOCATION_ROUNDING_BYTES: usize = 12;
 
 /// Appends one length-prefixed part.
 pub(super) fn write_part(out: &mut Vec<u8>, part: &[u8]) {
@@ -56,9 +57,9 @@ impl<'a> PartReader<'a> {
         Ok(head)
     }
 
-    pub(super) fn part(&mut self) -> Result<Bytes, CorruptValue> {
+    pub(super) fn part(&mut self) -> Result<&'a [u8], CorruptValue> {
         let len = u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")) as usize;
-        Ok(Bytes::copy_from_slice(self.take(len)?))
+        self.take(len)
     }
 
     /// An 8-byte big-endian number (a field's deadline).
@@ -75,10 +76,4 @@ impl<'a> PartReader<'a> {
             false => Err(CorruptValue("bytes after the last element")),
         }
     }
-}
-
-/// An element's part as the maps hold it: its own allocation, never a slice of a
-/// connection's read buffer (which it would keep alive, unaccounted for: I6).
-pub(crate) fn own(part: &[u8]) -> Bytes {
-    Bytes::copy_from_slice(part)
 }

@@ -1,20 +1,21 @@
 //! Hashes: a map of fields to values, held whole in the hot tier and stored whole (one cold
 //! record) in this first step of issue 17; changes are applied in place and logged one
 //! field at a time (`ElementOp`). Fields may have their own deadlines (`field_expiry`).
-//! Insertion order is kept, as
-//! Redis's listpack keeps it, and any field can be picked by position in O(1), which
-//! HRANDFIELD needs.
+//! Each field is one allocation holding the field and its value (`packed`). Insertion
+//! order is kept, as Redis's listpack keeps it, and any field can be picked by position in
+//! O(1), which HRANDFIELD needs.
 //!
 //! It owns the hash's representation, its cold encoding (`elements`'s layout, a field then
 //! its value per element), its memory charge and the name OBJECT ENCODING gives it. It
 //! must never hold a slice of a client's buffer: every field and value is copied in.
 
 use bytes::Bytes;
-use indexmap::map::Entry;
-use indexmap::IndexMap;
+use indexmap::set::MutableValues;
+use indexmap::IndexSet;
 
-use super::elements::{self, own, PartReader, ELEMENT_OVERHEAD_BYTES};
+use super::elements::{self, PartReader, ALLOCATION_ROUNDING_BYTES, SLOT_BYTES};
 use super::field_expiry::{FieldDeadlines, DEADLINE_OVERHEAD_BYTES};
+use super::packed::PackedField;
 use super::Applied;
 use crate::engine::entry::{CorruptValue, TYPE_FLAGS_MASK};
 
@@ -26,7 +27,7 @@ const FLAG_FIELD_DEADLINES: u8 = 0b0000_0001 & TYPE_FLAGS_MASK;
 const LISTPACK_MAX_ENTRIES: usize = 128;
 const LISTPACK_MAX_VALUE: usize = 64;
 
-type Fields = IndexMap<Bytes, Bytes, foldhash::fast::RandomState>;
+type Fields = IndexSet<PackedField, foldhash::fast::RandomState>;
 
 #[derive(Clone, Debug, Default)]
 pub struct HashValue {
@@ -44,14 +45,9 @@ impl PartialEq for HashValue {
     fn eq(&self, other: &Self) -> bool {
         // Order does not make two hashes different.
         self.fields.len() == other.fields.len()
-            && self
-                .fields
-                .iter()
-                .all(|(field, value)| other.fields.get(field) == Some(value))
-            && self
-                .fields
-                .keys()
-                .all(|field| self.deadline(field) == other.deadline(field))
+            && self.iter().all(|(field, value)| {
+                other.get(field) == Some(value) && self.deadline(field) == other.deadline(field)
+            })
     }
 }
 
@@ -66,27 +62,33 @@ impl HashValue {
         self.fields.is_empty()
     }
 
-    pub fn get(&self, field: &[u8]) -> Option<&Bytes> {
-        self.fields.get(field)
+    pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
+        self.fields.get(field).map(PackedField::value)
     }
 
     pub fn contains(&self, field: &[u8]) -> bool {
-        self.fields.contains_key(field)
+        self.fields.contains(field)
     }
 
     /// Sets `field` to `value` with one lookup.
     pub fn put(&mut self, field: &[u8], value: &[u8]) -> Applied {
-        let changed = match self.fields.entry(own(field)) {
-            Entry::Occupied(held) if held.get()[..] == *value => Applied::Unchanged,
-            Entry::Occupied(mut held) => {
-                self.data_bytes = self.data_bytes - held.get().len() + value.len();
-                held.insert(own(value));
-                Applied::Updated
-            }
-            Entry::Vacant(slot) => {
+        let (at, added) = self.fields.insert_full(PackedField::new(field, value));
+        let changed = match added {
+            true => {
                 self.data_bytes += field.len() + value.len();
-                slot.insert(own(value));
                 Applied::Added
+            }
+            false => {
+                let held = self.fields.get_index_mut2(at).expect("just found");
+                match held.value() == value {
+                    true => Applied::Unchanged,
+                    false => {
+                        self.data_bytes = self.data_bytes - held.value().len() + value.len();
+                        // Same field, so the same hash: the set stays consistent.
+                        *held = PackedField::new(field, value);
+                        Applied::Updated
+                    }
+                }
             }
         };
         self.note_size(field.len().max(value.len()));
@@ -105,15 +107,16 @@ impl HashValue {
     /// Sets the deadline of an existing field (0 removes it); `Unchanged` when the field is
     /// absent or already had this deadline.
     pub fn set_deadline(&mut self, field: &[u8], at: u64) -> Applied {
-        let Some((held, _)) = self.fields.get_key_value(field) else {
+        if !self.fields.contains(field) {
             return Applied::Unchanged;
-        };
+        }
         let changed = match at {
             0 => self.clear_deadline(field),
             at => {
-                let held = held.clone();
                 self.outgrew_listpack = true;
-                self.deadlines.get_or_insert_default().set(held, at)
+                self.deadlines
+                    .get_or_insert_default()
+                    .set(Bytes::copy_from_slice(field), at)
             }
         };
         match changed {
@@ -150,8 +153,8 @@ impl HashValue {
             self.deadlines = None;
         }
         for field in &expired {
-            if let Some((field, value)) = self.fields.shift_remove_entry(&field[..]) {
-                self.data_bytes -= field.len() + value.len();
+            if let Some((_, held)) = self.fields.shift_remove_full(&field[..]) {
+                self.data_bytes -= held.field().len() + held.value().len();
             }
         }
         expired.len()
@@ -160,10 +163,10 @@ impl HashValue {
     /// Removes `field`; true if it was there. The others keep their order, as in a Redis
     /// listpack (HKEYS after HDEL answers as Redis does).
     pub fn remove(&mut self, field: &[u8]) -> bool {
-        match self.fields.shift_remove_entry(field) {
-            Some((field, value)) => {
-                self.data_bytes -= field.len() + value.len();
-                self.clear_deadline(&field);
+        match self.fields.shift_remove_full(field) {
+            Some((_, held)) => {
+                self.data_bytes -= held.field().len() + held.value().len();
+                self.clear_deadline(field);
                 true
             }
             None => false,
@@ -171,13 +174,15 @@ impl HashValue {
     }
 
     /// Fields and values in the hash's order.
-    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> {
-        self.fields.iter()
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.fields.iter().map(|held| (held.field(), held.value()))
     }
 
     /// The field and value at `index` (`0..len`), for random picks.
-    pub fn at(&self, index: usize) -> Option<(&Bytes, &Bytes)> {
-        self.fields.get_index(index)
+    pub fn at(&self, index: usize) -> Option<(&[u8], &[u8])> {
+        self.fields
+            .get_index(index)
+            .map(|held| (held.field(), held.value()))
     }
 
     /// OBJECT ENCODING's name, by Redis's default listpack limits.
@@ -195,15 +200,16 @@ impl HashValue {
         }
     }
 
-    /// Bytes the hash occupies in memory: its data plus each element's overhead, for the
-    /// slots the map has allocated (a map that grew keeps its capacity).
+    /// Bytes the hash occupies in memory: its data, each field's block (length prefix and
+    /// the allocator's rounding), the map's allocated slots, and the deadlines.
     pub fn memory_bytes(&self) -> usize {
         let deadlines = self
             .deadlines
             .as_ref()
             .map_or(0, |deadlines| deadlines.len());
         self.data_bytes
-            + self.fields.capacity() * ELEMENT_OVERHEAD_BYTES
+            + self.fields.len() * (PackedField::HEADER_BYTES + ALLOCATION_ROUNDING_BYTES)
+            + self.fields.capacity() * SLOT_BYTES
             + deadlines * DEADLINE_OVERHEAD_BYTES
     }
 
@@ -216,7 +222,7 @@ impl HashValue {
     /// the returned header flag says so.
     pub(super) fn write_payload(&self, out: &mut Vec<u8>) -> u8 {
         elements::write_count(out, self.fields.len());
-        for (field, value) in &self.fields {
+        for (field, value) in self.iter() {
             elements::write_part(out, field);
             elements::write_part(out, value);
             if self.deadlines.is_some() {
@@ -239,18 +245,19 @@ impl HashValue {
         for _ in 0..count {
             let field = reader.part()?;
             let value = reader.part()?;
-            let longest_part = field.len().max(value.len());
             hash.data_bytes += field.len() + value.len();
-            if hash.fields.insert(field.clone(), value).is_some() {
+            if !hash.fields.insert(PackedField::new(field, value)) {
                 return Err(CorruptValue("a hash field appears twice"));
             }
-            hash.note_size(longest_part);
+            hash.note_size(field.len().max(value.len()));
             if with_deadlines {
                 match reader.number()? {
                     0 => {}
                     at => {
                         hash.outgrew_listpack = true;
-                        hash.deadlines.get_or_insert_default().set(field, at);
+                        hash.deadlines
+                            .get_or_insert_default()
+                            .set(Bytes::copy_from_slice(field), at);
                     }
                 }
             }
@@ -272,7 +279,7 @@ mod tests {
         assert_eq!(hash.put(b"f1", b"uno!"), Applied::Updated);
         assert_eq!(hash.put(b"f1", b"uno!"), Applied::Unchanged);
         assert_eq!(hash.len(), 2);
-        assert_eq!(hash.get(b"f1").map(|v| &v[..]), Some(&b"uno!"[..]));
+        assert_eq!(hash.get(b"f1"), Some(&b"uno!"[..]));
         assert_eq!(hash.data_bytes, 2 + 4 + 2 + 3);
         assert!(hash.remove(b"f2"));
         assert!(!hash.remove(b"f2"));

@@ -20,6 +20,7 @@ use bytes::Bytes;
 mod elements;
 mod field_expiry;
 pub mod hash;
+mod packed;
 pub mod set;
 pub mod string;
 

@@ -7,10 +7,9 @@
 //! member), its memory charge and the name OBJECT ENCODING gives it. It must never hold a
 //! slice of a client's buffer: every member is copied in.
 
-use bytes::Bytes;
 use indexmap::IndexSet;
 
-use super::elements::{self, own, PartReader, ELEMENT_OVERHEAD_BYTES};
+use super::elements::{self, PartReader, ALLOCATION_ROUNDING_BYTES, SLOT_BYTES};
 use crate::engine::entry::CorruptValue;
 
 /// Redis's `set-max-intset-entries`, `set-max-listpack-entries` and
@@ -19,7 +18,7 @@ const INTSET_MAX_ENTRIES: usize = 512;
 const LISTPACK_MAX_ENTRIES: usize = 128;
 const LISTPACK_MAX_VALUE: usize = 64;
 
-type Members = IndexSet<Bytes, foldhash::fast::RandomState>;
+type Members = IndexSet<Box<[u8]>, foldhash::fast::RandomState>;
 
 /// The encoding Redis would have chosen for the same history of inserts. Redis never
 /// converts back, so neither does this (until the next load from disk, as in Redis).
@@ -63,17 +62,11 @@ impl SetValue {
     /// Adds `member` with one lookup; true if it is new. (The copy is made first, and
     /// wasted when the member is there already, which commands mostly rule out before.)
     pub fn insert(&mut self, member: &[u8]) -> bool {
-        self.insert_owned(own(member))
-    }
-
-    /// Adds a member the caller already owns (one taken from another set).
-    pub fn insert_owned(&mut self, member: Bytes) -> bool {
-        let integer = self.encoding == Encoding::Intset && is_set_integer(&member);
-        let len = member.len();
-        let added = self.members.insert(member);
+        let integer = self.encoding == Encoding::Intset && is_set_integer(member);
+        let added = self.members.insert(Box::from(member));
         if added {
-            self.data_bytes += len;
-            self.note_insert(len, integer);
+            self.data_bytes += member.len();
+            self.note_insert(member.len(), integer);
         }
         added
     }
@@ -89,13 +82,13 @@ impl SetValue {
         }
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Bytes> {
-        self.members.iter()
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.members.iter().map(|member| &member[..])
     }
 
     /// The member at `index` (`0..len`), for random picks.
-    pub fn at(&self, index: usize) -> Option<&Bytes> {
-        self.members.get_index(index)
+    pub fn at(&self, index: usize) -> Option<&[u8]> {
+        self.members.get_index(index).map(|member| &member[..])
     }
 
     /// OBJECT ENCODING's name, by Redis's default limits.
@@ -124,8 +117,12 @@ impl SetValue {
         };
     }
 
+    /// Bytes the set occupies in memory: its data, the allocator's rounding of each
+    /// member's block, and the map's allocated slots.
     pub fn memory_bytes(&self) -> usize {
-        self.data_bytes + self.members.capacity() * ELEMENT_OVERHEAD_BYTES
+        self.data_bytes
+            + self.members.len() * ALLOCATION_ROUNDING_BYTES
+            + self.members.capacity() * SLOT_BYTES
     }
 
     pub(super) fn encoded_payload_len(&self) -> usize {
@@ -134,7 +131,7 @@ impl SetValue {
 
     pub(super) fn write_payload(&self, out: &mut Vec<u8>) -> u8 {
         elements::write_count(out, self.members.len());
-        for member in &self.members {
+        for member in self.iter() {
             elements::write_part(out, member);
         }
         0
@@ -147,7 +144,7 @@ impl SetValue {
             ..SetValue::default()
         };
         for _ in 0..count {
-            if !set.insert_owned(reader.part()?) {
+            if !set.insert(reader.part()?) {
                 return Err(CorruptValue("a set member appears twice"));
             }
         }
@@ -177,7 +174,7 @@ mod tests {
         assert_eq!(set.data_bytes, 3);
         assert!(set.remove(b"a"));
         assert!(!set.remove(b"a"));
-        assert_eq!(set.at(0).map(|member| &member[..]), Some(&b"bb"[..]));
+        assert_eq!(set.at(0), Some(&b"bb"[..]));
         assert!(set.remove(b"bb"));
         assert!(set.is_empty());
         assert_eq!(set.data_bytes, 0);
