@@ -31,7 +31,7 @@ const POPS: &[KeySpec] = &[KeySpec::at(key::RW | key::ACCESS | key::DELETE, 1)];
 const READS_ALL: &[KeySpec] = &[KeySpec::range(key::RO | key::ACCESS, 1, -1, 1)];
 /// SINTERCARD numkeys key [key ...] [LIMIT limit]: the table has no "numkeys" key spec
 /// yet, so every argument after numkeys counts as a key (docs/compatibility.md).
-const READS_AFTER_NUMKEYS: &[KeySpec] = &[KeySpec::range(key::RO, 2, -1, 1)];
+const READS_AFTER_NUMKEYS: &[KeySpec] = &[KeySpec::range(key::RO | key::ACCESS, 2, -1, 1)];
 const STORES: &[KeySpec] = &[
     KeySpec::at(key::OW | key::UPDATE, 1),
     KeySpec::range(key::RO | key::ACCESS, 2, -1, 1),
