@@ -305,6 +305,36 @@ fn expired_fields_vanish_and_deadlines_survive_a_restart() {
     assert!(!con.exists::<_, bool>("h").unwrap());
 }
 
+/// The active expiry cycle reclaims expired fields of hashes nobody reads: EXISTS and the
+/// engine's own field count (neither purges) see them go.
+#[test]
+fn active_expiry_reclaims_fields_nobody_reads() {
+    let server = TestServer::start();
+    let mut con = server.client();
+    let _: () = con.hset_multiple("gone", &[("a", 1)]).unwrap();
+    let _: () = con.hset_multiple("kept", &[("a", 1), ("b", 2)]).unwrap();
+    for key in ["gone", "kept"] {
+        let _: Value = redis::cmd("HPEXPIRE")
+            .arg(key)
+            .arg(20)
+            .arg("FIELDS")
+            .arg(1)
+            .arg("a")
+            .query(&mut con)
+            .unwrap();
+    }
+    let engine = &server.shared.engine;
+    let fields = |key: &[u8]| {
+        engine
+            .inspect(hypercache::engine::Access::MayBlock, 0, key)
+            .unwrap()
+            .map(|info| info.len)
+    };
+    assert!(eventually(|| fields(b"kept") == Some(1)));
+    assert!(eventually(|| !con.exists::<_, bool>("gone").unwrap()));
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut con).unwrap(), 1);
+}
+
 #[test]
 fn set_commands_answer_as_redis() {
     let server = TestServer::start();

@@ -1,5 +1,5 @@
-//! Active expiry: the background cycle that removes dead hot entries and walks each
-//! database's cold expiry index, and the full compaction that runs the cold tier's expiry
+//! Active expiry: the background cycle that removes dead hot entries and the expired fields
+//! of hot hashes, and walks each database's cold expiry index, and the full compaction that runs the cold tier's expiry
 //! compaction filter. Lazy expiry (a read finding a dead key) is in `resolve.rs`.
 
 use super::api::{Access, EngineResult};
@@ -23,6 +23,10 @@ impl Engine {
             let mut shard = shard.lock();
             for key in shard.expired_keys(now, EXPIRY_BATCH) {
                 self.remove_resolved(Access::MayBlock, &mut shard, &key, Removal::Expired)?;
+            }
+            // Hash fields whose deadline passed (a hash left empty goes as an expired key).
+            for key in shard.hashes_with_expired_fields(now, EXPIRY_BATCH) {
+                self.purge_expired_fields(Access::MayBlock, &mut shard, &key, now)?;
             }
         }
         for db in 0..self.databases() {

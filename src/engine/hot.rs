@@ -52,6 +52,14 @@ pub struct HotEntry {
 /// LSN stamped, when the transaction ends.
 pub const PENDING_LSN: u64 = u64::MAX;
 
+/// The earliest field deadline of a hash entry (None for anything else).
+fn earliest_field_deadline(entry: &HotEntry) -> Option<ExpireAt> {
+    match &entry.value {
+        Value::Hash(hash) => hash.earliest_deadline(),
+        _ => None,
+    }
+}
+
 /// A key removed from the hot tier whose cold copy must go too, but only once the WAL holds
 /// the removal durably: deleting the cold copy earlier would let a crash lose a value whose
 /// removal was never acknowledged. Until then the key reads as absent (I1, I2).
@@ -126,6 +134,8 @@ pub struct HotShard {
     /// inserts cost a dozen key comparisons each.
     keys_by_slot: BTreeMap<SlotPosition, HashSet<HotKey, RandomState>>,
     deadlines: BTreeSet<(ExpireAt, HotKey)>,
+    /// Hashes with field deadlines, by their earliest one (the active expiry of fields).
+    field_deadlines: BTreeSet<(ExpireAt, HotKey)>,
     /// Removed keys whose cold copies are still to be deleted (only with the WAL on).
     tombstones: HashMap<HotKey, Tombstone, RandomState>,
     /// Keys changed by the running transaction, whose LSN it stamps when it ends.
@@ -139,6 +149,7 @@ impl Default for HotShard {
             entries: LruCache::unbounded(),
             keys_by_slot: BTreeMap::new(),
             deadlines: BTreeSet::new(),
+            field_deadlines: BTreeSet::new(),
             tombstones: HashMap::default(),
             pending: Vec::new(),
             used_bytes: 0,
@@ -187,6 +198,7 @@ impl HotShard {
         merge(slot, &mut entry);
         let held = held.clone();
         let new_deadline = entry.expire_at;
+        let new_field_deadline = earliest_field_deadline(&entry);
         let previous = std::mem::replace(slot, entry);
         let new_charge = HotEntry::charge(key, slot);
         // The key stays where it is in every index; only its deadline may move.
@@ -199,6 +211,11 @@ impl HotShard {
                 self.deadlines.insert((new_deadline, held.clone()));
             }
         }
+        self.move_field_deadline(
+            &held,
+            earliest_field_deadline(&previous),
+            new_field_deadline,
+        );
         Ok((held, previous))
     }
 
@@ -212,10 +229,13 @@ impl HotShard {
     ) -> Option<(HotKey, T)> {
         let (held, slot) = self.entries.get_key_value_mut(key)?;
         let (old_charge, deadline) = (HotEntry::charge(key, slot), slot.expire_at);
+        let old_field_deadline = earliest_field_deadline(slot);
         let answer = change(slot);
         debug_assert_eq!(slot.expire_at, deadline, "modify never moves a deadline");
         self.used_bytes = self.used_bytes + HotEntry::charge(key, slot) - old_charge;
-        Some((held.clone(), answer))
+        let (held, new_field_deadline) = (held.clone(), earliest_field_deadline(slot));
+        self.move_field_deadline(&held, old_field_deadline, new_field_deadline);
+        Some((held, answer))
     }
 
     /// Adds a key that is not here (`overwrite` said so), to every index.
@@ -224,6 +244,9 @@ impl HotShard {
         self.used_bytes += HotEntry::charge(&key, &entry);
         if new_deadline != NO_EXPIRY {
             self.deadlines.insert((new_deadline, key.clone()));
+        }
+        if let Some(at) = earliest_field_deadline(&entry) {
+            self.field_deadlines.insert((at, key.clone()));
         }
         self.keys_by_slot
             .entry(slot_position(&key))
@@ -257,6 +280,32 @@ impl HotShard {
         if entry.expire_at != NO_EXPIRY {
             self.deadlines.remove(&(entry.expire_at, key.clone()));
         }
+        if let Some(at) = earliest_field_deadline(entry) {
+            self.field_deadlines.remove(&(at, key.clone()));
+        }
+    }
+
+    /// Re-indexes a hash whose earliest field deadline went from `old` to `new`.
+    fn move_field_deadline(&mut self, key: &HotKey, old: Option<ExpireAt>, new: Option<ExpireAt>) {
+        if old == new {
+            return;
+        }
+        if let Some(at) = old {
+            self.field_deadlines.remove(&(at, key.clone()));
+        }
+        if let Some(at) = new {
+            self.field_deadlines.insert((at, key.clone()));
+        }
+    }
+
+    /// Up to `limit` hashes with a field whose deadline is at or before `now_ms`.
+    pub fn hashes_with_expired_fields(&self, now_ms: u64, limit: usize) -> Vec<HotKey> {
+        self.field_deadlines
+            .iter()
+            .take_while(|(deadline, _)| *deadline <= now_ms)
+            .take(limit)
+            .map(|(_, key)| key.clone())
+            .collect()
     }
 
     /// Marks an entry clean after its value reached the cold tier (checkpoint flush).

@@ -174,7 +174,7 @@ impl Engine {
     /// Removes a live hash's expired fields before a command sees it; true when none is
     /// left, and then the key is removed too (as an expiry: nothing is logged, since the
     /// deadlines are absolute and replay finds the same fields expired).
-    fn purge_expired_fields(
+    pub(super) fn purge_expired_fields(
         &self,
         access: Access,
         shard: &mut HotShard,

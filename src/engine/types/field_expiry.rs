@@ -76,6 +76,11 @@ impl FieldDeadlines {
         expired
     }
 
+    /// The earliest deadline.
+    pub(super) fn earliest(&self) -> Option<u64> {
+        self.by_time.first().map(|(at, _)| *at)
+    }
+
     /// Whether some deadline is at or before `now_ms` (cheap: the earliest one).
     pub(super) fn any_expired(&self, now_ms: u64) -> bool {
         self.by_time.first().is_some_and(|(at, _)| *at <= now_ms)

@@ -136,6 +136,12 @@ impl HashValue {
         cleared
     }
 
+    /// The earliest deadline of any field (what the hot tier indexes the hash by, for the
+    /// active expiry of fields).
+    pub fn earliest_deadline(&self) -> Option<u64> {
+        self.deadlines.as_ref()?.earliest()
+    }
+
     /// Whether some field's deadline has passed (then `purge_expired` has work).
     pub fn has_expired_fields(&self, now_ms: u64) -> bool {
         self.deadlines
