@@ -229,6 +229,85 @@ fn field_expiry_answers_as_valkey() {
     );
 }
 
+/// HSCAN / SSCAN over large collections page by COUNT, and keep SCAN's promise while
+/// elements are removed between the pages (below and above the cursor): every element
+/// present for the whole scan is returned. Small ones come whole, cursor 0, as in Redis.
+#[test]
+fn scans_of_large_collections_page_and_return_every_lasting_element() {
+    let server = TestServer::start();
+    let mut con = server.client();
+    let names: Vec<String> = (0..1000).map(|i| format!("e{i}")).collect();
+    let pairs: Vec<(&String, &String)> = names.iter().map(|name| (name, name)).collect();
+    let _: () = con.hset_multiple("big", &pairs).unwrap();
+    let _: () = con.sadd("bigset", &names).unwrap();
+    for (command, key, step) in [("HSCAN", "big", 2), ("SSCAN", "bigset", 1)] {
+        // No changes: every element exactly once, in pages of COUNT positions.
+        let (mut cursor, mut seen, mut pages) = (0u64, Vec::new(), 0);
+        loop {
+            let (next, page): (u64, Vec<String>) = redis::cmd(command)
+                .arg(key)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(50)
+                .query(&mut con)
+                .unwrap();
+            assert!(
+                page.len() <= 50 * step,
+                "{command}: {} in one page",
+                page.len()
+            );
+            seen.extend(page.into_iter().step_by(step));
+            pages += 1;
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        seen.sort();
+        let mut all = names.clone();
+        all.sort();
+        assert_eq!(seen, all, "{command}");
+        assert!(pages >= 20, "{command}: {pages} pages");
+    }
+    // Removals between pages: every third element goes, spread over the scan.
+    let victims: Vec<&String> = names.iter().step_by(3).collect();
+    for (command, key, step) in [("HSCAN", "big", 2), ("SSCAN", "bigset", 1)] {
+        let (mut cursor, mut seen) = (0u64, BTreeSet::new());
+        let mut doomed = victims.iter().rev().chain(victims.iter());
+        loop {
+            let (next, page): (u64, Vec<String>) = redis::cmd(command)
+                .arg(key)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(40)
+                .query(&mut con)
+                .unwrap();
+            seen.extend(page.into_iter().step_by(step));
+            for victim in doomed.by_ref().take(15) {
+                let _: i64 = match command {
+                    "HSCAN" => con.hdel(key, *victim).unwrap(),
+                    _ => con.srem(key, *victim).unwrap(),
+                };
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let missing: Vec<&String> = names
+            .iter()
+            .enumerate()
+            .filter(|(i, name)| i % 3 != 0 && !seen.contains(*name))
+            .map(|(_, name)| name)
+            .collect();
+        assert!(missing.is_empty(), "{command} missed {missing:?}");
+    }
+    let _: () = con
+        .hset_multiple("small", &[("a", 1), ("b", 2), ("c", 3)])
+        .unwrap();
+    assert_eq!(run(&mut con, "HSCAN small 0 COUNT 1"), "[0,[a,1,b,2,c,3]]");
+}
+
 /// Waits (at most 5 s) until `done` holds, polling; the bound keeps a broken build from
 /// hanging the suite.
 fn eventually(mut done: impl FnMut() -> bool) -> bool {

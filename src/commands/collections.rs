@@ -1,9 +1,16 @@
 //! What the hash and set families share: HSCAN/SSCAN's arguments and paging, and the
 //! random picks of HRANDFIELD / SRANDMEMBER / SPOP with Redis's count rules.
 //!
-//! Collections are held whole today, so a scan answers with every matching element in one
-//! page (cursor 0), as Redis does for its small encodings: every element present for the
-//! whole scan is returned, which is all SCAN promises.
+//! A scan walks a collection's positions (its insertion order) from the top down, COUNT
+//! positions per call; the cursor is the position to continue below (0: done). That keeps
+//! SCAN's promise, every element present for the whole scan is returned, because removing
+//! an element only ever moves elements downwards (a swap-remove moves the last one into the
+//! hole, a shift-remove moves the ones above it down by one): an element not yet returned
+//! stays below the cursor, and one already returned may come again, which SCAN allows. New
+//! elements go on top and may be missed, which SCAN also allows. Small collections (Redis's
+//! listpack and intset encodings) come whole in one call, as Redis sends them.
+
+use std::ops::Range;
 
 use bytes::Bytes;
 use rand::seq::index;
@@ -13,8 +20,13 @@ use super::CommandError;
 use crate::engine::glob::glob_match;
 use crate::protocol::Reply;
 
+/// Positions a scan call looks at when COUNT is not given (Redis's default).
+const DEFAULT_SCAN_COUNT: usize = 10;
+
 /// HSCAN / SSCAN key cursor [MATCH pattern] [COUNT count] [NOVALUES].
 pub(super) struct ScanRequest {
+    cursor: u64,
+    count: usize,
     pattern: Option<Bytes>,
     /// HSCAN NOVALUES: fields only.
     pub(super) no_values: bool,
@@ -24,11 +36,13 @@ impl ScanRequest {
     /// Parses `args` (the command's whole argument list); NOVALUES only when
     /// `allow_no_values` (HSCAN).
     pub(super) fn parse(args: &[Bytes], allow_no_values: bool) -> Result<Self, CommandError> {
-        std::str::from_utf8(&args[2])
+        let cursor = std::str::from_utf8(&args[2])
             .ok()
             .and_then(|text| text.parse::<u64>().ok())
             .ok_or_else(|| CommandError::err("invalid cursor"))?;
         let mut request = ScanRequest {
+            cursor,
+            count: DEFAULT_SCAN_COUNT,
             pattern: None,
             no_values: false,
         };
@@ -42,11 +56,11 @@ impl ScanRequest {
             if is(option, "match") {
                 request.pattern = (&value[..] != b"*").then(|| value.clone());
             } else if is(option, "count") {
-                // COUNT is a hint; a page holds the whole collection anyway. Redis still
-                // checks it.
-                if args::int(value)? < 1 {
+                let count = args::int(value)?;
+                if count < 1 {
                     return Err(CommandError::syntax());
                 }
+                request.count = usize::try_from(count).unwrap_or(usize::MAX);
             } else {
                 return Err(CommandError::syntax());
             }
@@ -60,9 +74,44 @@ impl ScanRequest {
             .is_none_or(|pattern| glob_match(pattern, element))
     }
 
-    /// The reply: cursor 0 (done) and the elements found.
-    pub(super) fn page(elements: Vec<Reply>) -> Reply {
-        Reply::Array(vec![Reply::bulk("0"), Reply::Array(elements)])
+    /// This call's positions in a collection of `len` elements, in the order to visit
+    /// them, and the cursor to answer. `whole` (a small encoding) takes every position in
+    /// the collection's order, as Redis walks a listpack, and answers 0.
+    pub(super) fn positions(&self, len: usize, whole: bool) -> (u64, Positions) {
+        if whole {
+            return (0, Positions::Up(0..len));
+        }
+        let top = match self.cursor {
+            0 => len,
+            cursor => usize::try_from(cursor).unwrap_or(usize::MAX).min(len),
+        };
+        let bottom = top.saturating_sub(self.count);
+        (bottom as u64, Positions::Down((bottom..top).rev()))
+    }
+
+    /// The reply: the next cursor (0 = done) and the elements found.
+    pub(super) fn page(cursor: u64, elements: Vec<Reply>) -> Reply {
+        Reply::Array(vec![
+            Reply::bulk(cursor.to_string()),
+            Reply::Array(elements),
+        ])
+    }
+}
+
+/// The positions one scan call visits.
+pub(super) enum Positions {
+    Up(Range<usize>),
+    Down(std::iter::Rev<Range<usize>>),
+}
+
+impl Iterator for Positions {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        match self {
+            Positions::Up(range) => range.next(),
+            Positions::Down(range) => range.next(),
+        }
     }
 }
 
@@ -132,6 +181,30 @@ mod tests {
         assert!(RandomCount::parse(b"4611686018427387904", true).is_err());
         assert!(RandomCount::parse(b"4611686018427387903", true).is_ok());
         assert!(RandomCount::parse(b"x", false).is_err());
+    }
+
+    fn request(cursor: u64, count: usize) -> ScanRequest {
+        ScanRequest {
+            cursor,
+            count,
+            pattern: None,
+            no_values: false,
+        }
+    }
+
+    #[test]
+    fn scans_walk_down_count_positions_at_a_time() {
+        let (next, positions) = request(0, 4).positions(10, false);
+        assert_eq!((next, positions.collect::<Vec<_>>()), (6, vec![9, 8, 7, 6]));
+        let (next, positions) = request(6, 4).positions(10, false);
+        assert_eq!((next, positions.collect::<Vec<_>>()), (2, vec![5, 4, 3, 2]));
+        let (next, positions) = request(2, 4).positions(10, false);
+        assert_eq!((next, positions.collect::<Vec<_>>()), (0, vec![1, 0]));
+        // A collection that shrank under the cursor: the walk goes on from its top.
+        let (next, positions) = request(8, 4).positions(3, false);
+        assert_eq!((next, positions.collect::<Vec<_>>()), (0, vec![2, 1, 0]));
+        let (next, positions) = request(0, 4).positions(3, true);
+        assert_eq!((next, positions.collect::<Vec<_>>()), (0, vec![0, 1, 2]));
     }
 
     #[test]

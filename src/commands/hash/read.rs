@@ -117,14 +117,19 @@ pub(super) fn hrandfield(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult
 pub(super) fn hscan(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let request = ScanRequest::parse(args, true)?;
     let found = read_hash(ctx, &args[1], |hash| {
+        let (cursor, positions) = request.positions(hash.len(), hash.encoding() == "listpack");
         let mut out = Vec::new();
-        for (field, value) in hash.iter().filter(|(field, _)| request.matches(field)) {
-            out.push(bulk(field));
-            if !request.no_values {
-                out.push(bulk(value));
+        for at in positions {
+            let (field, value) = hash.at(at).expect("a position below the length");
+            if request.matches(field) {
+                out.push(bulk(field));
+                if !request.no_values {
+                    out.push(bulk(value));
+                }
             }
         }
-        out
+        (cursor, out)
     })?;
-    Ok(ScanRequest::page(found.unwrap_or_default()))
+    let (cursor, found) = found.unwrap_or_default();
+    Ok(ScanRequest::page(cursor, found))
 }

@@ -261,7 +261,12 @@ fn srandmember(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
 fn sscan(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let request = ScanRequest::parse(args, false)?;
     let found = read_set(ctx, &args[1], |set| {
-        bulks(set.iter().filter(|member| request.matches(member)))
+        let (cursor, positions) = request.positions(set.len(), set.encoding() != "hashtable");
+        let members = positions
+            .map(|at| set.at(at).expect("a position below the length"))
+            .filter(|member| request.matches(member));
+        (cursor, bulks(members))
     })?;
-    Ok(ScanRequest::page(found.unwrap_or_default()))
+    let (cursor, found) = found.unwrap_or_default();
+    Ok(ScanRequest::page(cursor, found))
 }
