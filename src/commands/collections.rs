@@ -115,6 +115,11 @@ impl Iterator for Positions {
     }
 }
 
+/// The most elements a negative count may ask for: a reply of repeats is built whole
+/// before it is sent, so an absurd count would exhaust memory (a positive count is bounded
+/// by the collection's size). Redis has no such bound.
+const MAX_REPEATING_PICKS: u64 = 1 << 20;
+
 /// How many elements HRANDFIELD / SRANDMEMBER return, and whether they may repeat.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum RandomCount {
@@ -139,6 +144,11 @@ impl RandomCount {
         }
         Ok(match count >= 0 {
             true => RandomCount::Distinct(count as usize),
+            false if count.unsigned_abs() > MAX_REPEATING_PICKS => {
+                return Err(CommandError::err(format!(
+                    "value is out of range, a negative count may ask for at most {MAX_REPEATING_PICKS} elements"
+                )))
+            }
             false => RandomCount::Repeating(count.unsigned_abs() as usize),
         })
     }

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use crate::engine::types::{AppliedCounts, ElementOp, Value, ValueType};
 use crate::engine::{
     Access, Engine, EngineError, EngineResult, ExpireCondition, KeyInfo, KeyTtl, RenameOutcome,
-    ScanPage, SetOptions, SetOutcome, Txn, ValueChange,
+    ScanPage, SetOptions, SetOutcome, Txn,
 };
 use crate::protocol::Reply;
 pub use clients::{ClientHandle, ClientRegistry, ClientState, ReplyMode};
@@ -232,19 +232,6 @@ impl Store<'_> {
                 engine.update_elements(*access, db, key, value_type, plan)
             }
             Store::Txn(txn) => txn.update_elements(db, key, value_type, plan),
-        }
-    }
-
-    /// See [`Txn::update_value`].
-    pub fn update_value<T>(
-        &mut self,
-        db: u16,
-        key: &[u8],
-        update: impl FnOnce(Option<&Value>) -> Result<(ValueChange, T), CommandError>,
-    ) -> Result<T, CommandError> {
-        match self {
-            Store::Direct { engine, access, .. } => engine.update_value(*access, db, key, update),
-            Store::Txn(txn) => txn.update_value(db, key, update),
         }
     }
 

@@ -78,7 +78,6 @@ pub use entry::ExpireAt as Deadline;
 pub use inline::{leave_async_worker, set_leave_async_worker};
 pub use scan::{scan_to_end, DEFAULT_SCAN_COUNT, KEYS_SCAN_COUNT};
 pub use txn::Txn;
-pub use value_txn::ValueChange;
 
 /// The tiered engine. Its state is split by owner: the hot tier (shards, limits, demoter
 /// wake-up), the cold tier, the shared filter, the key counts, and durability; each

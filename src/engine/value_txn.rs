@@ -1,4 +1,4 @@
-//! Typed reads and read-modify-writes of a whole value, for the commands of hashes and sets
+//! Typed reads and writes of a whole value, for the commands of hashes and sets
 //! (and the types after them): the value is lent to the caller under the key's shard lock,
 //! and what the caller returns becomes the key's new state through the same store and
 //! delete paths every string write takes, so the WAL, the tiers, the filter and the key
@@ -16,28 +16,13 @@
 //! collections.
 
 use super::api::{Access, EngineError, EngineResult};
-use super::entry::{ExpireAt, NO_EXPIRY};
+use super::entry::NO_EXPIRY;
 use super::hot::{ColdCopy, HotEntry, HotShard, PENDING_LSN};
 use super::mutation::MutationBatch;
 use super::resolve::{live_entry, Removal};
 use super::txn::Txn;
 use super::types::{Applied, AppliedCounts, ElementOp, Value, ValueType};
 use super::{seconds, Engine};
-
-/// What a read-modify-write leaves in the key.
-#[derive(Debug)]
-pub enum ValueChange {
-    /// Nothing changed (no write, no log record).
-    Keep,
-    /// The key now holds this value and keeps its time to live (HSET, SADD, ...); an empty
-    /// collection deletes the key instead.
-    Put(Value),
-    /// The key now holds this value without a time to live, whatever it held before
-    /// (SINTERSTORE and the other *STORE commands); empty deletes the key.
-    Replace(Value),
-    /// The key is deleted.
-    Delete,
-}
 
 impl Txn<'_> {
     /// Lends the key's live value (None when absent) to `read`.
@@ -57,62 +42,39 @@ impl Txn<'_> {
         }
         let touch = engine.touch(now);
         let entry = shard.get(&encoded, touch).expect("resolve found it live");
-        let answer = read(Some(&entry.value));
+        // An empty collection is a removal that failed after its change (the cold tier
+        // refused the delete): no key, for readers.
+        let answer = match is_empty_collection(&entry.value) {
+            true => read(None),
+            false => read(Some(&entry.value)),
+        };
         engine.settle(access, shard);
         Ok(answer)
     }
 
-    /// Read-modify-write of one value: `update` sees the current value (None if absent)
-    /// and returns the change to make and its reply. An error from `update` changes
-    /// nothing.
-    pub fn update_value<T, E>(
-        &mut self,
-        db: u16,
-        key: &[u8],
-        update: impl FnOnce(Option<&Value>) -> Result<(ValueChange, T), E>,
-    ) -> Result<T, E>
-    where
-        E: From<EngineError>,
-    {
+    /// Replaces the key's value with `value`, without a time to live, whatever it held (the
+    /// *STORE commands); an empty collection deletes the key instead.
+    pub fn replace_value(&mut self, db: u16, key: &[u8], value: Value) -> EngineResult<()> {
         let (engine, access) = (self.engine, self.access);
         let (encoded, shard, log) = self.locate(db, key)?;
         // Room first: making room may demote this very key, so it is resolved after.
         engine.check_room(access, shard)?;
         let now = engine.now_ms();
         let exists = engine.resolve(access, shard, &encoded, now)?.found();
-        let (change, reply, kept) = match exists {
-            true => {
-                let entry = live_entry(shard, &encoded);
-                let (change, reply) = update(Some(&entry.value))?;
-                (change, reply, Some((entry.expire_at, entry.cold)))
-            }
-            false => {
-                let (change, reply) = update(None)?;
-                (change, reply, None)
-            }
-        };
-        let (value, expire_at): (Value, ExpireAt) = match change {
-            ValueChange::Keep => return Ok(reply),
-            ValueChange::Delete => {
-                if exists {
-                    engine.delete_resolved(access, shard, log, &encoded)?;
-                }
-                return Ok(reply);
-            }
-            ValueChange::Put(value) => (value, kept.map_or(NO_EXPIRY, |(at, _)| at)),
-            ValueChange::Replace(value) => (value, NO_EXPIRY),
-        };
         if is_empty_collection(&value) {
             if exists {
                 engine.delete_resolved(access, shard, log, &encoded)?;
             }
-            return Ok(reply);
+            return Ok(());
         }
-        let cold = kept.map_or(ColdCopy::Absent, |(_, cold)| cold);
-        let entry = HotEntry::written(value, expire_at, cold, seconds(now));
+        let cold = match exists {
+            true => live_entry(shard, &encoded).cold,
+            false => ColdCopy::Absent,
+        };
+        let entry = HotEntry::written(value, NO_EXPIRY, cold, seconds(now));
         engine.store(shard, log, encoded, entry, !exists);
         engine.settle(access, shard);
-        Ok(reply)
+        Ok(())
     }
 }
 
@@ -136,9 +98,16 @@ impl Txn<'_> {
         let (encoded, shard, log) = self.locate(db, key)?;
         engine.check_room(access, shard)?;
         let now = engine.now_ms();
-        if !engine.resolve(access, shard, &encoded, now)?.found()
-            || engine.purge_expired_fields(access, shard, &encoded, now)?
-        {
+        let mut exists = engine.resolve(access, shard, &encoded, now)?.found()
+            && !engine.purge_expired_fields(access, shard, &encoded, now)?;
+        if exists && is_empty_collection(&live_entry(shard, &encoded).value) {
+            // A removal that failed after its change (the cold tier refused the delete):
+            // finish it before anything else.
+            engine.prepare_removal(access, shard, &encoded)?;
+            engine.delete_resolved(access, shard, log, &encoded)?;
+            exists = false;
+        }
+        if !exists {
             let (ops, reply) = plan(None)?;
             let mut value = Value::empty_collection(value_type).expect("a collection type");
             let mut counts = AppliedCounts::default();
@@ -160,6 +129,15 @@ impl Txn<'_> {
         if ops.is_empty() {
             return Ok((reply, AppliedCounts::default()));
         }
+        let removals = ops
+            .iter()
+            .filter(|op| matches!(op, ElementOp::Del { .. }))
+            .count();
+        if removals >= current.len() {
+            // The change may empty the collection, and removing the key must not find it
+            // has to block only after the change was made.
+            engine.prepare_removal(access, shard, &encoded)?;
+        }
         let (counts, emptied) =
             engine.apply_elements(shard, Some(log), &encoded, value_type, &ops, now);
         if emptied {
@@ -171,6 +149,21 @@ impl Txn<'_> {
 }
 
 impl Engine {
+    /// Before a change in place that may leave a collection empty: removing the key then
+    /// deletes its cold copy at once when there is no WAL (no tombstone can wait for it),
+    /// which may block, and a call that would block must fail with nothing changed.
+    fn prepare_removal(
+        &self,
+        access: Access,
+        shard: &HotShard,
+        encoded: &[u8],
+    ) -> EngineResult<()> {
+        if !self.logging() && live_entry(shard, encoded).cold != ColdCopy::Absent {
+            access.prepare_to_block()?;
+        }
+        Ok(())
+    }
+
     /// Removes a live hash's expired fields before a command sees it; true when none is
     /// left, and then the key is removed too (as an expiry: nothing is logged, since the
     /// deadlines are absolute and replay finds the same fields expired).
@@ -185,6 +178,7 @@ impl Engine {
             Value::Hash(hash) if hash.has_expired_fields(now) => {}
             _ => return Ok(false),
         }
+        self.prepare_removal(access, shard, encoded)?;
         let (_, emptied) = shard
             .modify(encoded, |entry| {
                 let Value::Hash(hash) = &mut entry.value else {
@@ -195,6 +189,8 @@ impl Engine {
                 hash.is_empty()
             })
             .expect("the caller resolved the key live");
+        // Redis signals a modified key when it expires a field lazily.
+        self.watches.touch(encoded);
         if emptied {
             self.remove_resolved(access, shard, encoded, Removal::Expired)?;
         }
@@ -240,11 +236,14 @@ impl Engine {
                 (counts, changed, entry.value.is_empty())
             })
             .expect("the caller resolved the key live");
-        if changed {
+        // HSET and HINCRBY signal WATCH even when the value stays the same, as Redis does.
+        let hash_write = value_type == ValueType::Hash
+            && ops.iter().any(|op| matches!(op, ElementOp::Put { .. }));
+        if changed || hash_write {
             self.watches.touch(encoded);
-            if logging {
-                shard.note_pending(held);
-            }
+        }
+        if changed && logging {
+            shard.note_pending(held);
         }
         (counts, emptied)
     }
@@ -319,18 +318,15 @@ impl Engine {
             .update_elements(db, key, value_type, plan)
     }
 
-    /// See [`Txn::update_value`].
-    pub fn update_value<T, E>(
+    /// See [`Txn::replace_value`].
+    pub fn replace_value(
         &self,
         access: Access,
         db: u16,
         key: &[u8],
-        update: impl FnOnce(Option<&Value>) -> Result<(ValueChange, T), E>,
-    ) -> Result<T, E>
-    where
-        E: From<EngineError>,
-    {
+        value: Value,
+    ) -> EngineResult<()> {
         self.single_with_room(access, db, key)?
-            .update_value(db, key, update)
+            .replace_value(db, key, value)
     }
 }

@@ -139,6 +139,19 @@ fn update_hash<T>(
         })
 }
 
+/// `put`, then the field's deadline set again: HINCRBY and HINCRBYFLOAT keep a field's
+/// time to live, as in Redis 7.4 and Valkey 9 (a plain put drops it).
+fn keeping_deadline(hash: Option<&HashValue>, field: &Bytes, put: ElementOp) -> Vec<ElementOp> {
+    let mut ops = vec![put];
+    if let Some(at) = hash.and_then(|hash| hash.deadline(field)) {
+        ops.push(ElementOp::Expire {
+            element: field.clone(),
+            at,
+        });
+    }
+    ops
+}
+
 fn put(field: &Bytes, value: Bytes) -> ElementOp {
     ElementOp::Put {
         element: field.clone(),
@@ -218,10 +231,8 @@ fn hincrby(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
         let result = current
             .checked_add(by)
             .ok_or_else(|| CommandError::err("increment or decrement would overflow"))?;
-        Ok((
-            vec![put(field, args::int_bytes(result))],
-            Reply::Integer(result),
-        ))
+        let ops = keeping_deadline(hash, field, put(field, args::int_bytes(result)));
+        Ok((ops, Reply::Integer(result)))
     })
     .map(|(reply, _)| reply)
 }
@@ -247,7 +258,8 @@ fn hincrbyfloat(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
             }
         })?;
         let text = Bytes::from(text);
-        Ok((vec![put(field, text.clone())], Reply::Bulk(text)))
+        let ops = keeping_deadline(hash, field, put(field, text.clone()));
+        Ok((ops, Reply::Bulk(text)))
     })
     .map(|(reply, _)| reply)
 }

@@ -117,7 +117,7 @@ pub(super) fn hrandfield(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult
 pub(super) fn hscan(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let request = ScanRequest::parse(args, true)?;
     let found = read_hash(ctx, &args[1], |hash| {
-        let (cursor, positions) = request.positions(hash.len(), hash.encoding() == "listpack");
+        let (cursor, positions) = request.positions(hash.len(), hash.is_compact());
         let mut out = Vec::new();
         for at in positions {
             let (field, value) = hash.at(at).expect("a position below the length");

@@ -10,7 +10,7 @@ use crate::commands::args;
 use crate::commands::{CommandError, CommandResult, Ctx};
 use crate::engine::types::set::SetValue;
 use crate::engine::types::{ElementOp, Value, ValueType};
-use crate::engine::{EngineError, EngineResult, Txn, ValueChange};
+use crate::engine::{EngineError, EngineResult, Txn};
 use crate::protocol::Reply;
 
 #[derive(Clone, Copy)]
@@ -20,80 +20,124 @@ enum Operation {
     Difference,
 }
 
-/// A copy of the set a key holds (None when absent), or `WrongType`.
-fn copy_set(value: Option<&Value>) -> EngineResult<Option<SetValue>> {
-    value.map(|value| value.as_set().cloned()).transpose()
+/// Something that lends the sets at keys, one at a time: a transaction over every key of a
+/// multi-key command, or the store for a command naming one key.
+trait LendSets {
+    /// Lends the set at `key` (None when absent); `WrongType` for another type.
+    fn with_set<T>(
+        &mut self,
+        key: &[u8],
+        read: impl FnOnce(Option<&SetValue>) -> T,
+    ) -> EngineResult<T>;
 }
 
-/// The sets at `keys` in `txn`, in order.
-fn sets_in(txn: &mut Txn<'_>, db: u16, keys: &[Bytes]) -> EngineResult<Vec<Option<SetValue>>> {
-    keys.iter()
-        .map(|key| txn.read_value(db, key, copy_set)?)
-        .collect()
+/// The sets of one transaction, in one database.
+struct InTxn<'t, 'e> {
+    txn: &'t mut Txn<'e>,
+    db: u16,
 }
 
-/// The sets at `keys`, read at one point in time.
-fn read_sets(ctx: &mut Ctx<'_, '_>, keys: &[Bytes]) -> Result<Vec<Option<SetValue>>, CommandError> {
-    let db = ctx.db();
-    let sets = match keys {
-        [key] => vec![ctx.store.read_value(db, key, copy_set)??],
-        _ => {
-            let names: Vec<&[u8]> = keys.iter().map(|key| &key[..]).collect();
-            ctx.store.atomically(&names, |txn| sets_in(txn, db, keys))?
-        }
-    };
-    for set in &sets {
-        ctx.count_lookup(set.is_some());
+impl LendSets for InTxn<'_, '_> {
+    fn with_set<T>(
+        &mut self,
+        key: &[u8],
+        read: impl FnOnce(Option<&SetValue>) -> T,
+    ) -> EngineResult<T> {
+        self.txn.read_value(self.db, key, |value| {
+            value.map(Value::as_set).transpose().map(read)
+        })?
     }
-    Ok(sets)
 }
 
-/// The result of `operation` over `sets` (a missing key is an empty set).
-fn combine(operation: Operation, sets: Vec<Option<SetValue>>) -> SetValue {
-    match operation {
+/// The result of `operation` over the sets at `keys` (a missing key is an empty set),
+/// and which keys were found. Every key's type is checked first, as Redis does; then the
+/// work is proportional to the smallest set (intersection) or the first (difference),
+/// probing the others where they are held, without copying them.
+fn combine(
+    sets: &mut impl LendSets,
+    keys: &[Bytes],
+    operation: Operation,
+) -> EngineResult<(SetValue, Vec<bool>)> {
+    let sizes: Vec<Option<usize>> = keys
+        .iter()
+        .map(|key| sets.with_set(key, |set| set.map(SetValue::len)))
+        .collect::<EngineResult<_>>()?;
+    let found: Vec<bool> = sizes.iter().map(Option::is_some).collect();
+    let copy_of = |set: Option<&SetValue>| set.cloned().unwrap_or_default();
+    let result = match operation {
         Operation::Intersection => {
-            let Some(mut sets) = sets.into_iter().collect::<Option<Vec<SetValue>>>() else {
-                return SetValue::default();
+            let Some(sizes) = sizes.into_iter().collect::<Option<Vec<usize>>>() else {
+                return Ok((SetValue::default(), found));
             };
-            // Walk the smallest set and probe the others.
-            sets.sort_by_key(SetValue::len);
-            let (smallest, others) = sets.split_first().expect("at least one key");
-            let mut result = SetValue::default();
-            for member in smallest.iter() {
-                if others.iter().all(|set| set.contains(member)) {
-                    result.insert(member);
+            let smallest = (0..keys.len()).min_by_key(|&i| sizes[i]).expect("a key");
+            let mut result = sets.with_set(&keys[smallest], copy_of)?;
+            for (i, key) in keys.iter().enumerate() {
+                if i != smallest && !result.is_empty() {
+                    sets.with_set(key, |set| {
+                        let set = set.expect("sized above, in the same transaction");
+                        result.retain(|member| set.contains(member));
+                    })?;
                 }
             }
             result
         }
         Operation::Union => {
-            let mut sets = sets.into_iter().flatten();
-            let mut result = sets.next().unwrap_or_default();
-            for set in sets {
-                for member in set.iter() {
-                    result.insert(member);
-                }
+            let mut result = SetValue::default();
+            for key in keys {
+                sets.with_set(key, |set| {
+                    for member in set.into_iter().flat_map(SetValue::iter) {
+                        result.insert(member);
+                    }
+                })?;
             }
             result
         }
         Operation::Difference => {
-            let mut sets = sets.into_iter();
-            let Some(Some(mut result)) = sets.next() else {
-                return SetValue::default();
-            };
-            for set in sets.flatten() {
-                for member in set.iter() {
-                    result.remove(member);
+            if sizes[0].is_none() {
+                return Ok((SetValue::default(), found));
+            }
+            let mut result = sets.with_set(&keys[0], copy_of)?;
+            for key in &keys[1..] {
+                if result.is_empty() {
+                    break;
                 }
+                sets.with_set(key, |set| {
+                    if let Some(set) = set {
+                        result.retain(|member| !set.contains(member));
+                    }
+                })?;
             }
             result
         }
+    };
+    Ok((result, found))
+}
+
+/// `combine` over `keys` at one point in time, counting each key's lookup.
+fn combine_keys(
+    ctx: &mut Ctx<'_, '_>,
+    keys: &[Bytes],
+    operation: Operation,
+) -> Result<SetValue, CommandError> {
+    let db = ctx.db();
+    let names: Vec<&[u8]> = keys.iter().map(|key| &key[..]).collect();
+    let (result, found) = ctx.store.atomically(&names, |txn| {
+        combine(&mut InTxn { txn, db }, keys, operation)
+    })?;
+    for hit in found {
+        ctx.count_lookup(hit);
     }
+    Ok(result)
 }
 
 fn reply_with(ctx: &mut Ctx<'_, '_>, args: &[Bytes], operation: Operation) -> CommandResult {
-    let result = combine(operation, read_sets(ctx, &args[1..])?);
-    Ok(members_reply(ctx, bulks(result.iter())))
+    let keys = &args[1..];
+    let result = match keys {
+        // One key: its members, lent without a transaction.
+        [key] => super::read_set(ctx, key, |set| bulks(set.iter()))?.unwrap_or_default(),
+        _ => bulks(combine_keys(ctx, keys, operation)?.iter()),
+    };
+    Ok(members_reply(ctx, result))
 }
 
 pub(super) fn sinter(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
@@ -116,13 +160,9 @@ fn store_with(ctx: &mut Ctx<'_, '_>, args: &[Bytes], operation: Operation) -> Co
     let names: Vec<&[u8]> = args[1..].iter().map(|key| &key[..]).collect();
     let (destination, sources) = (&args[1], &args[2..]);
     let (found, size) = ctx.store.atomically(&names, |txn| {
-        let sets = sets_in(txn, db, sources)?;
-        let found: Vec<bool> = sets.iter().map(Option::is_some).collect();
-        let result = combine(operation, sets);
+        let (result, found) = combine(&mut InTxn { txn, db }, sources, operation)?;
         let size = result.len();
-        txn.update_value(db, destination, |_| {
-            Ok::<_, EngineError>((ValueChange::Replace(Value::Set(Box::new(result))), ()))
-        })?;
+        txn.replace_value(db, destination, Value::Set(Box::new(result)))?;
         Ok((found, size))
     })?;
     for hit in found {
@@ -163,10 +203,13 @@ pub(super) fn sintercard(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult
             as usize,
         _ => return Err(CommandError::syntax()),
     };
-    let result = combine(Operation::Intersection, read_sets(ctx, keys)?);
+    let size = match keys {
+        [key] => super::read_set(ctx, key, SetValue::len)?.unwrap_or(0),
+        _ => combine_keys(ctx, keys, Operation::Intersection)?.len(),
+    };
     let size = match limit {
-        0 => result.len(),
-        limit => result.len().min(limit),
+        0 => size,
+        limit => size.min(limit),
     };
     Ok(Reply::Integer(size as i64))
 }

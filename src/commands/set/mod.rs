@@ -102,7 +102,7 @@ pub const COMMANDS: &[CommandSpec] = &[
 
 /// Lends the set at `key` to `read` (None when the key is absent); -WRONGTYPE for another
 /// type. Counts the lookup in keyspace_hits / keyspace_misses.
-fn read_set<T>(
+pub(super) fn read_set<T>(
     ctx: &mut Ctx<'_, '_>,
     key: &[u8],
     read: impl FnOnce(&SetValue) -> T,
@@ -261,7 +261,7 @@ fn srandmember(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
 fn sscan(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let request = ScanRequest::parse(args, false)?;
     let found = read_set(ctx, &args[1], |set| {
-        let (cursor, positions) = request.positions(set.len(), set.encoding() != "hashtable");
+        let (cursor, positions) = request.positions(set.len(), set.is_compact());
         let members = positions
             .map(|at| set.at(at).expect("a position below the length"))
             .filter(|member| request.matches(member));

@@ -11,14 +11,16 @@ use std::collections::{BTreeSet, HashMap};
 
 use bytes::Bytes;
 
-/// Bytes one deadline costs: its entries in both indexes (a `Bytes` handle and 8 bytes in
-/// each, plus the maps' own slots and nodes).
+/// Bytes one deadline costs beyond its field name's copy: its entries in both indexes (a
+/// `Bytes` handle and 8 bytes in each, plus the maps' own slots and nodes).
 pub(super) const DEADLINE_OVERHEAD_BYTES: usize = 112;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(super) struct FieldDeadlines {
     by_field: HashMap<Bytes, u64, foldhash::fast::RandomState>,
     by_time: BTreeSet<(u64, Bytes)>,
+    /// Sum of the field names' lengths (one copy each, shared by both indexes).
+    name_bytes: usize,
 }
 
 impl FieldDeadlines {
@@ -30,13 +32,19 @@ impl FieldDeadlines {
         self.by_field.is_empty()
     }
 
+    /// Bytes the deadlines occupy in memory.
+    pub(super) fn memory_bytes(&self) -> usize {
+        self.name_bytes + self.len() * DEADLINE_OVERHEAD_BYTES
+    }
+
     pub(super) fn get(&self, field: &[u8]) -> Option<u64> {
         self.by_field.get(field).copied()
     }
 
-    /// Sets `field`'s deadline (`field` is the hash's own handle of the field name, so
-    /// both indexes share its allocation); true if it changed.
+    /// Sets `field`'s deadline (`field` is this index's own copy of the name, which both
+    /// maps share); true if it changed.
     pub(super) fn set(&mut self, field: Bytes, at: u64) -> bool {
+        let len = field.len();
         match self.by_field.insert(field.clone(), at) {
             Some(old) if old == at => false,
             Some(old) => {
@@ -45,6 +53,7 @@ impl FieldDeadlines {
                 true
             }
             None => {
+                self.name_bytes += len;
                 self.by_time.insert((at, field));
                 true
             }
@@ -55,6 +64,7 @@ impl FieldDeadlines {
     pub(super) fn clear(&mut self, field: &[u8]) -> bool {
         match self.by_field.remove_entry(field) {
             Some((field, at)) => {
+                self.name_bytes -= field.len();
                 self.by_time.remove(&(at, field));
                 true
             }
@@ -71,6 +81,7 @@ impl FieldDeadlines {
             }
             let (_, field) = self.by_time.pop_first().expect("just seen");
             self.by_field.remove(&field);
+            self.name_bytes -= field.len();
             expired.push(field);
         }
         expired

@@ -9,12 +9,14 @@
 //! its value per element), its memory charge and the name OBJECT ENCODING gives it. It
 //! must never hold a slice of a client's buffer: every field and value is copied in.
 
+use std::collections::HashSet;
+
 use bytes::Bytes;
 use indexmap::set::MutableValues;
 use indexmap::IndexSet;
 
 use super::elements::{self, PartReader, ALLOCATION_ROUNDING_BYTES, SLOT_BYTES};
-use super::field_expiry::{FieldDeadlines, DEADLINE_OVERHEAD_BYTES};
+use super::field_expiry::FieldDeadlines;
 use super::packed::PackedField;
 use super::Applied;
 use crate::engine::entry::{CorruptValue, TYPE_FLAGS_MASK};
@@ -26,6 +28,9 @@ const FLAG_FIELD_DEADLINES: u8 = 0b0000_0001 & TYPE_FLAGS_MASK;
 /// OBJECT ENCODING says `listpack`, as Redis would for the same hash.
 const LISTPACK_MAX_ENTRIES: usize = 128;
 const LISTPACK_MAX_VALUE: usize = 64;
+
+/// Up to this many expired fields are removed one by one; more take one pass over the hash.
+const PURGE_ONE_BY_ONE: usize = 16;
 
 type Fields = IndexSet<PackedField, foldhash::fast::RandomState>;
 
@@ -158,18 +163,35 @@ impl HashValue {
         if deadlines.is_empty() {
             self.deadlines = None;
         }
-        for field in &expired {
-            if let Some((_, held)) = self.fields.shift_remove_full(&field[..]) {
-                self.data_bytes -= held.field().len() + held.value().len();
+        if expired.len() <= PURGE_ONE_BY_ONE {
+            for field in &expired {
+                self.remove(field);
             }
+            return expired.len();
         }
+        // Many at once: one pass over the hash, whatever its size, keeping its order.
+        let expired_fields: HashSet<&[u8]> = expired.iter().map(|field| &field[..]).collect();
+        let mut freed = 0;
+        self.fields.retain(|held| {
+            let gone = expired_fields.contains(held.field());
+            if gone {
+                freed += held.field().len() + held.value().len();
+            }
+            !gone
+        });
+        self.data_bytes -= freed;
         expired.len()
     }
 
-    /// Removes `field`; true if it was there. The others keep their order, as in a Redis
-    /// listpack (HKEYS after HDEL answers as Redis does).
+    /// Removes `field`; true if it was there. In a listpack-sized hash the others keep
+    /// their order, as in Redis (HKEYS after HDEL answers the same); beyond that the last
+    /// field takes its place, in O(1) (a shift would cost the hash's size per field).
     pub fn remove(&mut self, field: &[u8]) -> bool {
-        match self.fields.shift_remove_full(field) {
+        let removed = match self.fields.len() <= LISTPACK_MAX_ENTRIES {
+            true => self.fields.shift_remove_full(field),
+            false => self.fields.swap_remove_full(field),
+        };
+        match removed {
             Some((_, held)) => {
                 self.data_bytes -= held.field().len() + held.value().len();
                 self.clear_deadline(field);
@@ -193,10 +215,15 @@ impl HashValue {
 
     /// OBJECT ENCODING's name, by Redis's default listpack limits.
     pub fn encoding(&self) -> &'static str {
-        match self.outgrew_listpack || self.fields.len() > LISTPACK_MAX_ENTRIES {
-            true => "hashtable",
-            false => "listpack",
+        match self.is_compact() {
+            true => "listpack",
+            false => "hashtable",
         }
+    }
+
+    /// Whether Redis would hold it as a listpack (which it scans whole).
+    pub fn is_compact(&self) -> bool {
+        !self.outgrew_listpack && self.fields.len() <= LISTPACK_MAX_ENTRIES
     }
 
     /// Called after each insert with the longest part it brought.
@@ -212,11 +239,11 @@ impl HashValue {
         let deadlines = self
             .deadlines
             .as_ref()
-            .map_or(0, |deadlines| deadlines.len());
+            .map_or(0, |deadlines| deadlines.memory_bytes());
         self.data_bytes
             + self.fields.len() * (PackedField::HEADER_BYTES + ALLOCATION_ROUNDING_BYTES)
             + self.fields.capacity() * SLOT_BYTES
-            + deadlines * DEADLINE_OVERHEAD_BYTES
+            + deadlines
     }
 
     pub(super) fn encoded_payload_len(&self) -> usize {

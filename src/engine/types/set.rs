@@ -60,7 +60,7 @@ impl SetValue {
     }
 
     /// Adds `member` with one lookup; true if it is new. (The copy is made first, and
-    /// wasted when the member is there already, which commands mostly rule out before.)
+    /// wasted when the member is there already.)
     pub fn insert(&mut self, member: &[u8]) -> bool {
         let integer = self.encoding == Encoding::Intset && is_set_integer(member);
         let added = self.members.insert(Box::from(member));
@@ -80,6 +80,25 @@ impl SetValue {
             }
             None => false,
         }
+    }
+
+    /// Keeps the members `keep` says yes to (SINTER and SDIFF on a copy of one set).
+    pub fn retain(&mut self, mut keep: impl FnMut(&[u8]) -> bool) {
+        let mut removed = 0;
+        self.members.retain(|member| {
+            let kept = keep(member);
+            if !kept {
+                removed += member.len();
+            }
+            kept
+        });
+        self.data_bytes -= removed;
+    }
+
+    /// Whether OBJECT ENCODING would name a compact encoding (intset or listpack), which
+    /// Redis scans whole.
+    pub fn is_compact(&self) -> bool {
+        self.encoding != Encoding::Hashtable
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
