@@ -16,9 +16,64 @@ use bytes::Bytes;
 use rand::seq::index;
 
 use super::args::{self, is};
-use super::CommandError;
+use super::{CommandError, Ctx};
 use crate::engine::glob::glob_match;
+use crate::engine::types::hash::HashValue;
+use crate::engine::types::set::SetValue;
+use crate::engine::types::{AppliedCounts, ElementOp, Value, ValueType};
+use crate::engine::EngineResult;
 use crate::protocol::Reply;
+
+/// A collection type the commands work on, and how to find it in a key's value.
+pub(super) trait Collection {
+    const TYPE: ValueType;
+    /// The collection, or `WrongType` for a value of another type.
+    fn of(value: &Value) -> EngineResult<&Self>;
+}
+
+impl Collection for HashValue {
+    const TYPE: ValueType = ValueType::Hash;
+    fn of(value: &Value) -> EngineResult<&Self> {
+        value.as_hash()
+    }
+}
+
+impl Collection for SetValue {
+    const TYPE: ValueType = ValueType::Set;
+    fn of(value: &Value) -> EngineResult<&Self> {
+        value.as_set()
+    }
+}
+
+/// Lends the collection at `key` to `read` (None when the key is absent); -WRONGTYPE for
+/// another type. Counts the lookup in keyspace_hits / keyspace_misses.
+pub(super) fn read_collection<C: Collection, T>(
+    ctx: &mut Ctx<'_, '_>,
+    key: &[u8],
+    read: impl FnOnce(&C) -> T,
+) -> Result<Option<T>, CommandError> {
+    let db = ctx.db();
+    let answer = ctx.store.read_value(db, key, |value| {
+        value.map(|value| C::of(value).map(read)).transpose()
+    })??;
+    ctx.count_lookup(answer.is_some());
+    Ok(answer)
+}
+
+/// Changes elements of the collection at `key`: `plan` sees it (None when absent) and
+/// returns the element changes and the reply. The collection is changed in place and each
+/// change logged alone; one left empty is deleted. Also returns how many elements were
+/// added and removed.
+pub(super) fn update_collection<C: Collection, T>(
+    ctx: &mut Ctx<'_, '_>,
+    key: &[u8],
+    plan: impl FnOnce(Option<&C>) -> Result<(Vec<ElementOp>, T), CommandError>,
+) -> Result<(T, AppliedCounts), CommandError> {
+    let db = ctx.db();
+    ctx.store.update_elements(db, key, C::TYPE, |value| {
+        plan(value.map(C::of).transpose()?)
+    })
+}
 
 /// Positions a scan call looks at when COUNT is not given (Redis's default).
 const DEFAULT_SCAN_COUNT: usize = 10;

@@ -14,11 +14,12 @@ mod read;
 use bytes::Bytes;
 
 use super::args;
+use super::collections::{read_collection, update_collection};
 use super::string::arith;
 use super::table::{acl, key, CommandSpec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{CommandError, CommandResult, Ctx};
 use crate::engine::types::hash::HashValue;
-use crate::engine::types::{AppliedCounts, ElementOp, Value, ValueType};
+use crate::engine::types::{AppliedCounts, ElementOp};
 use crate::protocol::Reply;
 use expire::{hexpire, hpersist, httl};
 use read::{hexists, hget, hgetall, hkeys, hlen, hmget, hrandfield, hscan, hstrlen, hvals};
@@ -108,35 +109,22 @@ pub const COMMANDS: &[CommandSpec] = &[
         "Iterates over fields and values of a hash.", hscan),
 ];
 
-/// Lends the hash at `key` to `read` (None when the key is absent); -WRONGTYPE for another
-/// type. Counts the lookup in keyspace_hits / keyspace_misses.
+/// `read_collection` for a hash.
 fn read_hash<T>(
     ctx: &mut Ctx<'_, '_>,
     key: &[u8],
     read: impl FnOnce(&HashValue) -> T,
 ) -> Result<Option<T>, CommandError> {
-    let db = ctx.db();
-    let answer = ctx.store.read_value(db, key, |value| {
-        value.map(|value| value.as_hash().map(read)).transpose()
-    })??;
-    ctx.count_lookup(answer.is_some());
-    Ok(answer)
+    read_collection(ctx, key, read)
 }
 
-/// Changes fields of the hash at `key`: `plan` sees it (None when absent) and returns the
-/// fields to set or delete and the reply. The hash is changed in place and each change
-/// logged alone; one left empty is deleted. Also returns how many fields were added and
-/// removed.
+/// `update_collection` for a hash: the fields to set, delete or give a deadline.
 fn update_hash<T>(
     ctx: &mut Ctx<'_, '_>,
     key: &[u8],
     plan: impl FnOnce(Option<&HashValue>) -> Result<(Vec<ElementOp>, T), CommandError>,
 ) -> Result<(T, AppliedCounts), CommandError> {
-    let db = ctx.db();
-    ctx.store
-        .update_elements(db, key, ValueType::Hash, |value| {
-            plan(value.map(Value::as_hash).transpose()?)
-        })
+    update_collection(ctx, key, plan)
 }
 
 /// `put`, then the field's deadline set again: HINCRBY and HINCRBYFLOAT keep a field's

@@ -12,11 +12,13 @@ mod algebra;
 
 use bytes::Bytes;
 
-use super::collections::{random_position, RandomCount, ScanRequest};
+use super::collections::{
+    random_position, read_collection, update_collection, RandomCount, ScanRequest,
+};
 use super::table::{acl, key, CommandSpec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{CommandError, CommandResult, Ctx};
 use crate::engine::types::set::SetValue;
-use crate::engine::types::{AppliedCounts, ElementOp, Value, ValueType};
+use crate::engine::types::{AppliedCounts, ElementOp};
 use crate::protocol::{ProtocolVersion, Reply};
 use algebra::{sdiff, sdiffstore, sinter, sintercard, sinterstore, smove, sunion, sunionstore};
 
@@ -100,34 +102,22 @@ pub const COMMANDS: &[CommandSpec] = &[
         "Iterates over members of a set.", sscan),
 ];
 
-/// Lends the set at `key` to `read` (None when the key is absent); -WRONGTYPE for another
-/// type. Counts the lookup in keyspace_hits / keyspace_misses.
+/// `read_collection` for a set.
 pub(super) fn read_set<T>(
     ctx: &mut Ctx<'_, '_>,
     key: &[u8],
     read: impl FnOnce(&SetValue) -> T,
 ) -> Result<Option<T>, CommandError> {
-    let db = ctx.db();
-    let answer = ctx.store.read_value(db, key, |value| {
-        value.map(|value| value.as_set().map(read)).transpose()
-    })??;
-    ctx.count_lookup(answer.is_some());
-    Ok(answer)
+    read_collection(ctx, key, read)
 }
 
-/// Changes members of the set at `key`: `plan` sees it (None when absent) and returns the
-/// members to add or remove and the reply. The set is changed in place and each change
-/// logged alone; one left empty is deleted. Also returns how many members were added and
-/// removed.
+/// `update_collection` for a set: the members to add or remove.
 fn update_set<T>(
     ctx: &mut Ctx<'_, '_>,
     key: &[u8],
     plan: impl FnOnce(Option<&SetValue>) -> Result<(Vec<ElementOp>, T), CommandError>,
 ) -> Result<(T, AppliedCounts), CommandError> {
-    let db = ctx.db();
-    ctx.store.update_elements(db, key, ValueType::Set, |value| {
-        plan(value.map(Value::as_set).transpose()?)
-    })
+    update_collection(ctx, key, plan)
 }
 
 fn add(member: &Bytes) -> ElementOp {
