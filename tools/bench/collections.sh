@@ -8,8 +8,8 @@
 # off everywhere; each server pinned to CPU $SERVER_CPU (1), redis-benchmark to CPU
 # $CLIENT_CPU (0); HyperCache with one async worker. Each cell is the median of ROUNDS runs
 # (default 3), the servers alternating (in reverse order every other round). Prints the
-# throughputs and HyperCache / best peer, then each server's element counts, which agree
-# when every write landed.
+# throughputs and HyperCache / best peer, then each server's element count and its
+# used_memory per element (used_memory after the run minus before the fill).
 #
 #   tools/bench/collections.sh                     # N = 200,000, 3 rounds
 #   REQUESTS=50000 ROUNDS=1 tools/bench/collections.sh
@@ -49,6 +49,12 @@ mkdir -p "$WORK/hc"
 HYPERCACHE_SERVER__THREADS=1 taskset -c "$SERVER_CPU" "$BIN" --port "${PORT[hc]}" \
     --dir "$WORK/hc" --maxmemory 1gb --appendonly no >"$WORK/hc.log" 2>&1 &
 for server in "${SERVERS[@]}"; do wait_for "${PORT[$server]}"; done
+
+used_memory() {
+    redis-cli -p "$1" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p'
+}
+declare -A EMPTY_MEMORY
+for server in "${SERVERS[@]}"; do EMPTY_MEMORY[$server]=$(used_memory "${PORT[$server]}"); done
 
 # Prints requests per second for `$@` against the server on port $1 with pipeline $2.
 measure() {
@@ -98,8 +104,14 @@ for pipeline in 1 16; do
             "$(ratio "$h" "$best")"
     done
 done
+# Every element of every collection, counted with HLEN / SCARD (redis-benchmark pads
+# __rand_int__ to 12 digits).
 for server in "${SERVERS[@]}"; do
-    echo "$server: keys $(redis-cli -p "${PORT[$server]}" dbsize)," \
-        "h:000000000007 fields $(redis-cli -p "${PORT[$server]}" hlen h:000000000007)," \
-        "used_memory $(redis-cli -p "${PORT[$server]}" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p')" >&2
+    port=${PORT[$server]}
+    elements=$(for i in $(seq 0 $((RANGE - 1))); do
+        printf 'HLEN h:%012d\nSCARD s:%012d\n' "$i" "$i"
+    done | redis-cli -p "$port" | awk '{ n += $1 } END { print n }')
+    used=$(used_memory "$port")
+    echo "$server: keys $(redis-cli -p "$port" dbsize), elements $elements," \
+        "used_memory $used, $(( (used - EMPTY_MEMORY[$server]) / elements )) B per element" >&2
 done

@@ -1,8 +1,10 @@
 //! Hashes: a map of fields to values, held whole in the hot tier and stored whole (one cold
 //! record) in this first step of issue 17; changes are applied in place and logged one
 //! field at a time (`ElementOp`). Fields may have their own deadlines (`field_expiry`).
-//! Each field is one allocation holding the field and its value (`packed`). Insertion
-//! order is kept, as Redis's listpack keeps it, and any field can be picked by position in
+//! Up to Redis's listpack limits a hash is packed in one buffer (`compact`), as Redis packs
+//! it; beyond them (or once a field has a deadline) it is a map with each field in one
+//! allocation holding the field and its value (`packed`), for good, as in Redis. Insertion
+//! order is kept, as Redis's listpack keeps it, and the map picks a field by position in
 //! O(1), which HRANDFIELD needs.
 //!
 //! It owns the hash's representation, its cold encoding (`elements`'s layout, a field then
@@ -15,6 +17,7 @@ use bytes::Bytes;
 use indexmap::set::MutableValues;
 use indexmap::IndexSet;
 
+use super::compact::CompactList;
 use super::elements::{self, PartReader, ALLOCATION_ROUNDING_BYTES, SLOT_BYTES};
 use super::field_expiry::FieldDeadlines;
 use super::packed::PackedField;
@@ -32,24 +35,38 @@ const LISTPACK_MAX_VALUE: usize = 64;
 /// Up to this many expired fields are removed one by one; more take one pass over the hash.
 const PURGE_ONE_BY_ONE: usize = 16;
 
-type Fields = IndexSet<PackedField, foldhash::fast::RandomState>;
+type Table = IndexSet<PackedField, foldhash::fast::RandomState>;
+
+/// Where the fields are.
+#[derive(Clone, Debug)]
+enum Fields {
+    /// Field, value, field, value, ... packed: Redis's listpack.
+    Compact(CompactList),
+    /// A map: Redis's hashtable.
+    Table(Table),
+}
+
+impl Default for Fields {
+    fn default() -> Self {
+        Fields::Compact(CompactList::default())
+    }
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct HashValue {
     fields: Fields,
+    len: usize,
     /// Sum of every field's and value's length, kept so the memory charge is O(1).
     data_bytes: usize,
-    /// Once a hash outgrows the listpack limits (or a field gets a deadline) Redis converts
-    /// it for good; so does its encoding's name here (until the next load from disk).
-    outgrew_listpack: bool,
-    /// The deadlines of the fields that have one; None until HEXPIRE sets one.
+    /// The deadlines of the fields that have one; None until HEXPIRE sets one (and then the
+    /// hash is a map, as Valkey converts it).
     deadlines: Option<Box<FieldDeadlines>>,
 }
 
 impl PartialEq for HashValue {
     fn eq(&self, other: &Self) -> bool {
-        // Order does not make two hashes different.
-        self.fields.len() == other.fields.len()
+        // Order and representation do not make two hashes different.
+        self.len == other.len
             && self.iter().all(|(field, value)| {
                 other.get(field) == Some(value) && self.deadline(field) == other.deadline(field)
             })
@@ -58,45 +75,121 @@ impl PartialEq for HashValue {
 
 impl Eq for HashValue {}
 
+/// Fields and values in a hash's order.
+pub struct FieldsIter<'a>(FieldsWalk<'a>);
+
+enum FieldsWalk<'a> {
+    Compact(super::compact::Parts<'a>),
+    Table(indexmap::set::Iter<'a, PackedField>),
+}
+
+impl<'a> Iterator for FieldsIter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.0 {
+            FieldsWalk::Compact(parts) => Some((parts.next()?, parts.next()?)),
+            FieldsWalk::Table(held) => held.next().map(|held| (held.field(), held.value())),
+        }
+    }
+}
+
 impl HashValue {
     pub fn len(&self) -> usize {
-        self.fields.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
+        self.len == 0
     }
 
     pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
-        self.fields.get(field).map(PackedField::value)
+        match &self.fields {
+            Fields::Compact(list) => {
+                let (at, _) = list.find(field, 2)?;
+                Some(list.part(list.next(at)))
+            }
+            Fields::Table(table) => table.get(field).map(PackedField::value),
+        }
     }
 
     pub fn contains(&self, field: &[u8]) -> bool {
-        self.fields.contains(field)
+        self.get(field).is_some()
     }
 
-    /// Sets `field` to `value` with one lookup.
+    /// Moves the fields into a map, for good (Redis's listpack to hashtable conversion).
+    fn convert_to_table(&mut self) {
+        let Fields::Compact(list) = &self.fields else {
+            return;
+        };
+        let mut table = Table::with_capacity_and_hasher(self.len, Default::default());
+        let mut parts = list.iter();
+        while let (Some(field), Some(value)) = (parts.next(), parts.next()) {
+            table.insert(PackedField::new(field, value));
+        }
+        self.fields = Fields::Table(table);
+    }
+
+    /// Whether a hash one field longer, with parts this long, still fits a listpack.
+    fn fits_compact(&self, grows: bool, longest_part: usize) -> bool {
+        longest_part <= LISTPACK_MAX_VALUE && self.len + usize::from(grows) <= LISTPACK_MAX_ENTRIES
+    }
+
+    /// Sets `field` to `value` (one scan of a packed hash, one lookup in a map).
     pub fn put(&mut self, field: &[u8], value: &[u8]) -> Applied {
-        let (at, added) = self.fields.insert_full(PackedField::new(field, value));
-        let changed = match added {
-            true => {
-                self.data_bytes += field.len() + value.len();
-                Applied::Added
+        let longest_part = field.len().max(value.len());
+        if let Fields::Compact(list) = &self.fields {
+            let found = list.find(field, 2);
+            if !self.fits_compact(found.is_none(), longest_part) {
+                self.convert_to_table();
             }
-            false => {
-                let held = self.fields.get_index_mut2(at).expect("just found");
-                match held.value() == value {
-                    true => Applied::Unchanged,
+        }
+        let changed = match &mut self.fields {
+            Fields::Compact(list) => match list.find(field, 2) {
+                Some((at, _)) => {
+                    let value_at = list.next(at);
+                    let held = list.part(value_at);
+                    match held == value {
+                        true => Applied::Unchanged,
+                        false => {
+                            self.data_bytes = self.data_bytes - held.len() + value.len();
+                            list.replace(value_at, value);
+                            Applied::Updated
+                        }
+                    }
+                }
+                None => {
+                    list.push(field);
+                    list.push(value);
+                    self.len += 1;
+                    self.data_bytes += field.len() + value.len();
+                    Applied::Added
+                }
+            },
+            Fields::Table(table) => {
+                let (at, added) = table.insert_full(PackedField::new(field, value));
+                match added {
+                    true => {
+                        self.len += 1;
+                        self.data_bytes += field.len() + value.len();
+                        Applied::Added
+                    }
                     false => {
-                        self.data_bytes = self.data_bytes - held.value().len() + value.len();
-                        // Same field, so the same hash: the set stays consistent.
-                        *held = PackedField::new(field, value);
-                        Applied::Updated
+                        let held = table.get_index_mut2(at).expect("just found");
+                        match held.value() == value {
+                            true => Applied::Unchanged,
+                            false => {
+                                self.data_bytes =
+                                    self.data_bytes - held.value().len() + value.len();
+                                // Same field, so the same hash: the set stays consistent.
+                                *held = PackedField::new(field, value);
+                                Applied::Updated
+                            }
+                        }
                     }
                 }
             }
         };
-        self.note_size(field.len().max(value.len()));
         // A field set again loses its deadline, as in Redis.
         match self.clear_deadline(field) {
             true => Applied::Updated.max_with(changed),
@@ -112,13 +205,13 @@ impl HashValue {
     /// Sets the deadline of an existing field (0 removes it); `Unchanged` when the field is
     /// absent or already had this deadline.
     pub fn set_deadline(&mut self, field: &[u8], at: u64) -> Applied {
-        if !self.fields.contains(field) {
+        if !self.contains(field) {
             return Applied::Unchanged;
         }
         let changed = match at {
             0 => self.clear_deadline(field),
             at => {
-                self.outgrew_listpack = true;
+                self.convert_to_table();
                 self.deadlines
                     .get_or_insert_default()
                     .set(Bytes::copy_from_slice(field), at)
@@ -169,17 +262,22 @@ impl HashValue {
             }
             return expired.len();
         }
-        // Many at once: one pass over the hash, whatever its size, keeping its order.
+        // Many at once: one pass over the map (deadlines only exist in one), keeping order.
+        let Fields::Table(table) = &mut self.fields else {
+            unreachable!("a hash with deadlines is a map")
+        };
         let expired_fields: HashSet<&[u8]> = expired.iter().map(|field| &field[..]).collect();
-        let mut freed = 0;
-        self.fields.retain(|held| {
+        let (mut freed, mut count) = (0, 0);
+        table.retain(|held| {
             let gone = expired_fields.contains(held.field());
             if gone {
                 freed += held.field().len() + held.value().len();
+                count += 1;
             }
             !gone
         });
         self.data_bytes -= freed;
+        self.len -= count;
         expired.len()
     }
 
@@ -187,30 +285,52 @@ impl HashValue {
     /// their order, as in Redis (HKEYS after HDEL answers the same); beyond that the last
     /// field takes its place, in O(1) (a shift would cost the hash's size per field).
     pub fn remove(&mut self, field: &[u8]) -> bool {
-        let removed = match self.fields.len() <= LISTPACK_MAX_ENTRIES {
-            true => self.fields.shift_remove_full(field),
-            false => self.fields.swap_remove_full(field),
-        };
-        match removed {
-            Some((_, held)) => {
-                self.data_bytes -= held.field().len() + held.value().len();
-                self.clear_deadline(field);
-                true
+        let freed = match &mut self.fields {
+            Fields::Compact(list) => {
+                let Some((at, _)) = list.find(field, 2) else {
+                    return false;
+                };
+                let freed = field.len() + list.part(list.next(at)).len();
+                list.remove(at, 2);
+                freed
             }
-            None => false,
-        }
+            Fields::Table(table) => {
+                let removed = match self.len <= LISTPACK_MAX_ENTRIES {
+                    true => table.shift_remove_full(field),
+                    false => table.swap_remove_full(field),
+                };
+                let Some((_, held)) = removed else {
+                    return false;
+                };
+                held.field().len() + held.value().len()
+            }
+        };
+        self.len -= 1;
+        self.data_bytes -= freed;
+        self.clear_deadline(field);
+        true
     }
 
     /// Fields and values in the hash's order.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.fields.iter().map(|held| (held.field(), held.value()))
+    pub fn iter(&self) -> FieldsIter<'_> {
+        match &self.fields {
+            Fields::Compact(list) => FieldsIter(FieldsWalk::Compact(list.iter())),
+            Fields::Table(table) => FieldsIter(FieldsWalk::Table(table.iter())),
+        }
     }
 
-    /// The field and value at `index` (`0..len`), for random picks.
+    /// The field and value at `index` (`0..len`), for random picks and scans (a scan of
+    /// a packed hash in a packed hash's size).
     pub fn at(&self, index: usize) -> Option<(&[u8], &[u8])> {
-        self.fields
-            .get_index(index)
-            .map(|held| (held.field(), held.value()))
+        match &self.fields {
+            Fields::Compact(list) => {
+                let at = list.offset_of(index, 2)?;
+                Some((list.part(at), list.part(list.next(at))))
+            }
+            Fields::Table(table) => table
+                .get_index(index)
+                .map(|held| (held.field(), held.value())),
+        }
     }
 
     /// OBJECT ENCODING's name, by Redis's default listpack limits.
@@ -221,16 +341,9 @@ impl HashValue {
         }
     }
 
-    /// Whether Redis would hold it as a listpack (which it scans whole).
+    /// Whether it is packed, as Redis's listpack (which a scan answers whole).
     pub fn is_compact(&self) -> bool {
-        !self.outgrew_listpack && self.fields.len() <= LISTPACK_MAX_ENTRIES
-    }
-
-    /// Called after each insert with the longest part it brought.
-    fn note_size(&mut self, longest_part: usize) {
-        if longest_part > LISTPACK_MAX_VALUE || self.fields.len() > LISTPACK_MAX_ENTRIES {
-            self.outgrew_listpack = true;
-        }
+        matches!(self.fields, Fields::Compact(_))
     }
 
     /// Bytes the hash occupies in memory: its data, each field's block (length prefix and
@@ -240,21 +353,26 @@ impl HashValue {
             .deadlines
             .as_ref()
             .map_or(0, |deadlines| deadlines.memory_bytes());
-        self.data_bytes
-            + self.fields.len() * (PackedField::HEADER_BYTES + ALLOCATION_ROUNDING_BYTES)
-            + self.fields.capacity() * SLOT_BYTES
-            + deadlines
+        let fields = match &self.fields {
+            Fields::Compact(list) => list.memory_bytes(),
+            Fields::Table(table) => {
+                self.data_bytes
+                    + self.len * (PackedField::HEADER_BYTES + ALLOCATION_ROUNDING_BYTES)
+                    + table.capacity() * SLOT_BYTES
+            }
+        };
+        fields + deadlines
     }
 
     pub(super) fn encoded_payload_len(&self) -> usize {
         let per_deadline = if self.deadlines.is_some() { 8 } else { 0 };
-        4 + self.data_bytes + (8 + per_deadline) * self.fields.len()
+        4 + self.data_bytes + (8 + per_deadline) * self.len
     }
 
     /// Appends the payload; with deadlines, each field's (0 = none) follows its value and
     /// the returned header flag says so.
     pub(super) fn write_payload(&self, out: &mut Vec<u8>) -> u8 {
-        elements::write_count(out, self.fields.len());
+        elements::write_count(out, self.len);
         for (field, value) in self.iter() {
             elements::write_part(out, field);
             elements::write_part(out, value);
@@ -271,23 +389,20 @@ impl HashValue {
     pub(super) fn decode_payload(flags: u8, payload: &[u8]) -> Result<Self, CorruptValue> {
         let with_deadlines = flags & FLAG_FIELD_DEADLINES != 0;
         let (mut reader, count) = PartReader::new(payload, 2)?;
-        let mut hash = HashValue {
-            fields: Fields::with_capacity_and_hasher(count, Default::default()),
-            ..HashValue::default()
-        };
+        let mut hash = HashValue::default();
+        if count > LISTPACK_MAX_ENTRIES || with_deadlines {
+            hash.fields = Fields::Table(Table::with_capacity_and_hasher(count, Default::default()));
+        }
         for _ in 0..count {
             let field = reader.part()?;
             let value = reader.part()?;
-            hash.data_bytes += field.len() + value.len();
-            if !hash.fields.insert(PackedField::new(field, value)) {
+            if hash.put(field, value) != Applied::Added {
                 return Err(CorruptValue("a hash field appears twice"));
             }
-            hash.note_size(field.len().max(value.len()));
             if with_deadlines {
                 match reader.number()? {
                     0 => {}
                     at => {
-                        hash.outgrew_listpack = true;
                         hash.deadlines
                             .get_or_insert_default()
                             .set(Bytes::copy_from_slice(field), at);
@@ -312,6 +427,7 @@ mod tests {
         assert_eq!(hash.put(b"f1", b"uno!"), Applied::Updated);
         assert_eq!(hash.put(b"f1", b"uno!"), Applied::Unchanged);
         assert_eq!(hash.len(), 2);
+        assert!(hash.is_compact());
         assert_eq!(hash.get(b"f1"), Some(&b"uno!"[..]));
         assert_eq!(hash.data_bytes, 2 + 4 + 2 + 3);
         assert!(hash.remove(b"f2"));
@@ -338,6 +454,54 @@ mod tests {
         assert!(HashValue::decode_payload(0, &longer).is_err());
         // A count no payload of this size can hold is refused before allocating.
         assert!(HashValue::decode_payload(0, &[0xFF, 0xFF, 0xFF, 0xFF]).is_err());
+    }
+
+    /// Random puts and removes across the listpack limits (packed, then a map) agree with a
+    /// plain map, and every state round-trips through the codec.
+    #[test]
+    fn packed_and_map_forms_agree_with_a_model() {
+        let mut state: u64 = 17;
+        let mut next = |below: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % below
+        };
+        for round in 0..20 {
+            let mut hash = HashValue::default();
+            let mut model = std::collections::BTreeMap::new();
+            for _ in 0..400 {
+                let field = format!("f{}", next(160 + round * 10)).into_bytes();
+                if next(4) == 0 {
+                    assert_eq!(hash.remove(&field), model.remove(&field).is_some());
+                } else {
+                    let long = next(50) == 0;
+                    let value = vec![b'v'; if long { 70 } else { next(10) as usize }];
+                    let expected = match model.insert(field.clone(), value.clone()) {
+                        None => Applied::Added,
+                        Some(old) if old == value => Applied::Unchanged,
+                        Some(_) => Applied::Updated,
+                    };
+                    assert_eq!(hash.put(&field, &value), expected);
+                }
+                assert_eq!(hash.len(), model.len());
+            }
+            let data: usize = model.iter().map(|(f, v)| f.len() + v.len()).sum();
+            assert_eq!(hash.data_bytes, data);
+            for (field, value) in &model {
+                assert_eq!(hash.get(field), Some(&value[..]));
+            }
+            let listed: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
+                hash.iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect();
+            assert_eq!(listed, model);
+            assert_eq!(
+                (0..hash.len()).filter_map(|i| hash.at(i)).count(),
+                model.len()
+            );
+            let mut out = Vec::new();
+            let flags = hash.write_payload(&mut out);
+            assert_eq!(HashValue::decode_payload(flags, &out).unwrap(), hash);
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@
 
 use bytes::Bytes;
 
+mod compact;
 mod elements;
 mod field_expiry;
 pub mod hash;

@@ -1,4 +1,5 @@
-//! Sets: unordered members, held whole in the hot tier and stored whole (one cold record,
+//! Sets: unordered members (packed like Redis's intset and listpack while small, a map
+//! beyond), held whole in the hot tier and stored whole (one cold record,
 //! one WAL value) in this first step of issue 17; changes are applied in place and logged
 //! one member at a time (`ElementOp`). Any member can be picked by position in O(1), which
 //! SPOP and SRANDMEMBER need.
@@ -9,6 +10,7 @@
 
 use indexmap::IndexSet;
 
+use super::compact::CompactList;
 use super::elements::{self, PartReader, ALLOCATION_ROUNDING_BYTES, SLOT_BYTES};
 use crate::engine::entry::CorruptValue;
 
@@ -18,7 +20,7 @@ const INTSET_MAX_ENTRIES: usize = 512;
 const LISTPACK_MAX_ENTRIES: usize = 128;
 const LISTPACK_MAX_VALUE: usize = 64;
 
-type Members = IndexSet<Box<[u8]>, foldhash::fast::RandomState>;
+type Table = IndexSet<Box<[u8]>, foldhash::fast::RandomState>;
 
 /// The encoding Redis would have chosen for the same history of inserts. Redis never
 /// converts back, so neither does this (until the next load from disk, as in Redis).
@@ -30,9 +32,24 @@ enum Encoding {
     Hashtable,
 }
 
+/// Where the members are: packed while Redis would hold an intset or a listpack, a map
+/// once it would hold a hashtable (for good, as in Redis).
+#[derive(Clone, Debug)]
+enum Members {
+    Compact(CompactList),
+    Table(Table),
+}
+
+impl Default for Members {
+    fn default() -> Self {
+        Members::Compact(CompactList::default())
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct SetValue {
     members: Members,
+    len: usize,
     /// Sum of every member's length, kept so the memory charge is O(1).
     data_bytes: usize,
     encoding: Encoding,
@@ -40,74 +57,152 @@ pub struct SetValue {
 
 impl PartialEq for SetValue {
     fn eq(&self, other: &Self) -> bool {
-        self.members.len() == other.members.len() && self.members.is_subset(&other.members)
+        self.len == other.len && self.iter().all(|member| other.contains(member))
     }
 }
 
 impl Eq for SetValue {}
 
+/// A set's members, in its order.
+pub struct MembersIter<'a>(MembersWalk<'a>);
+
+enum MembersWalk<'a> {
+    Compact(super::compact::Parts<'a>),
+    Table(indexmap::set::Iter<'a, Box<[u8]>>),
+}
+
+impl<'a> Iterator for MembersIter<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        match &mut self.0 {
+            MembersWalk::Compact(parts) => parts.next(),
+            MembersWalk::Table(members) => members.next().map(|member| &member[..]),
+        }
+    }
+}
+
 impl SetValue {
     pub fn len(&self) -> usize {
-        self.members.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
+        self.len == 0
     }
 
     pub fn contains(&self, member: &[u8]) -> bool {
-        self.members.contains(member)
+        match &self.members {
+            Members::Compact(list) => list.find(member, 1).is_some(),
+            Members::Table(table) => table.contains(member),
+        }
     }
 
-    /// Adds `member` with one lookup; true if it is new. (The copy is made first, and
-    /// wasted when the member is there already.)
+    /// Adds `member`; true if it is new. (In a map the copy is made first, for one lookup,
+    /// and wasted when the member is there already.)
     pub fn insert(&mut self, member: &[u8]) -> bool {
-        let integer = self.encoding == Encoding::Intset && is_set_integer(member);
-        let added = self.members.insert(Box::from(member));
-        if added {
-            self.data_bytes += member.len();
-            self.note_insert(member.len(), integer);
+        if let Members::Table(table) = &mut self.members {
+            let added = table.insert(Box::from(member));
+            if added {
+                self.len += 1;
+                self.data_bytes += member.len();
+            }
+            return added;
         }
-        added
+        if self.contains(member) {
+            return false;
+        }
+        let integer = self.encoding == Encoding::Intset && is_set_integer(member);
+        self.len += 1;
+        self.data_bytes += member.len();
+        self.note_insert(member.len(), integer);
+        if self.encoding == Encoding::Hashtable {
+            self.convert_to_table();
+        }
+        match &mut self.members {
+            Members::Compact(list) => list.push(member),
+            Members::Table(table) => {
+                table.insert(Box::from(member));
+            }
+        }
+        true
+    }
+
+    /// Moves the members into a map, for good.
+    fn convert_to_table(&mut self) {
+        let Members::Compact(list) = &self.members else {
+            return;
+        };
+        let mut table = Table::with_capacity_and_hasher(self.len, Default::default());
+        table.extend(list.iter().map(Box::from));
+        self.members = Members::Table(table);
     }
 
     /// Removes `member`; true if it was there.
     pub fn remove(&mut self, member: &[u8]) -> bool {
-        match self.members.swap_remove_full(member) {
-            Some(_) => {
-                self.data_bytes -= member.len();
-                true
-            }
-            None => false,
+        let removed = match &mut self.members {
+            Members::Compact(list) => match list.find(member, 1) {
+                Some((at, _)) => {
+                    list.remove(at, 1);
+                    true
+                }
+                None => false,
+            },
+            Members::Table(table) => table.swap_remove_full(member).is_some(),
+        };
+        if removed {
+            self.len -= 1;
+            self.data_bytes -= member.len();
         }
+        removed
     }
 
     /// Keeps the members `keep` says yes to (SINTER and SDIFF on a copy of one set).
     pub fn retain(&mut self, mut keep: impl FnMut(&[u8]) -> bool) {
-        let mut removed = 0;
-        self.members.retain(|member| {
+        let (mut removed_bytes, mut removed) = (0, 0);
+        let mut judge = |member: &[u8]| {
             let kept = keep(member);
             if !kept {
-                removed += member.len();
+                removed_bytes += member.len();
+                removed += 1;
             }
             kept
-        });
-        self.data_bytes -= removed;
+        };
+        match &mut self.members {
+            Members::Compact(list) => {
+                let mut kept = CompactList::default();
+                for member in list.iter() {
+                    if judge(member) {
+                        kept.push(member);
+                    }
+                }
+                *list = kept;
+            }
+            Members::Table(table) => table.retain(|member| judge(member)),
+        }
+        self.len -= removed;
+        self.data_bytes -= removed_bytes;
     }
 
-    /// Whether OBJECT ENCODING would name a compact encoding (intset or listpack), which
-    /// Redis scans whole.
+    /// Whether it is packed (Redis's intset or listpack, which a scan answers whole).
     pub fn is_compact(&self) -> bool {
-        self.encoding != Encoding::Hashtable
+        matches!(self.members, Members::Compact(_))
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
-        self.members.iter().map(|member| &member[..])
+    pub fn iter(&self) -> MembersIter<'_> {
+        match &self.members {
+            Members::Compact(list) => MembersIter(MembersWalk::Compact(list.iter())),
+            Members::Table(table) => MembersIter(MembersWalk::Table(table.iter())),
+        }
     }
 
-    /// The member at `index` (`0..len`), for random picks.
+    /// The member at `index` (`0..len`), for random picks and scans (in a packed set's
+    /// size).
     pub fn at(&self, index: usize) -> Option<&[u8]> {
-        self.members.get_index(index).map(|member| &member[..])
+        match &self.members {
+            Members::Compact(list) => list.offset_of(index, 1).map(|at| list.part(at)),
+            Members::Table(table) => table.get_index(index).map(|member| &member[..]),
+        }
     }
 
     /// OBJECT ENCODING's name, by Redis's default limits.
@@ -119,11 +214,11 @@ impl SetValue {
         }
     }
 
-    /// Redis's conversions on insert (`setTypeAdd`), called after `member` was added: an
+    /// Redis's conversions on insert (`setTypeAdd`), called after `member` was counted: an
     /// intset takes integers up to its limit; a listpack takes short members up to its
     /// limit; anything else is a hashtable for good.
     fn note_insert(&mut self, member_len: usize, integer: bool) {
-        let len = self.members.len();
+        let len = self.len;
         let fits_listpack = len <= LISTPACK_MAX_ENTRIES && member_len <= LISTPACK_MAX_VALUE;
         self.encoding = match self.encoding {
             Encoding::Intset if !integer => match fits_listpack {
@@ -136,20 +231,25 @@ impl SetValue {
         };
     }
 
-    /// Bytes the set occupies in memory: its data, the allocator's rounding of each
-    /// member's block, and the map's allocated slots.
+    /// Bytes the set occupies in memory: a packed set's buffer; or a map's data, the
+    /// allocator's rounding of each member's block, and its allocated slots.
     pub fn memory_bytes(&self) -> usize {
-        self.data_bytes
-            + self.members.len() * ALLOCATION_ROUNDING_BYTES
-            + self.members.capacity() * SLOT_BYTES
+        match &self.members {
+            Members::Compact(list) => list.memory_bytes(),
+            Members::Table(table) => {
+                self.data_bytes
+                    + self.len * ALLOCATION_ROUNDING_BYTES
+                    + table.capacity() * SLOT_BYTES
+            }
+        }
     }
 
     pub(super) fn encoded_payload_len(&self) -> usize {
-        4 + self.data_bytes + 4 * self.members.len()
+        4 + self.data_bytes + 4 * self.len
     }
 
     pub(super) fn write_payload(&self, out: &mut Vec<u8>) -> u8 {
-        elements::write_count(out, self.members.len());
+        elements::write_count(out, self.len);
         for member in self.iter() {
             elements::write_part(out, member);
         }
@@ -158,10 +258,7 @@ impl SetValue {
 
     pub(super) fn decode_payload(payload: &[u8]) -> Result<Self, CorruptValue> {
         let (mut reader, count) = PartReader::new(payload, 1)?;
-        let mut set = SetValue {
-            members: Members::with_capacity_and_hasher(count, Default::default()),
-            ..SetValue::default()
-        };
+        let mut set = SetValue::default();
         for _ in 0..count {
             if !set.insert(reader.part()?) {
                 return Err(CorruptValue("a set member appears twice"));
@@ -197,6 +294,46 @@ mod tests {
         assert!(set.remove(b"bb"));
         assert!(set.is_empty());
         assert_eq!(set.data_bytes, 0);
+    }
+
+    /// Random inserts, removes and retains across the intset, listpack and map forms agree
+    /// with a plain set, and every state round-trips through the codec.
+    #[test]
+    fn packed_and_map_forms_agree_with_a_model() {
+        let mut state: u64 = 23;
+        let mut next = |below: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % below
+        };
+        for round in 0..20 {
+            let mut set = SetValue::default();
+            let mut model = std::collections::BTreeSet::new();
+            for step in 0..600 {
+                let member = match next(3) {
+                    0 if round % 2 == 0 => format!("m{}", next(200)).into_bytes(),
+                    _ => next(700).to_string().into_bytes(),
+                };
+                match next(5) {
+                    0 => assert_eq!(set.remove(&member), model.remove(&member)),
+                    _ => assert_eq!(set.insert(&member), model.insert(member.clone())),
+                }
+                if step == 300 {
+                    set.retain(|member| member.len() != 2);
+                    model.retain(|member| member.len() != 2);
+                }
+                assert_eq!(set.len(), model.len());
+            }
+            assert_eq!(set.data_bytes, model.iter().map(Vec::len).sum::<usize>());
+            assert!(model.iter().all(|member| set.contains(member)));
+            let listed: std::collections::BTreeSet<Vec<u8>> =
+                set.iter().map(<[u8]>::to_vec).collect();
+            assert_eq!(listed, model);
+            let mut out = Vec::new();
+            set.write_payload(&mut out);
+            assert_eq!(SetValue::decode_payload(&out).unwrap(), set);
+        }
     }
 
     #[test]
