@@ -8,9 +8,9 @@
 use crate::engine::entry::CorruptValue;
 
 /// Bytes one slot of a collection's map costs, charged per allocated slot: the entry (its
-/// hash and a boxed slice, 24 bytes) and its index slot (8 bytes and a control byte, at a
-/// load of 7/8: about 10).
-pub(super) const SLOT_BYTES: usize = 34;
+/// hash and a `SmallBytes`, 32 bytes) and its index slot (8 bytes and a control byte, at a
+/// load of 7/8: about 10). An element too long to live in the entry adds its heap block.
+pub(super) const SLOT_BYTES: usize = 42;
 
 /// Bytes the allocator adds to each element's own block, on average: jemalloc rounds a
 /// small request up to its size class (16-byte steps up to 128 bytes, 32 to 256).

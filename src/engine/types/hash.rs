@@ -18,7 +18,7 @@ use indexmap::set::MutableValues;
 use indexmap::IndexSet;
 
 use super::compact::CompactList;
-use super::elements::{self, PartReader, ALLOCATION_ROUNDING_BYTES, SLOT_BYTES};
+use super::elements::{self, PartReader, SLOT_BYTES};
 use super::field_expiry::FieldDeadlines;
 use super::packed::PackedField;
 use super::Applied;
@@ -58,6 +58,8 @@ pub struct HashValue {
     len: usize,
     /// Sum of every field's and value's length, kept so the memory charge is O(1).
     data_bytes: usize,
+    /// Heap blocks of the map's pairs too long to live in their entries.
+    heap_bytes: usize,
     /// The deadlines of the fields that have one; None until HEXPIRE sets one (and then the
     /// hash is a map, as Valkey converts it).
     deadlines: Option<Box<FieldDeadlines>>,
@@ -125,7 +127,9 @@ impl HashValue {
         let mut table = Table::with_capacity_and_hasher(self.len, Default::default());
         let mut parts = list.iter();
         while let (Some(field), Some(value)) = (parts.next(), parts.next()) {
-            table.insert(PackedField::new(field, value));
+            let pair = PackedField::new(field, value);
+            self.heap_bytes += pair.heap_bytes();
+            table.insert(pair);
         }
         self.fields = Fields::Table(table);
     }
@@ -167,11 +171,14 @@ impl HashValue {
                 }
             },
             Fields::Table(table) => {
-                let (at, added) = table.insert_full(PackedField::new(field, value));
+                let pair = PackedField::new(field, value);
+                let pair_heap = pair.heap_bytes();
+                let (at, added) = table.insert_full(pair);
                 match added {
                     true => {
                         self.len += 1;
                         self.data_bytes += field.len() + value.len();
+                        self.heap_bytes += pair_heap;
                         Applied::Added
                     }
                     false => {
@@ -181,6 +188,7 @@ impl HashValue {
                             false => {
                                 self.data_bytes =
                                     self.data_bytes - held.value().len() + value.len();
+                                self.heap_bytes = self.heap_bytes - held.heap_bytes() + pair_heap;
                                 // Same field, so the same hash: the set stays consistent.
                                 *held = PackedField::new(field, value);
                                 Applied::Updated
@@ -267,16 +275,18 @@ impl HashValue {
             unreachable!("a hash with deadlines is a map")
         };
         let expired_fields: HashSet<&[u8]> = expired.iter().map(|field| &field[..]).collect();
-        let (mut freed, mut count) = (0, 0);
+        let (mut freed, mut freed_heap, mut count) = (0, 0, 0);
         table.retain(|held| {
             let gone = expired_fields.contains(held.field());
             if gone {
                 freed += held.field().len() + held.value().len();
+                freed_heap += held.heap_bytes();
                 count += 1;
             }
             !gone
         });
         self.data_bytes -= freed;
+        self.heap_bytes -= freed_heap;
         self.len -= count;
         expired.len()
     }
@@ -302,6 +312,7 @@ impl HashValue {
                 let Some((_, held)) = removed else {
                     return false;
                 };
+                self.heap_bytes -= held.heap_bytes();
                 held.field().len() + held.value().len()
             }
         };
@@ -346,8 +357,8 @@ impl HashValue {
         matches!(self.fields, Fields::Compact(_))
     }
 
-    /// Bytes the hash occupies in memory: its data, each field's block (length prefix and
-    /// the allocator's rounding), the map's allocated slots, and the deadlines.
+    /// Bytes the hash occupies in memory: a packed hash's buffer; or a map's allocated slots
+    /// and the blocks of pairs too long for their entries; and the deadlines.
     pub fn memory_bytes(&self) -> usize {
         let deadlines = self
             .deadlines
@@ -355,11 +366,7 @@ impl HashValue {
             .map_or(0, |deadlines| deadlines.memory_bytes());
         let fields = match &self.fields {
             Fields::Compact(list) => list.memory_bytes(),
-            Fields::Table(table) => {
-                self.data_bytes
-                    + self.len * (PackedField::HEADER_BYTES + ALLOCATION_ROUNDING_BYTES)
-                    + table.capacity() * SLOT_BYTES
-            }
+            Fields::Table(table) => self.heap_bytes + table.capacity() * SLOT_BYTES,
         };
         fields + deadlines
     }

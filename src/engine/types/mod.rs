@@ -23,6 +23,7 @@ mod field_expiry;
 pub mod hash;
 mod packed;
 pub mod set;
+mod small;
 pub mod string;
 
 use super::api::{EngineError, EngineResult};

@@ -11,7 +11,8 @@
 use indexmap::IndexSet;
 
 use super::compact::CompactList;
-use super::elements::{self, PartReader, ALLOCATION_ROUNDING_BYTES, SLOT_BYTES};
+use super::elements::{self, PartReader, SLOT_BYTES};
+use super::small::SmallBytes;
 use crate::engine::entry::CorruptValue;
 
 /// Redis's `set-max-intset-entries`, `set-max-listpack-entries` and
@@ -20,7 +21,7 @@ const INTSET_MAX_ENTRIES: usize = 512;
 const LISTPACK_MAX_ENTRIES: usize = 128;
 const LISTPACK_MAX_VALUE: usize = 64;
 
-type Table = IndexSet<Box<[u8]>, foldhash::fast::RandomState>;
+type Table = IndexSet<SmallBytes, foldhash::fast::RandomState>;
 
 /// The encoding Redis would have chosen for the same history of inserts. Redis never
 /// converts back, so neither does this (until the next load from disk, as in Redis).
@@ -52,6 +53,8 @@ pub struct SetValue {
     len: usize,
     /// Sum of every member's length, kept so the memory charge is O(1).
     data_bytes: usize,
+    /// Heap blocks of the map's members too long to live in their entries.
+    heap_bytes: usize,
     encoding: Encoding,
 }
 
@@ -68,7 +71,7 @@ pub struct MembersIter<'a>(MembersWalk<'a>);
 
 enum MembersWalk<'a> {
     Compact(super::compact::Parts<'a>),
-    Table(indexmap::set::Iter<'a, Box<[u8]>>),
+    Table(indexmap::set::Iter<'a, SmallBytes>),
 }
 
 impl<'a> Iterator for MembersIter<'a> {
@@ -77,7 +80,7 @@ impl<'a> Iterator for MembersIter<'a> {
     fn next(&mut self) -> Option<&'a [u8]> {
         match &mut self.0 {
             MembersWalk::Compact(parts) => parts.next(),
-            MembersWalk::Table(members) => members.next().map(|member| &member[..]),
+            MembersWalk::Table(members) => members.next().map(SmallBytes::as_slice),
         }
     }
 }
@@ -102,10 +105,13 @@ impl SetValue {
     /// and wasted when the member is there already.)
     pub fn insert(&mut self, member: &[u8]) -> bool {
         if let Members::Table(table) = &mut self.members {
-            let added = table.insert(Box::from(member));
+            let member = SmallBytes::new(&[member]);
+            let (len, heap) = (member.as_slice().len(), member.heap_bytes());
+            let added = table.insert(member);
             if added {
                 self.len += 1;
-                self.data_bytes += member.len();
+                self.data_bytes += len;
+                self.heap_bytes += heap;
             }
             return added;
         }
@@ -122,7 +128,9 @@ impl SetValue {
         match &mut self.members {
             Members::Compact(list) => list.push(member),
             Members::Table(table) => {
-                table.insert(Box::from(member));
+                let member = SmallBytes::new(&[member]);
+                self.heap_bytes += member.heap_bytes();
+                table.insert(member);
             }
         }
         true
@@ -134,7 +142,11 @@ impl SetValue {
             return;
         };
         let mut table = Table::with_capacity_and_hasher(self.len, Default::default());
-        table.extend(list.iter().map(Box::from));
+        for member in list.iter() {
+            let member = SmallBytes::new(&[member]);
+            self.heap_bytes += member.heap_bytes();
+            table.insert(member);
+        }
         self.members = Members::Table(table);
     }
 
@@ -148,7 +160,13 @@ impl SetValue {
                 }
                 None => false,
             },
-            Members::Table(table) => table.swap_remove_full(member).is_some(),
+            Members::Table(table) => match table.swap_remove_full(member) {
+                Some((_, held)) => {
+                    self.heap_bytes -= held.heap_bytes();
+                    true
+                }
+                None => false,
+            },
         };
         if removed {
             self.len -= 1;
@@ -159,12 +177,13 @@ impl SetValue {
 
     /// Keeps the members `keep` says yes to (SINTER and SDIFF on a copy of one set).
     pub fn retain(&mut self, mut keep: impl FnMut(&[u8]) -> bool) {
-        let (mut removed_bytes, mut removed) = (0, 0);
-        let mut judge = |member: &[u8]| {
+        let (mut removed_bytes, mut removed, mut removed_heap) = (0, 0, 0);
+        let mut judge = |member: &[u8], heap: usize| {
             let kept = keep(member);
             if !kept {
                 removed_bytes += member.len();
                 removed += 1;
+                removed_heap += heap;
             }
             kept
         };
@@ -172,16 +191,19 @@ impl SetValue {
             Members::Compact(list) => {
                 let mut kept = CompactList::default();
                 for member in list.iter() {
-                    if judge(member) {
+                    if judge(member, 0) {
                         kept.push(member);
                     }
                 }
                 *list = kept;
             }
-            Members::Table(table) => table.retain(|member| judge(member)),
+            Members::Table(table) => {
+                table.retain(|member| judge(member.as_slice(), member.heap_bytes()))
+            }
         }
         self.len -= removed;
         self.data_bytes -= removed_bytes;
+        self.heap_bytes -= removed_heap;
     }
 
     /// Whether it is packed (Redis's intset or listpack, which a scan answers whole).
@@ -201,7 +223,7 @@ impl SetValue {
     pub fn at(&self, index: usize) -> Option<&[u8]> {
         match &self.members {
             Members::Compact(list) => list.offset_of(index, 1).map(|at| list.part(at)),
-            Members::Table(table) => table.get_index(index).map(|member| &member[..]),
+            Members::Table(table) => table.get_index(index).map(SmallBytes::as_slice),
         }
     }
 
@@ -231,16 +253,12 @@ impl SetValue {
         };
     }
 
-    /// Bytes the set occupies in memory: a packed set's buffer; or a map's data, the
-    /// allocator's rounding of each member's block, and its allocated slots.
+    /// Bytes the set occupies in memory: a packed set's buffer; or a map's allocated slots
+    /// and the blocks of members too long for their entries.
     pub fn memory_bytes(&self) -> usize {
         match &self.members {
             Members::Compact(list) => list.memory_bytes(),
-            Members::Table(table) => {
-                self.data_bytes
-                    + self.len * ALLOCATION_ROUNDING_BYTES
-                    + table.capacity() * SLOT_BYTES
-            }
+            Members::Table(table) => self.heap_bytes + table.capacity() * SLOT_BYTES,
         }
     }
 
@@ -313,6 +331,8 @@ mod tests {
             for step in 0..600 {
                 let member = match next(3) {
                     0 if round % 2 == 0 => format!("m{}", next(200)).into_bytes(),
+                    // Some too long to live in a map entry.
+                    1 if round % 3 == 0 => format!("{:030}", next(100)).into_bytes(),
                     _ => next(700).to_string().into_bytes(),
                 };
                 match next(5) {
@@ -326,6 +346,11 @@ mod tests {
                 assert_eq!(set.len(), model.len());
             }
             assert_eq!(set.data_bytes, model.iter().map(Vec::len).sum::<usize>());
+            let heap: usize = set
+                .iter()
+                .map(|member| SmallBytes::new(&[member]).heap_bytes())
+                .sum();
+            assert_eq!(set.heap_bytes, if set.is_compact() { 0 } else { heap });
             assert!(model.iter().all(|member| set.contains(member)));
             let listed: std::collections::BTreeSet<Vec<u8>> =
                 set.iter().map(<[u8]>::to_vec).collect();
