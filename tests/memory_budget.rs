@@ -2,6 +2,8 @@
 //! both the engine's accounted memory and the process's peak RSS stay within `maxmemory`
 //! plus the documented fixed overhead. Alone in its file so it is alone in its process.
 
+mod common;
+
 use bytes::Bytes;
 use hypercache::config::{ByteSize, EngineConfig};
 use hypercache::engine::budget::FIXED_OVERHEAD_BYTES;
@@ -10,28 +12,9 @@ use hypercache::engine::{Access, Engine, SetOptions};
 const MAXMEMORY: u64 = 64 << 20;
 const VALUE_LEN: usize = 4096;
 
-fn status_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find(|line| line.starts_with(field))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|kib| kib.parse().ok())
-        .unwrap_or_else(|| panic!("{field} missing from /proc/self/status"))
-}
-
 /// Values that neither zstd nor lz4 can shrink, so the bytes really are there.
 fn value_for(index: u64) -> Bytes {
-    let mut state = index.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let bytes = (0..VALUE_LEN / 8)
-        .flat_map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()
-        })
-        .collect::<Vec<u8>>();
-    Bytes::from(bytes)
+    common::incompressible_bytes(index, VALUE_LEN)
 }
 
 #[test]
@@ -69,7 +52,7 @@ fn i6_ten_times_maxmemory_of_data_stays_within_the_budget() {
     }
     let report = engine.tier_report();
     peak_accounted = peak_accounted.max(report.accounted_bytes());
-    let peak_rss = status_kib("VmHWM:") * 1024;
+    let peak_rss = common::peak_rss_bytes(std::process::id());
     println!(
         "keys={keys} peak_accounted={peak_accounted} peak_rss={peak_rss} hot={} cold_mem={} filter={} disk={}",
         report.hot_used_bytes, report.cold_memory_bytes, report.filter_used_bytes, report.cold_disk_bytes

@@ -3,6 +3,8 @@
 //! fixed overhead, so the per-element charge (`types/elements.rs`) does not undercount.
 //! Alone in its file so it is alone in its process (peak RSS is per process).
 
+mod common;
+
 use bytes::Bytes;
 use hypercache::config::{ByteSize, EngineConfig};
 use hypercache::engine::budget::FIXED_OVERHEAD_BYTES;
@@ -13,40 +15,15 @@ const MAXMEMORY: u64 = 64 << 20;
 const ELEMENTS: usize = 64;
 const ELEMENT_LEN: usize = 56;
 
-fn status_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find(|line| line.starts_with(field))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|kib| kib.parse().ok())
-        .unwrap_or_else(|| panic!("{field} missing from /proc/self/status"))
-}
-
-/// Bytes no compressor can shrink, so they really are there.
-fn noise(seed: u64, len: usize) -> Bytes {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let bytes: Vec<u8> = (0..len.div_ceil(8))
-        .flat_map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()
-        })
-        .take(len)
-        .collect();
-    Bytes::from(bytes)
-}
-
 /// Key `i`: a hash of `ELEMENTS` fields when `i` is even, a set of `ELEMENTS` members when
-/// odd, each element `ELEMENT_LEN` bytes of noise.
+/// odd, each element `ELEMENT_LEN` incompressible bytes.
 fn ops_for(i: u64) -> (ValueType, Vec<ElementOp>) {
     let is_hash = i.is_multiple_of(2);
     let ops = (0..ELEMENTS as u64)
         .map(|j| {
-            let element = noise(i * 1000 + j, ELEMENT_LEN / 2);
+            let element = common::incompressible_bytes(i * 1000 + j, ELEMENT_LEN / 2);
             let value = match is_hash {
-                true => noise(i * 1000 + j + 500, ELEMENT_LEN / 2),
+                true => common::incompressible_bytes(i * 1000 + j + 500, ELEMENT_LEN / 2),
                 false => Bytes::new(),
             };
             ElementOp::Put { element, value }
@@ -104,7 +81,7 @@ fn i6_ten_times_maxmemory_of_collections_stays_within_the_budget() {
     }
     let report = engine.tier_report();
     peak_accounted = peak_accounted.max(report.accounted_bytes());
-    let peak_rss = status_kib("VmHWM:") * 1024;
+    let peak_rss = common::peak_rss_bytes(std::process::id());
     println!(
         "keys={keys} peak_accounted={peak_accounted} peak_rss={peak_rss} hot={} hot_keys={} cold_mem={}",
         report.hot_used_bytes, report.hot_keys, report.cold_memory_bytes

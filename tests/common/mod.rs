@@ -232,6 +232,43 @@ pub fn peak_rss_bytes(pid: u32) -> u64 {
         * 1024
 }
 
+/// `len` bytes of xorshift noise from `seed`: neither zstd nor lz4 can shrink them, so a
+/// memory test's bytes really are there.
+pub fn incompressible_bytes(seed: u64, len: usize) -> bytes::Bytes {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let bytes: Vec<u8> = (0..len.div_ceil(8))
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        })
+        .take(len)
+        .collect();
+    bytes::Bytes::from(bytes)
+}
+
+/// Runs a node script with ioredis on NODE_PATH (tools/setup.sh installs it into
+/// `~/.cache/hypercache/npm`); returns its stdout and stderr.
+pub fn run_node_with_ioredis(script: &str) -> (String, String) {
+    let modules = std::path::Path::new(&std::env::var("HOME").unwrap())
+        .join(".cache/hypercache/npm/node_modules");
+    assert!(
+        modules.join("ioredis").is_dir(),
+        "ioredis is not installed: run tools/setup.sh"
+    );
+    let out = Command::new("node")
+        .arg("-e")
+        .arg(script)
+        .env("NODE_PATH", &modules)
+        .output()
+        .expect("run node (tools/setup.sh installs it)");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
