@@ -7,7 +7,6 @@
 mod common;
 
 use std::io::Write;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -515,12 +514,6 @@ fn scripts_are_all_or_nothing_across_kill_9() {
 
 #[test]
 fn ioredis_define_command_works() {
-    let modules = std::path::Path::new(&std::env::var("HOME").unwrap())
-        .join(".cache/hypercache/npm/node_modules");
-    assert!(
-        modules.join("ioredis").is_dir(),
-        "ioredis is not installed: run tools/setup.sh"
-    );
     let dir = tempfile::tempdir().unwrap();
     let server = BinaryServer::start(dir.path(), &[]);
     let script = format!(
@@ -540,18 +533,13 @@ r.defineCommand("addTo", {{ numberOfKeys: 1, lua: "return redis.call('incrby', K
 "##,
         port = server.port
     );
-    let out = Command::new("node")
-        .arg("-e")
-        .arg(&script)
-        .env("NODE_PATH", &modules)
-        .output()
-        .expect("run node (tools/setup.sh installs it)");
+    let (stdout, stderr) = common::run_node_with_ioredis(&script);
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
+        stdout,
         // After SCRIPT FLUSH, ioredis's pipeline gets NOSCRIPT and sends the script again
         // after the GET: Redis 7.0.15 answers this same sequence with the same "7".
         "5 7\n[[null,8],[null,\"7\"]] 8\nhi node\n",
         "node stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr
     );
 }

@@ -816,12 +816,6 @@ fn concurrent_smoves_keep_every_member_exactly_once() {
 /// reply conversions (HGETALL as an object, SMEMBERS as an array).
 #[test]
 fn ioredis_keeps_sessions_and_tags() {
-    let modules = std::path::Path::new(&std::env::var("HOME").unwrap())
-        .join(".cache/hypercache/npm/node_modules");
-    assert!(
-        modules.join("ioredis").is_dir(),
-        "ioredis is not installed: run tools/setup.sh"
-    );
     let dir = tempfile::tempdir().unwrap();
     let server = BinaryServer::start(dir.path(), &[]);
     let script = format!(
@@ -840,17 +834,11 @@ const r = new Redis({port});
 "##,
         port = server.port
     );
-    let out = std::process::Command::new("node")
-        .arg("-e")
-        .arg(&script)
-        .env("NODE_PATH", &modules)
-        .output()
-        .expect("run node (tools/setup.sh installs it)");
+    let (stdout, stderr) = common::run_node_with_ioredis(&script);
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "2\n5 {\"user\":\"lin\",\"cart\":\"5\"}\n[\"y\",\"z\"] 3\n",
+        stdout, "2\n5 {\"user\":\"lin\",\"cart\":\"5\"}\n[\"y\",\"z\"] 3\n",
         "node stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr
     );
 }
 

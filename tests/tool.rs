@@ -260,6 +260,22 @@ fn export_loads_into_redis_and_import_serves_the_same_data() {
     assert_eq!(r.get::<_, Vec<u8>>("binary").unwrap(), b"\x00\r\n\xff");
 
     // Into a fresh HyperCache directory offline, then served.
+    let fresh = import_into_fresh_dir(&export);
+    let server = BinaryServer::start(fresh.path(), &[]);
+    let mut con = server.client();
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut con).unwrap(), 2002);
+    check_collections(&mut con);
+    assert_eq!(con.get::<_, String>("k7").unwrap(), "v7-xxxxxxx");
+    let ttl: i64 = con.ttl("ttl-key").unwrap();
+    assert!(ttl > 4900 && ttl <= 5000, "{ttl}");
+    assert_eq!(greet(&mut con), "hello export");
+    let _: () = redis::cmd("SELECT").arg(3).query(&mut con).unwrap();
+    assert_eq!(con.get::<_, String>("in-db3").unwrap(), "three");
+}
+
+/// `hypercache-tool import` of `export` into a new directory, which it returns; every
+/// command of the stream must succeed.
+fn import_into_fresh_dir(export: &Path) -> tempfile::TempDir {
     let fresh = tempfile::tempdir().unwrap();
     let out = Command::new(tool_binary())
         .args([
@@ -274,16 +290,7 @@ fn export_loads_into_redis_and_import_serves_the_same_data() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(json(&out)["errors"], 0);
-    let server = BinaryServer::start(fresh.path(), &[]);
-    let mut con = server.client();
-    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut con).unwrap(), 2002);
-    check_collections(&mut con);
-    assert_eq!(con.get::<_, String>("k7").unwrap(), "v7-xxxxxxx");
-    let ttl: i64 = con.ttl("ttl-key").unwrap();
-    assert!(ttl > 4900 && ttl <= 5000, "{ttl}");
-    assert_eq!(greet(&mut con), "hello export");
-    let _: () = redis::cmd("SELECT").arg(3).query(&mut con).unwrap();
-    assert_eq!(con.get::<_, String>("in-db3").unwrap(), "three");
+    fresh
 }
 
 /// Hash field deadlines travel as HPEXPIREAT lines (which Redis 7.4 and Valkey 9 load;
@@ -311,20 +318,7 @@ fn export_and_import_keep_field_deadlines() {
     let export = dir.path().join("export.resp");
     let out = tool(&["export", "--out", export.to_str().unwrap()], dir.path());
     assert!(out.status.success(), "{}", text(&out));
-    let fresh = tempfile::tempdir().unwrap();
-    let out = Command::new(tool_binary())
-        .args([
-            "import",
-            "--json",
-            "--input",
-            export.to_str().unwrap(),
-            "--dir",
-        ])
-        .arg(fresh.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(json(&out)["errors"], 0);
+    let fresh = import_into_fresh_dir(&export);
     let server = BinaryServer::start(fresh.path(), &[]);
     let mut con = server.client();
     let times: Vec<i64> = redis::cmd("HPEXPIRETIME")
