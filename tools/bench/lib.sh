@@ -39,3 +39,31 @@ build_hypercache() {
     cargo build --release --bin hypercache >&2
     BIN="$CARGO_TARGET_DIR/release/hypercache"
 }
+
+# Starts Debian's redis-server, Valkey ($VALKEY) and HyperCache ($BIN, one async worker,
+# 1 GB) with persistence off, each pinned to CPU $SERVER_CPU on its own port, and waits for
+# them. Sets WORK (a temporary directory), PORT (by server name) and SERVERS, and shuts all
+# three down and removes WORK on exit.
+start_peer_servers() {
+    WORK="$(mktemp -d)"
+    local base=$((20000 + RANDOM % 10000))
+    declare -gA PORT=([redis]=$base [valkey]=$((base + 1)) [hc]=$((base + 2)))
+    SERVERS=(redis valkey hc)
+    trap stop_peer_servers EXIT
+    taskset -c "$SERVER_CPU" redis-server --port "${PORT[redis]}" --bind 127.0.0.1 --save '' \
+        --appendonly no --dir "$WORK" --daemonize yes --logfile "$WORK/redis.log"
+    taskset -c "$SERVER_CPU" "$VALKEY" --port "${PORT[valkey]}" --bind 127.0.0.1 --save '' \
+        --appendonly no --dir "$WORK" --daemonize yes --logfile "$WORK/valkey.log"
+    mkdir -p "$WORK/hc"
+    HYPERCACHE_SERVER__THREADS=1 taskset -c "$SERVER_CPU" "$BIN" --port "${PORT[hc]}" \
+        --dir "$WORK/hc" --maxmemory 1gb --appendonly no >"$WORK/hc.log" 2>&1 &
+    for server in "${SERVERS[@]}"; do wait_for "${PORT[$server]}"; done
+}
+
+stop_peer_servers() {
+    for server in "${SERVERS[@]}"; do
+        redis-cli -p "${PORT[$server]}" shutdown nosave >/dev/null 2>&1 || true
+    done
+    sleep 0.5
+    rm -rf "$WORK"
+}

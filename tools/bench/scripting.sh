@@ -25,28 +25,8 @@ build_hypercache
 
 VALKEY="$(valkey_server)"
 
-WORK="$(mktemp -d)"
-BASE_PORT=$((20000 + RANDOM % 10000))
-declare -A PORT=([redis]=$BASE_PORT [valkey]=$((BASE_PORT + 1)) [hc]=$((BASE_PORT + 2)))
-SERVERS=(redis valkey hc)
-cleanup() {
-    for server in "${SERVERS[@]}"; do
-        redis-cli -p "${PORT[$server]}" shutdown nosave >/dev/null 2>&1 || true
-    done
-    sleep 0.5
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
 echo "servers on CPU $SERVER_CPU, redis-benchmark on CPU $CLIENT_CPU, $REQUESTS requests" >&2
-taskset -c "$SERVER_CPU" redis-server --port "${PORT[redis]}" --bind 127.0.0.1 --save '' \
-    --appendonly no --dir "$WORK" --daemonize yes --logfile "$WORK/redis.log"
-taskset -c "$SERVER_CPU" "$VALKEY" --port "${PORT[valkey]}" --bind 127.0.0.1 --save '' \
-    --appendonly no --dir "$WORK" --daemonize yes --logfile "$WORK/valkey.log"
-mkdir -p "$WORK/hc"
-HYPERCACHE_SERVER__THREADS=1 taskset -c "$SERVER_CPU" "$BIN" --port "${PORT[hc]}" \
-    --dir "$WORK/hc" --maxmemory 1gb --appendonly no >"$WORK/hc.log" 2>&1 &
-for server in "${SERVERS[@]}"; do wait_for "${PORT[$server]}"; done
+start_peer_servers
 
 SCRIPT="return redis.call('incr', KEYS[1])"
 LIBRARY="#!lua name=bench
