@@ -10,8 +10,6 @@
 //! elements go on top and may be missed, which SCAN also allows. Small collections (Redis's
 //! listpack and intset encodings) come whole in one call, as Redis sends them.
 
-use std::ops::Range;
-
 use bytes::Bytes;
 use rand::seq::index;
 
@@ -129,19 +127,24 @@ impl ScanRequest {
             .is_none_or(|pattern| glob_match(pattern, element))
     }
 
-    /// This call's positions in a collection of `len` elements, in the order to visit
-    /// them, and the cursor to answer. `whole` (a small encoding) takes every position in
-    /// the collection's order, as Redis walks a listpack, and answers 0.
-    pub(super) fn positions(&self, len: usize, whole: bool) -> (u64, Positions) {
-        if whole {
-            return (0, Positions::Up(0..len));
+    /// This call's elements of a collection of `len`, and the cursor to answer: all of a
+    /// packed one (`whole`, its elements in order, as Redis walks a listpack) with cursor 0;
+    /// else COUNT positions from the cursor down, each read through `at`.
+    pub(super) fn elements<T>(
+        &self,
+        len: usize,
+        whole: Option<impl Iterator<Item = T>>,
+        at: impl Fn(usize) -> T,
+    ) -> (u64, Vec<T>) {
+        if let Some(all) = whole {
+            return (0, all.collect());
         }
         let top = match self.cursor {
             0 => len,
             cursor => usize::try_from(cursor).unwrap_or(usize::MAX).min(len),
         };
         let bottom = top.saturating_sub(self.count);
-        (bottom as u64, Positions::Down((bottom..top).rev()))
+        (bottom as u64, (bottom..top).rev().map(at).collect())
     }
 
     /// The reply: the next cursor (0 = done) and the elements found.
@@ -150,23 +153,6 @@ impl ScanRequest {
             Reply::bulk(cursor.to_string()),
             Reply::Array(elements),
         ])
-    }
-}
-
-/// The positions one scan call visits.
-pub(super) enum Positions {
-    Up(Range<usize>),
-    Down(std::iter::Rev<Range<usize>>),
-}
-
-impl Iterator for Positions {
-    type Item = usize;
-
-    fn next(&mut self) -> Option<usize> {
-        match self {
-            Positions::Up(range) => range.next(),
-            Positions::Down(range) => range.next(),
-        }
     }
 }
 
@@ -259,17 +245,18 @@ mod tests {
 
     #[test]
     fn scans_walk_down_count_positions_at_a_time() {
-        let (next, positions) = request(0, 4).positions(10, false);
-        assert_eq!((next, positions.collect::<Vec<_>>()), (6, vec![9, 8, 7, 6]));
-        let (next, positions) = request(6, 4).positions(10, false);
-        assert_eq!((next, positions.collect::<Vec<_>>()), (2, vec![5, 4, 3, 2]));
-        let (next, positions) = request(2, 4).positions(10, false);
-        assert_eq!((next, positions.collect::<Vec<_>>()), (0, vec![1, 0]));
+        let walk =
+            |cursor, len| request(cursor, 4).elements(len, None::<std::ops::Range<usize>>, |at| at);
+        assert_eq!(walk(0, 10), (6, vec![9, 8, 7, 6]));
+        assert_eq!(walk(6, 10), (2, vec![5, 4, 3, 2]));
+        assert_eq!(walk(2, 10), (0, vec![1, 0]));
         // A collection that shrank under the cursor: the walk goes on from its top.
-        let (next, positions) = request(8, 4).positions(3, false);
-        assert_eq!((next, positions.collect::<Vec<_>>()), (0, vec![2, 1, 0]));
-        let (next, positions) = request(0, 4).positions(3, true);
-        assert_eq!((next, positions.collect::<Vec<_>>()), (0, vec![0, 1, 2]));
+        assert_eq!(walk(8, 3), (0, vec![2, 1, 0]));
+        // A packed one comes whole, in order.
+        assert_eq!(
+            request(0, 4).elements(3, Some(0..3), |at| at),
+            (0, vec![0, 1, 2])
+        );
     }
 
     #[test]

@@ -117,10 +117,12 @@ pub(super) fn hrandfield(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult
 pub(super) fn hscan(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let request = ScanRequest::parse(args, true)?;
     let found = read_hash(ctx, &args[1], |hash| {
-        let (cursor, positions) = request.positions(hash.len(), hash.is_compact());
+        let whole = hash.is_compact().then(|| hash.iter());
+        let (cursor, pairs) = request.elements(hash.len(), whole, |at| {
+            hash.at(at).expect("a position below the length")
+        });
         let mut out = Vec::new();
-        for at in positions {
-            let (field, value) = hash.at(at).expect("a position below the length");
+        for (field, value) in pairs {
             if request.matches(field) {
                 out.push(bulk(field));
                 if !request.no_values {

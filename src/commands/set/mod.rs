@@ -251,11 +251,12 @@ fn srandmember(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
 fn sscan(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult {
     let request = ScanRequest::parse(args, false)?;
     let found = read_set(ctx, &args[1], |set| {
-        let (cursor, positions) = request.positions(set.len(), set.is_compact());
-        let members = positions
-            .map(|at| set.at(at).expect("a position below the length"))
-            .filter(|member| request.matches(member));
-        (cursor, bulks(members))
+        let whole = set.is_compact().then(|| set.iter());
+        let (cursor, members) = request.elements(set.len(), whole, |at| {
+            set.at(at).expect("a position below the length")
+        });
+        let matching = members.into_iter().filter(|member| request.matches(member));
+        (cursor, bulks(matching))
     })?;
     let (cursor, found) = found.unwrap_or_default();
     Ok(ScanRequest::page(cursor, found))
