@@ -75,6 +75,9 @@ struct Cli {
     /// debug | verbose | notice | warning.
     #[arg(long)]
     loglevel: Option<String>,
+    /// Replicate the primary at HOST PORT (needs --appendonly yes here and there).
+    #[arg(long, num_args = 1..=2, value_names = ["HOST", "PORT"])]
+    replicaof: Option<Vec<String>>,
 }
 
 fn parse_size(text: &str) -> Result<ByteSize, String> {
@@ -112,6 +115,7 @@ impl Cli {
             requirepass: self.requirepass.clone(),
             protected_mode: self.protected_mode,
             loglevel: self.loglevel.clone(),
+            replicaof: self.replicaof.as_ref().map(|parts| parts.join(" ")),
         }
     }
 }

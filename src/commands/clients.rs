@@ -333,6 +333,10 @@ pub struct ClientState {
     pub reply_mode: ReplyMode,
     /// QUIT / a protocol error: close after sending the pending replies.
     pub close_after_reply: bool,
+    /// What the last command left for the connection to finish (WAIT, PSYNC).
+    pub deferred: Option<crate::commands::replication::Deferred>,
+    /// The port a replica announced with REPLCONF listening-port.
+    pub replica_port: u16,
 }
 
 impl ClientState {
@@ -352,6 +356,8 @@ impl ClientState {
             watched: Vec::new(),
             reply_mode: ReplyMode::On,
             close_after_reply: false,
+            deferred: None,
+            replica_port: 0,
         }
     }
 

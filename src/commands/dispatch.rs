@@ -11,6 +11,7 @@ use super::acl::{self, DenialContext};
 use super::table::{self, CommandSpec};
 use super::{error_reply, CommandError, CommandResult, Ctx, ErrorCode, Store};
 use super::{ClientState, Shared};
+use crate::commands::replication::LinkState;
 use crate::engine::Access;
 use crate::engine::EngineResult;
 use crate::protocol::Reply;
@@ -206,6 +207,12 @@ fn check(shared: &Shared, client: &mut ClientState, args: &[Bytes]) -> Result<Pl
         return Err(refusal);
     }
     if let Some(refusal) = misconf_refusal(shared, flags) {
+        return Err(refusal);
+    }
+    if let Some(refusal) = replication_refusal(shared, flags) {
+        if client.multi.is_some() {
+            client.multi_failed = true;
+        }
         return Err(refusal);
     }
     if client.multi.is_some() {
@@ -436,6 +443,46 @@ fn misconf_refusal(shared: &Shared, flags: u32) -> Option<CommandError> {
         ErrorCode::Misconf,
         format!("Errors writing to the AOF file: {failure}"),
     ))
+}
+
+/// Redis's refusals that come from replication: writes on a read-only replica, commands
+/// while a full sync loads, reads on a replica without its primary when stale data is not
+/// to be served, and writes on a primary with too few good replicas. Two atomic loads on
+/// the common path (a primary with min-replicas-to-write off).
+fn replication_refusal(shared: &Shared, flags: u32) -> Option<CommandError> {
+    let replication = &shared.replication;
+    if shared.engine.is_replica() {
+        if flags & table::WRITE != 0 && replication.read_only() {
+            return Some(CommandError::new(
+                ErrorCode::ReadOnly,
+                "You can't write against a read only replica.",
+            ));
+        }
+        let link = replication.link_state();
+        if link == LinkState::Syncing && flags & table::LOADING == 0 {
+            return Some(CommandError::new(
+                ErrorCode::Loading,
+                "HyperCache is loading the dataset in memory",
+            ));
+        }
+        if link != LinkState::Connected
+            && flags & table::STALE == 0
+            && !replication.serve_stale_data()
+        {
+            return Some(CommandError::new(
+                ErrorCode::MasterDown,
+                "Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+            ));
+        }
+        return None;
+    }
+    if flags & table::WRITE != 0 && !replication.enough_good_replicas() {
+        return Some(CommandError::new(
+            ErrorCode::NoReplicas,
+            "Not enough good replicas to write.",
+        ));
+    }
+    None
 }
 
 /// A command a script runs (redis.call / redis.pcall), with the script's client and its

@@ -49,6 +49,10 @@ pub enum ErrorCode {
     NotBusy,
     /// SCRIPT KILL of a script that already wrote.
     Unkillable,
+    /// A replica without its primary, told not to serve stale data.
+    MasterDown,
+    /// Fewer good replicas than `min-replicas-to-write`.
+    NoReplicas,
 }
 
 impl ErrorCode {
@@ -70,6 +74,8 @@ impl ErrorCode {
             ErrorCode::NoScript => "NOSCRIPT",
             ErrorCode::NotBusy => "NOTBUSY",
             ErrorCode::Unkillable => "UNKILLABLE",
+            ErrorCode::MasterDown => "MASTERDOWN",
+            ErrorCode::NoReplicas => "NOREPLICAS",
         }
     }
 }

@@ -14,6 +14,7 @@ mod collections;
 mod connection;
 mod hash;
 mod keys;
+pub mod replication;
 pub mod scripting;
 mod server;
 mod set;
@@ -45,6 +46,7 @@ pub(crate) const FAMILIES: &[&[table::CommandSpec]] = &[
     acl::command::COMMANDS,
     scripting::command::COMMANDS,
     scripting::function_command::COMMANDS,
+    replication::command::COMMANDS,
 ];
 
 /// Redis's `addReplyHelp`: a usage line, the subcommand lines, and HELP itself.

@@ -55,6 +55,8 @@ pub struct Shared {
     pub acl: Acl,
     /// Lua scripts: the cache of bodies, the FUNCTION libraries, the VMs, the running script.
     pub scripts: super::scripting::Scripts,
+    /// Role, ids, replicas and the link to the primary (`crate::replication`).
+    pub replication: crate::commands::replication::Replication,
     shutdown: watch::Sender<ShutdownRequest>,
 }
 
@@ -73,7 +75,12 @@ impl Shared {
         let slowlog = SlowLog::new(config.slowlog.max_len, config.slowlog.log_slower_than);
         let scripts = super::scripting::Scripts::default();
         scripts.functions.load_saved(&engine);
-        Arc::new(Shared {
+        let replication = crate::commands::replication::Replication::open(
+            &engine.config().dir,
+            engine.persistence_report().startup.loaded_saved_state,
+            engine.wal().map_or(0, |wal| wal.last_lsn()),
+        );
+        let shared = Arc::new(Shared {
             engine,
             config: RwLock::new(config),
             config_file,
@@ -91,8 +98,11 @@ impl Shared {
             audit: crate::audit::AuditLog::default(),
             acl,
             scripts,
+            replication,
             shutdown,
-        })
+        });
+        shared.replication.attach(&shared);
+        shared
     }
 
     /// Asks the server to stop (SHUTDOWN, SIGTERM, SIGINT).

@@ -23,6 +23,8 @@ pub struct Overrides {
     pub requirepass: Option<String>,
     pub protected_mode: Option<bool>,
     pub loglevel: Option<String>,
+    /// `--replicaof HOST PORT`.
+    pub replicaof: Option<String>,
 }
 
 /// Every problem found, one per line, each starting with its key path or source.
@@ -177,6 +179,9 @@ fn apply_overrides(config: &mut Config, flags: &Overrides) {
     if let Some(level) = &flags.loglevel {
         config.logging.level = level.clone();
     }
+    if let Some(primary) = &flags.replicaof {
+        config.replication.replicaof = Some(primary.clone());
+    }
 }
 
 #[cfg(test)]
@@ -210,6 +215,7 @@ mod tests {
                 "server",
                 "storage",
                 "persistence",
+                "replication",
                 "limits",
                 "security",
                 "tls",

@@ -9,6 +9,7 @@ mod layers;
 mod memory;
 mod network;
 pub mod params;
+mod replication;
 mod security;
 mod size;
 mod tls;
@@ -40,6 +41,7 @@ pub fn set_log_level_hook(hook: LogLevelHook) {
 pub use eviction::EvictionPolicy;
 pub use memory::{MemorySplit, MIN_MAXMEMORY};
 pub use network::Cidr;
+pub use replication::{parse_primary, ReplicationConfig};
 pub use size::ByteSize;
 pub use tls::{TlsAuthClients, TlsConfig};
 
@@ -436,6 +438,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub storage: EngineConfig,
     pub persistence: PersistenceConfig,
+    pub replication: ReplicationConfig,
     pub limits: LimitsConfig,
     pub security: SecurityConfig,
     pub tls: TlsConfig,
@@ -485,6 +488,12 @@ impl Config {
         }
         if self.limits.proto_max_bulk_len.0 < 1024 {
             return Err("limits.proto_max_bulk_len: must be at least 1kb".into());
+        }
+        if let Some(primary) = &self.replication.replicaof {
+            parse_primary(primary).map_err(|err| format!("replication.replicaof: {err}"))?;
+            if !self.persistence.wal {
+                return Err("replication.replicaof: a replica needs the WAL (persistence.wal: true, or --appendonly yes)".into());
+            }
         }
         if self.persistence.wal_segment_bytes.0 < 1 << 20 {
             return Err("persistence.wal_segment_bytes: must be at least 1mb".into());

@@ -46,6 +46,7 @@ pub fn all() -> impl Iterator<Item = &'static Param> {
         .chain(super::network::PARAMS)
         .chain(super::tls::PARAMS)
         .chain(super::security::PARAMS)
+        .chain(super::replication::PARAMS)
 }
 
 /// Redis's limits for `int` and `long long` parameters.
@@ -555,7 +556,7 @@ fn parse_memory(text: &str) -> Option<ByteSize> {
     ByteSize::parse(text).ok()
 }
 
-fn memory_in_range(text: &str, min: i64, max: i64) -> Result<ByteSize, String> {
+pub(super) fn memory_in_range(text: &str, min: i64, max: i64) -> Result<ByteSize, String> {
     let size = parse_memory(text).ok_or_else(|| "argument must be a memory value".to_string())?;
     let value = i64::try_from(size.0).map_err(|_| "argument must be a memory value")?;
     check_range(value, min, max).map(|_| size)
@@ -565,11 +566,11 @@ fn percent(text: &str) -> Result<u8, String> {
     Ok(in_range(text, 0, 100)? as u8)
 }
 
-fn yes_no(value: bool) -> String {
+pub(super) fn yes_no(value: bool) -> String {
     if value { "yes" } else { "no" }.into()
 }
 
-fn parse_yes_no(text: &str) -> Result<bool, String> {
+pub(super) fn parse_yes_no(text: &str) -> Result<bool, String> {
     match text.to_ascii_lowercase().as_str() {
         "yes" => Ok(true),
         "no" => Ok(false),
@@ -698,6 +699,7 @@ mod tests {
                 retain_checkpoints: 3,
                 wal_segment_bytes: ByteSize(8 << 20),
             },
+            replication: crate::config::replication::everything_changed(),
             limits: LimitsConfig {
                 proto_max_bulk_len: ByteSize(2 << 20),
                 client_query_buffer_limit: ByteSize(3 << 20),

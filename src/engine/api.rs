@@ -89,6 +89,13 @@ pub enum LogError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A replicated record does not follow the replica's log (`expected` is the LSN it needs
+    /// next), or replication needs a WAL this node does not have.
+    ReplicaOutOfStep {
+        expected: Lsn,
+        got: Lsn,
+    },
+    ReplicationNeedsWal,
 }
 
 impl std::fmt::Display for LogError {
@@ -121,6 +128,14 @@ impl std::fmt::Display for LogError {
             LogError::MoveAside { path, source } => {
                 write!(f, "cannot move {} aside: {source}", path.display())
             }
+            LogError::ReplicaOutOfStep { expected, got } => write!(
+                f,
+                "replicated record {got} does not follow this replica's log (it needs {expected})"
+            ),
+            LogError::ReplicationNeedsWal => write!(
+                f,
+                "replication needs the WAL (persistence.wal: true, or --appendonly yes)"
+            ),
         }
     }
 }

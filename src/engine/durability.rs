@@ -452,7 +452,7 @@ impl Engine {
 
     /// Applies one WAL record through the engine's write path: each key is resolved against
     /// both tiers first, so key counts, the filter and cold copies stay exact (I1, I2, I4).
-    fn apply_record(&self, lsn: Lsn, payload: &[u8]) -> EngineResult<()> {
+    pub(super) fn apply_record(&self, lsn: Lsn, payload: &[u8]) -> EngineResult<()> {
         let mutations = mutation::decode(payload).map_err(LogError::Undecodable)?;
         let now = self.now_ms();
         let mut discard = MutationBatch::default();
@@ -533,9 +533,10 @@ impl Engine {
         Ok(())
     }
 
-    /// Whether mutations are being logged (the WAL is on and recovery has finished).
+    /// Whether mutations are being logged (the WAL is on, recovery has finished, and this
+    /// is not a replica, whose log holds only its primary's records: `replication.rs`).
     pub(super) fn logging(&self) -> bool {
-        self.wal.get().is_some()
+        self.wal.get().is_some() && !self.replication.is_replica()
     }
 
     /// Appends a finished transaction's mutations as one WAL record. Called with the
@@ -602,6 +603,17 @@ impl Engine {
         result
     }
 
+    /// Runs `reset` (a replica's full sync emptying its data and log) with checkpoints held
+    /// off, then a checkpoint at the log's new position.
+    pub(super) fn reset_then_checkpoint(
+        &self,
+        reset: impl FnOnce() -> EngineResult<()>,
+    ) -> EngineResult<()> {
+        let _one_at_a_time = self.durability.running.lock();
+        reset()?;
+        self.run_checkpoint(CheckpointReason::Requested).map(|_| ())
+    }
+
     fn run_checkpoint(&self, reason: CheckpointReason) -> EngineResult<CheckpointInfo> {
         let started = Instant::now();
         let wal = self.wal.get();
@@ -634,9 +646,11 @@ impl Engine {
         }
         self.cold.write(ops)?;
         self.cold.sync()?;
-        // 5. Old segments go; optionally a RocksDB copy stays for backups.
+        // 5. Old segments go, except those replicas still need (replication.rs); optionally
+        // a RocksDB copy stays for backups.
         if let Some(wal) = wal {
-            wal.remove_segments_before(lsn + 1)?;
+            let (before, keep_bytes) = self.replication.removable_before(lsn);
+            wal.remove_segments_keeping(before, keep_bytes)?;
         }
         let retained = self.retain_cold_checkpoint(unix_ms)?;
         let info = CheckpointInfo {

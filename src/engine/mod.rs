@@ -38,6 +38,7 @@ mod expiry;
 mod hot_tier;
 mod inline;
 mod open;
+mod replication;
 mod report;
 mod resolve;
 mod room;
@@ -105,6 +106,8 @@ pub struct Engine {
     durability: durability::State,
     /// The eviction policy's live settings and the disk budget.
     eviction: eviction::EvictionState,
+    /// Replica mode and the WAL records replicas still need.
+    replication: replication::ReplicationState,
 }
 
 impl Engine {

@@ -115,6 +115,7 @@ impl Engine {
             active_expiry: AtomicBool::new(true),
             wal: OnceLock::new(),
             durability: durability::State::new(Durability::default()),
+            replication: Default::default(),
             eviction: eviction::EvictionState::new(&config),
             config,
         };

@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::ColdReads;
 use crate::commands::dispatch::{self, Plan};
+use crate::commands::replication::{serve_replica, wait_for_replicas, Deferred, PsyncRequest};
 use crate::commands::{error_reply, CommandError, ErrorCode};
 use crate::commands::{ClientState, ReplyMode, Shared};
 use crate::config::SyncPolicy;
@@ -77,6 +78,7 @@ pub(super) async fn serve<S: ClientStream>(
         output_limits: OutputLimits::default(),
         rate: CommandRate::new(),
         client_memory_limit: 0,
+        feed: None,
     };
     connection.run().await;
     if let Some(client) = connection.client.take() {
@@ -101,6 +103,8 @@ struct Connection<S> {
     rate: CommandRate,
     /// `maxmemory-clients` in bytes (0 = none), read from the live config once per batch.
     client_memory_limit: usize,
+    /// A replica's PSYNC: once the replies before it are out, the connection becomes its feed.
+    feed: Option<PsyncRequest>,
 }
 
 /// A token bucket of one second's commands: a client may run `rate` commands in a burst,
@@ -156,6 +160,13 @@ impl<S: ClientStream> Connection<S> {
     async fn run(&mut self) {
         let _ = self.serve_until_closed().await;
         let _ = self.flush().await;
+        if let Some(request) = self.feed.take() {
+            let client = self.client();
+            let (addr, port) = (client.handle.addr, client.replica_port);
+            let input = std::mem::take(&mut self.read_buf);
+            let shared = Arc::clone(&self.shared);
+            serve_replica(shared, &mut self.stream, input, addr, port, request).await;
+        }
     }
 
     async fn serve_until_closed(&mut self) -> Result<(), Close> {
@@ -163,7 +174,7 @@ impl<S: ClientStream> Connection<S> {
         loop {
             self.run_buffered_commands().await?;
             self.flush().await?;
-            if self.client().close_after_reply {
+            if self.client().close_after_reply || self.feed.is_some() {
                 return Err(Close::Now);
             }
             let (query_limit, timeout) = {
@@ -247,7 +258,7 @@ impl<S: ClientStream> Connection<S> {
                         tokio::time::sleep(wait).await;
                     }
                     self.execute(args).await;
-                    if self.client().close_after_reply {
+                    if self.client().close_after_reply || self.feed.is_some() {
                         return Ok(());
                     }
                     self.check_output_limit()?;
@@ -268,6 +279,8 @@ impl<S: ClientStream> Connection<S> {
     }
 
     async fn execute(&mut self, args: Vec<Bytes>) {
+        // WAIT's deferred answer belongs to WAIT itself, not to an EXEC that ran one.
+        let is_wait = args[0].len() == 4 && args[0].eq_ignore_ascii_case(b"wait");
         let mut client = self.client.take().expect("client state is home");
         let reply = match dispatch::plan(&self.shared, &mut client, &args) {
             Plan::Reply(reply) => reply,
@@ -301,6 +314,24 @@ impl<S: ClientStream> Connection<S> {
                     result => result.unwrap_or_else(CommandError::into_reply),
                 }
             }
+        };
+        let reply = match client.deferred.take() {
+            Some(Deferred::Feed(request)) => {
+                // The feed writes its own first line (+FULLRESYNC / +CONTINUE).
+                self.feed = Some(request);
+                self.client = Some(client);
+                return;
+            }
+            Some(Deferred::Wait {
+                replicas,
+                offset,
+                timeout,
+            }) if is_wait => {
+                // Replies before WAIT go out first; the wait holds no thread.
+                self.flush().await.ok();
+                wait_for_replicas(&self.shared, replicas, offset, timeout, &client.handle).await
+            }
+            _ => reply,
         };
         match client.reply_mode {
             ReplyMode::On => write_reply(&mut self.write_buf, &reply, client.protocol),

@@ -68,6 +68,7 @@ impl Instance {
         };
         let audit_log = config.security.audit_log.clone();
         let shared = Shared::new(engine, config, config_file, port, acl);
+        crate::commands::replication::Replication::start(&shared)?;
         if let Some(path) = audit_log {
             shared.audit.open(&path)?;
         }

@@ -91,6 +91,11 @@ pub(super) fn config_set(ctx: &mut Ctx<'_, '_>, args: &[Bytes]) -> CommandResult
     ctx.shared
         .slowlog
         .set_threshold_us(updated.slowlog.log_slower_than);
+    if updated.replication != config.replication {
+        ctx.shared.replication.apply_config(&updated.replication);
+        ctx.engine()
+            .set_replication_backlog(updated.replication.repl_backlog_size.0);
+    }
     if updated.storage != config.storage {
         // The policy, its knobs and maxdisk; the rest of the storage section is fixed.
         ctx.engine().apply_eviction_config(&updated.storage);

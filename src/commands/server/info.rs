@@ -292,13 +292,85 @@ fn stats(shared: &Shared, out: &mut String) {
     line(out, "keyspace_hits", load(&stats.keyspace_hits));
     line(out, "keyspace_misses", load(&stats.keyspace_misses));
     line(out, "total_error_replies", load(&stats.total_error_replies));
+    let sync = &shared.replication.stats;
+    line(out, "sync_full", sync.sync_full.load(Ordering::Relaxed));
+    line(
+        out,
+        "sync_partial_ok",
+        sync.sync_partial_ok.load(Ordering::Relaxed),
+    );
+    line(
+        out,
+        "sync_partial_err",
+        sync.sync_partial_err.load(Ordering::Relaxed),
+    );
 }
 
 fn replication(shared: &Shared, out: &mut String) {
-    line(out, "role", "master");
-    line(out, "connected_slaves", 0);
-    line(out, "master_replid", &shared.run_id);
-    line(out, "master_repl_offset", 0);
+    let replication = &shared.replication;
+    let offset = crate::commands::replication::Replication::offset(shared);
+    match replication.primary() {
+        Some(primary) => {
+            let link = replication.link_state();
+            line(out, "role", "slave");
+            line(out, "master_host", &primary.host);
+            line(out, "master_port", primary.port);
+            let up = link == crate::commands::replication::LinkState::Connected;
+            line(out, "master_link_status", if up { "up" } else { "down" });
+            line(
+                out,
+                "master_last_io_seconds_ago",
+                if up {
+                    replication.link_idle().as_secs() as i64
+                } else {
+                    -1
+                },
+            );
+            let syncing = link == crate::commands::replication::LinkState::Syncing;
+            line(out, "master_sync_in_progress", u8::from(syncing));
+            line(out, "slave_read_repl_offset", offset);
+            line(out, "slave_repl_offset", offset);
+            line(out, "slave_priority", 100);
+            line(out, "slave_read_only", u8::from(replication.read_only()));
+            line(out, "replica_announced", 1);
+        }
+        None => line(out, "role", "master"),
+    }
+    let replicas = replication.replicas();
+    line(out, "connected_slaves", replicas.len());
+    for (index, replica) in replicas.iter().enumerate() {
+        let online = replica.online.load(Ordering::Acquire);
+        line(
+            out,
+            &format!("slave{index}"),
+            format!(
+                "ip={},port={},state={},offset={},lag={}",
+                replica.addr.ip(),
+                replica.listening_port,
+                if online { "online" } else { "wait_bgsave" },
+                replica.acked.load(Ordering::Acquire),
+                replica.acked_at.lock().elapsed().as_secs()
+            ),
+        );
+    }
+    let ids = replication.ids();
+    line(out, "master_failover_state", "no-failover");
+    line(out, "master_replid", &ids.replid);
+    line(out, "master_replid2", &ids.replid2);
+    line(out, "master_repl_offset", offset);
+    line(out, "second_repl_offset", ids.second_offset);
+    let (active, first, bytes) = match shared.engine.wal() {
+        Some(wal) => (1, wal.oldest_lsn(), wal.disk_bytes()),
+        None => (0, 0, 0),
+    };
+    line(out, "repl_backlog_active", active);
+    line(
+        out,
+        "repl_backlog_size",
+        shared.config.read().replication.repl_backlog_size.0,
+    );
+    line(out, "repl_backlog_first_byte_offset", first);
+    line(out, "repl_backlog_histlen", bytes);
 }
 
 fn cpu(_shared: &Shared, out: &mut String) {

@@ -66,6 +66,11 @@ impl Engine {
     /// when the policy allows no victim. Returns whether it is still over (the evictor
     /// then goes on at once).
     pub fn enforce_disk_budget(&self) -> EngineResult<bool> {
+        if self.is_replica() {
+            // A replica holds its primary's keys: only the primary's deletes remove them (as
+            // Redis replicas ignore maxmemory).
+            return Ok(false);
+        }
         let cold_keys = self.cold_key_count();
         let report = self.eviction.budget.refresh(cold_keys);
         self.eviction.near_budget.store(

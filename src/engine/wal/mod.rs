@@ -49,6 +49,7 @@ mod format;
 mod repair;
 mod replay;
 mod segment;
+mod tail;
 mod writer;
 
 #[cfg(test)]
@@ -67,6 +68,7 @@ use tokio::sync::watch;
 pub use error::{CorruptionKind, RecordDamage, WalError};
 pub use repair::{check, repair, CheckReport};
 pub use replay::{records_after, replay, Record, RecordRef, RecordsAfter, ReplayStats, TornTail};
+pub use tail::{decode_streamed_record, StreamedRecord, TailError, WalTail};
 
 use error::{corrupt, io_at};
 use format::{push_record, segment_name};
@@ -236,10 +238,12 @@ impl Wal {
                 stopped: false,
                 error: None,
                 write_failure: None,
+                restart: None,
             }),
             work: Condvar::new(),
             progress: Condvar::new(),
             last_lsn: AtomicU64::new(last_lsn),
+            written_lsn: AtomicU64::new(last_lsn),
             durable_lsn: AtomicU64::new(last_lsn),
             durable_rx,
             segments: Mutex::new(metas),
@@ -315,6 +319,63 @@ impl Wal {
         self.shared.last_lsn.load(Ordering::Acquire)
     }
 
+    /// Highest LSN handed to the OS: what a [`WalTail`] may read.
+    pub fn written_lsn(&self) -> Lsn {
+        self.shared.written_lsn.load(Ordering::Acquire)
+    }
+
+    /// Waits up to `timeout` for records after `after` to be written; returns the written LSN
+    /// (still `after` or less if none came, or the writer stopped).
+    pub fn wait_written(&self, after: Lsn, timeout: std::time::Duration) -> Lsn {
+        let shared = &*self.shared;
+        let deadline = std::time::Instant::now() + timeout;
+        let mut st = shared.state.lock();
+        loop {
+            let written = shared.written_lsn.load(Ordering::Acquire);
+            if written > after || st.stopped || st.error.is_some() {
+                return written;
+            }
+            if shared.progress.wait_until(&mut st, deadline).timed_out() {
+                return shared.written_lsn.load(Ordering::Acquire);
+            }
+        }
+    }
+
+    /// The first LSN the log still holds (records before it were removed by checkpoints);
+    /// `last_lsn() + 1` when it holds none.
+    pub fn oldest_lsn(&self) -> Lsn {
+        let segments = self.shared.segments.lock();
+        segments
+            .first()
+            .map_or_else(|| self.last_lsn() + 1, |segment| segment.first_lsn)
+    }
+
+    /// The directory the log lives in (for a [`WalTail`]).
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Empties the log and makes it go on after `last`: a replica's full sync, whose data now
+    /// comes from the primary's snapshot at `last`. The caller must be the only appender.
+    pub fn restart_at(&self, last: Lsn) -> Result<(), WalError> {
+        let shared = &*self.shared;
+        let mut st = shared.state.lock();
+        // Everything appended so far is written first (it belongs to the data being replaced,
+        // but the writer must not be holding it when the segments go).
+        while !st.buf.is_empty() || st.in_flight > 0 {
+            st.check_appendable()?;
+            shared.work.notify_one();
+            shared.progress.wait(&mut st);
+        }
+        st.check_appendable()?;
+        st.restart = Some(last);
+        shared.work.notify_one();
+        while st.restart.is_some() && !st.stopped {
+            shared.progress.wait(&mut st);
+        }
+        st.check_appendable()
+    }
+
     /// Highest LSN known to be fsynced.
     pub fn durable_lsn(&self) -> Lsn {
         self.shared.durable_lsn.load(Ordering::Acquire)
@@ -387,13 +448,25 @@ impl Wal {
     /// first, so a crash midway leaves no gap. The active segment is never deleted: its name
     /// keeps LSNs continuing after a restart. Returns the bytes freed.
     pub fn remove_segments_before(&self, lsn: Lsn) -> Result<u64, WalError> {
+        self.remove_segments_keeping(lsn, 0)
+    }
+
+    /// As [`Wal::remove_segments_before`], but keeps the newest segments that together hold at
+    /// least `keep_bytes` (a replication backlog: records replicas may still ask for).
+    pub fn remove_segments_keeping(&self, lsn: Lsn, keep_bytes: u64) -> Result<u64, WalError> {
         let shared = &*self.shared;
         let mut segments = shared.segments.lock();
         // Segment i holds only LSNs below its successor's first one.
-        let removable = segments
+        let mut removable = segments
             .windows(2)
             .take_while(|pair| pair[1].first_lsn <= lsn)
             .count();
+        let total: u64 = segments.iter().map(|segment| segment.bytes).sum();
+        let mut removed_bytes: u64 = segments.iter().take(removable).map(|s| s.bytes).sum();
+        while removable > 0 && total - removed_bytes < keep_bytes {
+            removable -= 1;
+            removed_bytes -= segments[removable].bytes;
+        }
         let mut freed = 0;
         let mut removed = 0;
         let mut result = Ok(());

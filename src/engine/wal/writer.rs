@@ -100,6 +100,9 @@ pub(super) struct Shared {
     /// waiters sleep here.
     pub(super) progress: Condvar,
     pub(super) last_lsn: AtomicU64,
+    /// Highest LSN handed to the OS (readable by a [`WalTail`](super::WalTail)). Stored under
+    /// `state`'s lock, before `progress` is notified.
+    pub(super) written_lsn: AtomicU64,
     /// Stored under `state`'s lock so a waiter cannot miss an update between check and wait.
     pub(super) durable_lsn: AtomicU64,
     pub(super) durable_rx: watch::Receiver<Lsn>,
@@ -138,6 +141,8 @@ pub(super) struct State {
     /// Writes are failing and being retried; records are still taken (up to the backpressure
     /// bound, then `append` fails with this instead of waiting for the disk).
     pub(super) write_failure: Option<StickyError>,
+    /// `Wal::restart_at` asks the writer to empty the log and go on after this LSN.
+    pub(super) restart: Option<Lsn>,
 }
 
 impl State {
@@ -239,9 +244,15 @@ impl Writer {
         let mut last_sync = Instant::now();
         loop {
             let (batch_last, sync_target, closing) = {
-                let shared = &*self.shared;
+                // Its own handle: `restart` below needs `self` while the lock is held.
+                let shared_handle = Arc::clone(&self.shared);
+                let shared = &*shared_handle;
                 let mut st = shared.state.lock();
                 loop {
+                    if let Some(last) = st.restart.take() {
+                        self.restart(&mut st, last);
+                        continue;
+                    }
                     if st.closing {
                         break;
                     }
@@ -370,6 +381,7 @@ impl Writer {
                 }
             }
             shared.durable_lsn.store(self.durable, Ordering::Release);
+            shared.written_lsn.store(self.written, Ordering::Release);
             shared.progress.notify_all();
             drop(st);
             let durable = self.durable;
@@ -382,6 +394,52 @@ impl Writer {
                 return;
             }
         }
+    }
+
+    /// Empties the log for a replica's full sync: every segment goes, and the log goes on
+    /// after `last` (the LSN of the primary's snapshot). Called with `state` locked and
+    /// nothing buffered or in flight (`Wal::restart_at` waits for that).
+    fn restart(&mut self, st: &mut State, last: Lsn) {
+        let shared = Arc::clone(&self.shared);
+        let path = shared.dir.join(segment_name(last + 1));
+        // Every old segment goes first (the new one may have the active one's name).
+        let result = (|| {
+            let mut segments = shared.segments.lock();
+            for segment in segments.iter() {
+                match std::fs::remove_file(&segment.path) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(StickyError::new(&segment.path, &err)),
+                }
+            }
+            self.unsynced.clear();
+            let file = create_segment(&path).map_err(|err| StickyError::new(&path, &err))?;
+            self.file = file;
+            self.path = path.clone();
+            *segments = vec![SegmentMeta {
+                first_lsn: last + 1,
+                path: path.clone(),
+                bytes: 0,
+            }];
+            sync_dir(&shared.dir).map_err(|err| StickyError::new(&shared.dir, &err))
+        })();
+        if let Err(err) = result {
+            tracing::error!(path = %err.path.display(), error = %err.message, "could not empty the WAL for a full sync");
+            shared.stop_with(st, err);
+            return;
+        }
+        self.file_len = 0;
+        self.dir_dirty = false;
+        self.written = last;
+        self.durable = last;
+        st.next_lsn = last + 1;
+        st.sync_target = st.sync_target.min(last);
+        shared.disk_bytes.store(0, Ordering::Release);
+        shared.last_lsn.store(last, Ordering::Release);
+        shared.written_lsn.store(last, Ordering::Release);
+        shared.durable_lsn.store(last, Ordering::Release);
+        self.durable_tx.send_replace(last);
+        shared.progress.notify_all();
     }
 
     /// Writes whole records, rolling to a new segment before a record that would push the
