@@ -96,6 +96,8 @@ pub enum LogError {
         got: Lsn,
     },
     ReplicationNeedsWal,
+    /// A full sync asked of an engine that is not in replica mode.
+    NotAReplica,
 }
 
 impl std::fmt::Display for LogError {
@@ -132,6 +134,7 @@ impl std::fmt::Display for LogError {
                 f,
                 "replicated record {got} does not follow this replica's log (it needs {expected})"
             ),
+            LogError::NotAReplica => write!(f, "only a replica loads a primary's snapshot"),
             LogError::ReplicationNeedsWal => write!(
                 f,
                 "replication needs the WAL (persistence.wal: true, or --appendonly yes)"

@@ -119,7 +119,7 @@ impl Engine {
     pub fn begin_full_sync(&self, lsn: Lsn) -> EngineResult<()> {
         let wal = self.wal.get().ok_or(LogError::ReplicationNeedsWal)?;
         if !self.is_replica() {
-            return Err(LogError::ReplicationNeedsWal.into());
+            return Err(LogError::NotAReplica.into());
         }
         self.reset_then_checkpoint(|| {
             {

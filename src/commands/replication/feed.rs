@@ -305,6 +305,10 @@ impl Producer {
                 self.shared.replication.refresh_pin(&self.shared);
                 push_frame(&mut frame, wire::RECORDS, &body);
             } else {
+                if self.wal.failure().is_some() {
+                    // A stopped writer wakes no one: do not spin on it.
+                    std::thread::sleep(HEARTBEAT_INTERVAL);
+                }
                 push_frame(&mut frame, wire::HEARTBEAT, &written.to_le_bytes());
             }
             self.send(frame)?;

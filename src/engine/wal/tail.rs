@@ -200,3 +200,114 @@ pub fn decode_streamed_record(bytes: &[u8]) -> Result<Option<StreamedRecord<'_>>
         len: end,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::engine::wal::{records_after, SyncPolicy, Wal, WalOptions};
+
+    fn small_segments() -> WalOptions {
+        WalOptions {
+            segment_bytes: 256,
+            sync: SyncPolicy::No,
+            first_lsn: 1,
+        }
+    }
+
+    fn payload(lsn: Lsn) -> Vec<u8> {
+        format!("record-{lsn:05}").into_bytes()
+    }
+
+    /// Reads everything written after the tail's position and checks each record.
+    fn drain(tail: &mut WalTail, wal: &Wal) -> Vec<Lsn> {
+        let mut bytes = Vec::new();
+        tail.read(wal.written_lsn(), usize::MAX, &mut bytes)
+            .unwrap();
+        let mut lsns = Vec::new();
+        let mut rest = &bytes[..];
+        while let Some(record) = decode_streamed_record(rest).unwrap() {
+            assert_eq!(record.payload, payload(record.lsn));
+            lsns.push(record.lsn);
+            rest = &rest[record.len..];
+        }
+        assert!(rest.is_empty());
+        lsns
+    }
+
+    fn append_until_written(wal: &Wal, lsns: std::ops::RangeInclusive<Lsn>) {
+        let last = *lsns.end();
+        for lsn in lsns {
+            assert_eq!(wal.append(&payload(lsn)).unwrap(), lsn);
+        }
+        while wal.written_lsn() < last {
+            wal.wait_written(last - 1, Duration::from_millis(100));
+        }
+    }
+
+    #[test]
+    fn a_tail_follows_a_growing_log_across_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(dir.path(), small_segments()).unwrap();
+        append_until_written(&wal, 1..=40);
+        let mut tail = WalTail::new(dir.path(), 0);
+        assert_eq!(drain(&mut tail, &wal), (1..=40).collect::<Vec<_>>());
+        // Nothing new: nothing read, and the position stays.
+        assert!(drain(&mut tail, &wal).is_empty());
+        append_until_written(&wal, 41..=75);
+        assert_eq!(drain(&mut tail, &wal), (41..=75).collect::<Vec<_>>());
+        // A tail may start anywhere, and stops at the bytes asked for (whole records).
+        let mut middle = WalTail::new(dir.path(), 30);
+        let mut bytes = Vec::new();
+        assert_eq!(middle.read(75, 1, &mut bytes).unwrap(), 1);
+        assert_eq!(decode_streamed_record(&bytes).unwrap().unwrap().lsn, 31);
+        assert_eq!(middle.next_lsn(), 32);
+        wal.close().unwrap();
+    }
+
+    #[test]
+    fn a_tail_whose_records_were_removed_reports_them_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(dir.path(), small_segments()).unwrap();
+        append_until_written(&wal, 1..=40);
+        wal.remove_segments_before(30).unwrap();
+        let oldest = wal.oldest_lsn();
+        assert!(oldest > 1 && oldest <= 30, "oldest {oldest}");
+        let mut gone = WalTail::new(dir.path(), 0);
+        assert!(matches!(
+            gone.read(40, usize::MAX, &mut Vec::new()),
+            Err(TailError::Gone { wanted: 1 })
+        ));
+        let mut kept = WalTail::new(dir.path(), oldest - 1);
+        assert_eq!(drain(&mut kept, &wal), (oldest..=40).collect::<Vec<_>>());
+        // A backlog keeps segments a checkpoint could otherwise remove.
+        wal.remove_segments_keeping(41, u64::MAX).unwrap();
+        assert_eq!(wal.oldest_lsn(), oldest);
+        wal.close().unwrap();
+    }
+
+    #[test]
+    fn restart_at_empties_the_log_and_numbers_on_from_there() {
+        for restart in [3, 500] {
+            let dir = tempfile::tempdir().unwrap();
+            let wal = Wal::open(dir.path(), small_segments()).unwrap();
+            append_until_written(&wal, 1..=20);
+            wal.restart_at(restart).unwrap();
+            assert_eq!(
+                (wal.last_lsn(), wal.written_lsn(), wal.oldest_lsn()),
+                (restart, restart, restart + 1)
+            );
+            assert_eq!(wal.append(b"next").unwrap(), restart + 1);
+            wal.close().unwrap();
+            let records: Vec<_> = records_after(dir.path(), 0)
+                .unwrap()
+                .map(|record| record.unwrap().lsn)
+                .collect();
+            assert_eq!(records, vec![restart + 1]);
+            let reopened = Wal::open(dir.path(), small_segments()).unwrap();
+            assert_eq!(reopened.last_lsn(), restart + 1);
+            reopened.close().unwrap();
+        }
+    }
+}
