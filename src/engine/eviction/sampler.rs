@@ -15,6 +15,7 @@ use super::super::cold::{Entries, Space};
 use super::super::entry::{read_access_stamp, read_expire_at, NO_EXPIRY};
 use super::super::filter::hash_key;
 use super::super::keys;
+use super::super::mutation::MutationBatch;
 use super::super::resolve::push_cold_delete;
 use super::super::{db_prefix, seconds, Engine};
 use super::access::AccessStamp;
@@ -211,6 +212,16 @@ impl Engine {
             return Ok(0);
         }
         self.cold.write(ops)?;
+        if self.logging() {
+            // Logged as deletes, under the victims' shard locks, as Redis propagates
+            // evictions as DEL: a replica applies them (it evicts nothing itself), and
+            // replay after a crash agrees with the cold tier.
+            let mut log = MutationBatch::default();
+            for key in &evicted {
+                log.del(key);
+            }
+            self.append_to_wal(&mut log);
+        }
         let hashes: Vec<u64> = evicted.iter().map(|key| hash_key(key)).collect();
         self.filter.forget(&hashes);
         for key in &evicted {
