@@ -54,6 +54,15 @@ pub async fn serve_replica<S>(
     };
     let replication = &shared.replication;
     let ids = replication.ids();
+    if shared.engine.is_replica()
+        && (replication.link_state() != super::LinkState::Connected || !ids.synced)
+    {
+        // A replica without its primary, or half way through a full sync, holds no
+        // history it can vouch for (Redis's answer).
+        let refusal = "-NOMASTERLINK Can't SYNC while not connected with my master\r\n";
+        let _ = writer.write_all(refusal.as_bytes()).await;
+        return;
+    }
     let last = wal.last_lsn();
     let resumable = request.offset.filter(|&offset| {
         ids.shares_history(&request.replid, offset, last) && offset + 1 >= wal.oldest_lsn()
@@ -144,6 +153,10 @@ async fn pump<R, W>(
     loop {
         if !read_acks(shared, &mut input, &limits, info) {
             return;
+        }
+        if !info.online.load(Ordering::Acquire) {
+            // A replica loading its snapshot sends nothing until it has loaded and saved it.
+            heard = Instant::now();
         }
         let silence = timeout.saturating_sub(heard.elapsed());
         tokio::select! {

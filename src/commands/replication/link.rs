@@ -208,14 +208,18 @@ fn session(shared: &Shared, primary: &Primary, generation: u64) -> Result<(), St
         }
         ["+CONTINUE", rest @ ..] => {
             let last = wal.last_lsn();
-            if let Some(replid) = rest.first().filter(|id| **id != ids.replid) {
-                replication.set_ids(ids.switched(replid, last));
-            } else if !ids.replica {
-                replication.set_ids(ReplIds {
-                    replica: true,
-                    ..ids
-                });
-            }
+            // Under the link's generation: a promotion meanwhile keeps its own ids.
+            replication.apply_if_current(generation, || {
+                if let Some(replid) = rest.first().filter(|id| **id != ids.replid) {
+                    replication.set_ids(ids.switched(replid, last));
+                } else if !ids.replica {
+                    replication.set_ids(ReplIds {
+                        replica: true,
+                        ..ids.clone()
+                    });
+                }
+                Ok(())
+            })?;
             tracing::info!(offset = last, "partial resync with the primary accepted");
         }
         _ => return Err(format!("the primary refused PSYNC: {answer}")),
@@ -241,8 +245,8 @@ fn full_sync(
     replication.set_link(LinkState::Syncing);
     // This node's own replicas followed the log being replaced.
     replication.feed_epoch.fetch_add(1, Ordering::AcqRel);
-    replication.set_ids(ReplIds::following(replid, false));
     replication.apply_if_current(generation, || {
+        replication.set_ids(ReplIds::following(replid, false));
         engine
             .begin_full_sync(lsn)
             .map_err(|err| format!("cannot empty the data for a full sync: {err}"))
@@ -278,9 +282,10 @@ fn full_sync(
     replication.apply_if_current(generation, || {
         engine
             .finish_full_sync()
-            .map_err(|err| format!("cannot save the snapshot: {err}"))
+            .map_err(|err| format!("cannot save the snapshot: {err}"))?;
+        replication.set_ids(ReplIds::following(replid, true));
+        Ok(())
     })?;
-    replication.set_ids(ReplIds::following(replid, true));
     tracing::info!(
         lsn,
         batches,

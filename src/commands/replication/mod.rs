@@ -267,9 +267,9 @@ impl Replication {
 
     /// Keeps the WAL from the oldest record any feed still has to read.
     fn refresh_pin(&self, shared: &Shared) {
-        let oldest = self
-            .replicas
-            .lock()
+        // Stored under the lock: two callers must not publish their minimums out of order.
+        let replicas = self.replicas.lock();
+        let oldest = replicas
             .values()
             .map(|replica| replica.reading_from.load(Ordering::Acquire))
             .min();

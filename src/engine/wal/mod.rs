@@ -364,6 +364,10 @@ impl Wal {
         // but the writer must not be holding it when the segments go).
         while !st.buf.is_empty() || st.in_flight > 0 {
             st.check_appendable()?;
+            if let Some(failure) = &st.write_failure {
+                // The disk is not taking writes: waiting could take forever.
+                return Err(failure.to_error());
+            }
             shared.work.notify_one();
             shared.progress.wait(&mut st);
         }
